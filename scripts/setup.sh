@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by run-tests.sh and start-all.sh: a virtual environment in .venv
+# with DeepSynth installed, and (as root) the system fonts the renderer falls back to.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.deepsynth-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing DeepSynth and its dependencies into .venv"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    # The CPU build of torch, pinned: an unpinned torch would pull a multi-gigabyte CUDA build.
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    touch "$stamp"
+fi
+
+# Noto CJK lets the renderer draw Chinese, Japanese and Korean; the tests check that it does.
+if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing fonts-noto-cjk"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk fontconfig >/dev/null
+    else
+        echo "setup: warning: Noto CJK fonts are missing (apt-get install fonts-noto-cjk);" \
+             "CJK text will render as empty boxes and the font tests will fail" >&2
+    fi
+fi

@@ -1,0 +1,141 @@
+"""``deepsynth generate``, ``push``, ``datasets list|show`` and ``presets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tqdm import tqdm
+
+from deepsynth.config import (
+    GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
+)
+from deepsynth.data.catalog import default_datasets_root, describe_dataset, list_datasets
+from deepsynth.data.generate import generate_dataset
+from deepsynth.data.presets import PRESETS
+from deepsynth.hub.publish import push_dataset
+from deepsynth.hub.upload import HfHubClient
+from deepsynth.progress import Progress
+
+EXIT_STOPPED = 130
+EXIT_UPLOAD_FAILED = 1
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate", help="render a corpus into a dataset folder (resumable)",
+        description="Render a corpus into Parquet shards of page images. Re-running the same "
+        "command resumes after the last finished shard.")
+    add_arguments(generate, SourceConfig)
+    add_arguments(generate, GenerationConfig)
+    add_arguments(generate.add_argument_group("render options"), RenderConfig)
+    generate.set_defaults(handler=run_generate)
+
+    push = commands.add_parser("push", help="upload a generated dataset to the Hub "
+                               "(only what the repository is missing)")
+    push.add_argument("folder", help="a folder written by deepsynth generate")
+    push.add_argument("--to", required=True, metavar="ORG/NAME", help="Hub dataset repository")
+    push.add_argument("--public", action="store_true", help="create the repository public")
+    push.set_defaults(handler=run_push)
+
+    datasets = commands.add_parser("datasets", help="list or show generated datasets")
+    actions = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="datasets under ROOT")
+    listing.add_argument("root", nargs="?", help="default: $DEEPSYNTH_DATA_ROOT/datasets "
+                         "or ./data/datasets")
+    listing.set_defaults(handler=run_list)
+    show = actions.add_parser("show", help="one dataset: counts, shards, configuration")
+    show.add_argument("folder")
+    show.set_defaults(handler=run_show)
+
+    presets = commands.add_parser("presets", help="the benchmark corpus presets")
+    presets.set_defaults(handler=run_presets)
+
+
+class _StopOnSignal:
+    """First Ctrl-C or SIGTERM: stop after the rows in flight (kept); second: abort."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __enter__(self) -> _StopOnSignal:
+        self._previous = {s: signal.signal(s, self._handle)
+                          for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        print("\nstopping after the rows in flight (again to abort)...", file=sys.stderr)
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    source = from_namespace(SourceConfig, args)
+    render = from_namespace(RenderConfig, args)
+    config = from_namespace(GenerationConfig, args, source=source, render=render)
+    bar = tqdm(unit="row", dynamic_ncols=True, file=sys.stderr, disable=None)
+
+    def show(progress: Progress) -> None:
+        bar.total = progress.total
+        bar.set_description(progress.stage, refresh=False)
+        bar.update(progress.done - bar.n)
+
+    with _StopOnSignal() as stop:
+        try:
+            result = generate_dataset(config, progress=show, should_stop=stop.event.is_set)
+        finally:
+            bar.close()
+    summary = {"folder": str(result.folder), "status": result.status, "rows": result.rows,
+               "counts": result.totals}
+    print(json.dumps(summary, indent=2))
+    if result.status == "stopped":
+        print("stopped: finished rows are kept; re-run the same command to resume",
+              file=sys.stderr)
+        return EXIT_STOPPED
+    if result.hub_error:
+        print(f"error: Hub upload failed ({result.hub_error}); local data is kept; run "
+              f"'deepsynth push {result.folder} --to {config.push_to_hub}'", file=sys.stderr)
+        return EXIT_UPLOAD_FAILED
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    report = push_dataset(Path(args.folder), args.to, HfHubClient(), private=not args.public)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    root = Path(args.root) if args.root else default_datasets_root()
+    found = list_datasets(root)
+    if not found:
+        print(f"no datasets under {root}")
+        return 0
+    print(f"{'name':<28} {'status':<11} {'rows':>8} {'pages':>8} {'MiB':>8}  source")
+    for item in found:
+        rows = sum(item["rows"].values())
+        print(f"{item['name']:<28} {item['status']:<11} {rows:>8} {item['pages']:>8} "
+              f"{item['bytes'] / 2**20:>8.1f}  {item['source']}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    print(json.dumps(describe_dataset(Path(args.folder)), indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    for preset in PRESETS.values():
+        sizes = ", ".join(f"{k} {v:,}" for k, v in preset.sizes.items())
+        print(f"{preset.name:<14} {preset.title:<20} {preset.source:<30} "
+              f"{preset.text_field}/{preset.summary_field}  [{sizes}]  {preset.license}")
+    return 0

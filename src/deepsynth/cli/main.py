@@ -1,0 +1,44 @@
+"""The ``deepsynth`` command: one sub-command per task, user errors as one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deepsynth import __version__
+from deepsynth.cli import dataset_commands, render_command
+from deepsynth.errors import DeepSynthError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepsynth", description="Render summarization corpora to page images and "
+        "fine-tune DeepSeek-OCR to summarize them.")
+    parser.add_argument("--version", action="version", version=f"deepsynth {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    render_command.register(commands)
+    dataset_commands.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.handler(args) or 0
+    except DeepSynthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; finished shards are kept, re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Configuration of rendering, corpus sources and dataset generation (one tree, one place).
+
+These dataclasses are what the CLI flags, the REST bodies and the UI forms parse into; every
+range, choice and default lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from deepsynth.config.spec import option
+from deepsynth.errors import ConfigError
+
+PAGE_SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (512, 512),
+    "small": (640, 640),
+    "base": (1024, 1024),
+    "large": (1280, 1280),
+}
+_WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation"}
+EVAL_SPLITS = ("validation", "test")
+
+
+def parse_page_size(value: str) -> tuple[int, int]:
+    """``tiny|small|base|large`` or ``WxH`` (128 to 4096 px a side) to (width, height)."""
+    if value in PAGE_SIZES:
+        return PAGE_SIZES[value]
+    match = _WXH.match(value)
+    if match:
+        w, h = int(match.group(1)), int(match.group(2))
+        if 128 <= w <= 4096 and 128 <= h <= 4096:
+            return w, h
+    raise ConfigError(
+        "page_size", f"must be one of {', '.join(PAGE_SIZES)} or WxH with sides 128-4096; "
+        f"got {value!r}")
+
+
+def normalize_split(name: str) -> str:
+    """Split names as written: ``dev`` and ``val`` become ``validation``."""
+    name = name.strip().lower()
+    return SPLIT_ALIASES.get(name, name)
+
+
+def _page_size_problem(value: str) -> str | None:
+    try:
+        parse_page_size(value)
+    except ConfigError as exc:
+        return exc.message
+    return None
+
+
+def _split_name_problem(value: list[str]) -> str | None:
+    for name in value:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
+            return f"split names are letters, digits and _; got {name!r}"
+    return None
+
+
+@dataclass
+class RenderConfig:
+    """How text becomes page images."""
+
+    page_size: str = option("base", help="page size: tiny (512), small (640), base (1024), "
+                            "large (1280) or WxH", check=_page_size_problem)
+    font: str = option("DejaVuSans", help="a bundled font name (DejaVuSans, DejaVuSansMono, "
+                       "DejaVuSerif) or a path to a .ttf/.otf file")
+    font_size: int = option(18, help="font size in px", min=6, max=96)
+    min_font_size: int = option(10, help="smallest font size the shrink policy may use",
+                                min=6, max=96)
+    margin: int = option(40, help="page margin in px", min=0, max=512)
+    line_spacing: float = option(1.2, help="line height as a multiple of the font's height",
+                                 min=0.8, max=3.0)
+    color_mode: str = option("gray", help="page colour mode", choices=("gray", "rgb"))
+    png_level: int = option(1, help="PNG compression level (0 fastest, 9 smallest)",
+                            min=0, max=9)
+    overflow: str = option("paginate", help="text that does not fit: continue on further pages, "
+                           "cut it (recorded), or shrink the font (recorded if still too long)",
+                           choices=("paginate", "truncate", "shrink"))
+    max_pages: int | None = option(None, help="at most this many pages per document "
+                                   "(paginate: unlimited by default; truncate/shrink: 1)",
+                                   min=1, max=1000)
+    fallback_fonts: bool = option(True, help="draw characters the font lacks with other fonts "
+                                  "installed on the system (for example Noto CJK)")
+    tokenizer: str | None = option(None, help="a local tokenizer folder or tokenizer.json used "
+                                   "to count text tokens (default: an estimate)")
+
+    def check(self) -> None:
+        width, height = parse_page_size(self.page_size)
+        if 2 * self.margin >= min(width, height) - self.font_size:
+            raise ConfigError("margin", f"leaves no room for text on a {width}x{height} page; "
+                              f"use at most {(min(width, height) - self.font_size) // 2 - 1}")
+        if self.min_font_size > self.font_size:
+            raise ConfigError("min_font_size", f"must be at most font_size ({self.font_size})")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return parse_page_size(self.page_size)
+
+
+@dataclass
+class SourceConfig:
+    """Where the documents come from and which fields hold text, summary and id."""
+
+    source: str = option(help="a file or folder (JSONL, JSON, CSV, Parquet), builtin:scitldr, "
+                         "hf:ORG/NAME[:CONFIG] or preset:NAME")
+    text_field: str | None = option(None, help="column with the document text")
+    summary_field: str | None = option(None, help="column with the reference summary")
+    id_field: str | None = option(None, help="column with a row id (default: split-index)")
+    splits: list[str] = option(default_factory=list, flag="--split",
+                               help="split to generate (repeatable; default: every split)",
+                               check=_split_name_problem)
+    max_samples: int | None = option(None, help="at most this many rows written per split",
+                                     min=1)
+    validation_fraction: float | None = option(
+        None, help="carve a deterministic validation split of this fraction from a single "
+        "local file", min=0.001, max=0.9)
+    on_error: str = option("fail", help="a bad row (invalid JSON, missing field): stop, or "
+                           "skip it and count it", choices=("fail", "skip"))
+
+    def check(self) -> None:
+        if not self.source.strip():
+            raise ConfigError("source", "must not be empty")
+        self.splits = [normalize_split(s) for s in self.splits]
+
+
+@dataclass
+class GenerationConfig:
+    """A dataset generation run: source, rendering and output options."""
+
+    out: str = option(help="output folder")
+    source: SourceConfig = option(cli=False, help="the corpus", default=None)
+    render: RenderConfig = option(cli=False, help="rendering options",
+                                  default_factory=RenderConfig)
+    workers: int | None = option(None, help="rendering processes (default: the CPU count)",
+                                 min=1, max=256)
+    shard_size: int = option(500, help="rows per Parquet shard", min=1, max=1_000_000)
+    dedup: bool = option(True, help="drop rows whose normalized text was already written "
+                         "in the split")
+    overwrite: bool = option(False, help="replace a folder generated with another "
+                             "configuration")
+    push_to_hub: str | None = option(None, help="upload to this Hub dataset repo (ORG/NAME)",
+                                     check=lambda v: None if re.match(
+                                         r"^[\w.-]+/[\w.-]+$", v) else "must be ORG/NAME")
+    public: bool = option(False, help="make the Hub repository public (default: private)")
+
+    def check(self) -> None:
+        if self.source is None:
+            raise ConfigError("source", "is required")
+        if not self.out.strip():
+            raise ConfigError("out", "must not be empty")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+__all__ = ["RenderConfig", "SourceConfig", "GenerationConfig", "parse_page_size",
+           "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]

@@ -1,0 +1,233 @@
+"""The machinery behind the configuration tree: typed fields with their ranges, in one place.
+
+Every configuration dataclass declares its fields with :func:`option`, which records the
+help text, the allowed choices or range and the CLI flag. From that one declaration we get:
+
+- :func:`from_dict`: parse a JSON-like mapping (REST bodies, manifests) into the dataclass,
+  with errors that name the field and what is allowed;
+- :func:`validate`: check an instance built in Python;
+- :func:`add_arguments` / :func:`from_namespace`: the argparse flags of the CLI.
+
+So the CLI, the REST API and the UI all parse into the same objects with the same rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+from deepsynth.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: tuple[Any, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    flag: str | None = None,
+    cli: bool = True,
+    secret: bool = False,
+    check: typing.Callable[[Any], str | None] | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """Declare a configuration field with its documentation and its allowed values.
+
+    ``check`` returns an error message (what is allowed) or None for custom rules.
+    ``secret`` fields are never serialized by :func:`to_dict`.
+    """
+    meta = {
+        "help": help, "choices": choices, "min": min, "max": max, "flag": flag,
+        "cli": cli, "secret": secret, "check": check,
+    }
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Convert ``value`` to ``tp`` or raise a ConfigError naming ``name``."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(name, "must not be null")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(name, f"must be an object, got {type(value).__name__}")
+        return from_dict(tp, value, prefix=f"{name}.")
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"must be a list, got {type(value).__name__}")
+        items = [_coerce(f"{name}[{i}]", item_tp, v) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+            raise ConfigError(name, f"must be an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(name, f"must be an integer, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(name, f"must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"must be a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(name, f"must be a string, got {type(value).__name__}")
+        return value
+    return value
+
+
+def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(str(c) for c in choices)
+        raise ConfigError(name, f"must be one of {allowed}; got {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(name, f"must be between {_fmt(lo)} and {_fmt(hi)}; got {value}")
+    check = meta.get("check")
+    if check is not None:
+        problem = check(value)
+        if problem:
+            raise ConfigError(name, problem)
+
+
+def _fmt(bound: float | None) -> str:
+    return "-inf/+inf" if bound is None else f"{bound:g}"
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
+    """Build ``cls`` from a mapping; unknown keys and bad values raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or cls.__name__, "must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            prefix + unknown[0], f"is not a known field; allowed: {', '.join(sorted(fields))}"
+        )
+    hints = _field_types(cls)
+    kwargs = {k: _coerce(prefix + k, hints[k], v) for k, v in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(prefix.rstrip(".") or cls.__name__, str(exc)) from None
+    validate(obj, prefix=prefix)
+    return obj
+
+
+def validate(obj: Any, *, prefix: str = "") -> None:
+    """Check every field of ``obj`` (recursively) against its declared range and choices."""
+    hints = _field_types(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, prefix=f"{name}.")
+            continue
+        value = _coerce(name, hints[f.name], value)
+        _check_field(name, dict(f.metadata), value)
+    post = getattr(obj, "check", None)
+    if callable(post):
+        post()
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Serialize a config to plain JSON types, leaving out secret fields."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("secret"):
+            continue
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """Field descriptions (name, type, default, range, help) for docs, API and UI."""
+    hints = _field_types(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        tp, _ = _unwrap_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        rows.append({
+            "name": f.name, "type": getattr(tp, "__name__", str(tp)), "default": default,
+            "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
+            "min": f.metadata.get("min"), "max": f.metadata.get("max"),
+            "help": f.metadata.get("help", ""),
+        })
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser | Any, cls: type) -> None:
+    """Add one ``--flag`` per CLI field of ``cls``; values stay strings until parsed."""
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata["help"]}
+        if f.default is not dataclasses.MISSING and f.default is not None:
+            kwargs["help"] += f" (default: {f.default})"
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) in (list, tuple):
+            kwargs["action"] = "append"
+        if f.metadata.get("choices") and tp is str:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(flag, **kwargs)
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
+    """Build ``cls`` from parsed CLI flags: flags not given keep the dataclass defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in vars(ns).items() if k in names and v is not None}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, data)

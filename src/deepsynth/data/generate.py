@@ -1,0 +1,291 @@
+"""Dataset generation: stream a corpus, render it in parallel, write resumable Parquet shards.
+
+Rows flow source -> field mapping -> filters (empty, duplicate, leaked into an evaluation
+split) -> render pool -> shard writer, in source order and in bounded memory. After each
+finished shard the manifest records how far the source was read and every count, so a
+re-run (after a crash, SIGKILL or a stop request) continues exactly where the last shard ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepsynth.config import GenerationConfig, validate
+from deepsynth.data.card import write_card
+from deepsynth.data.folder_lock import FolderLock
+from deepsynth.data.manifest import Manifest, SplitState
+from deepsynth.data.output_folder import check_disk_space, open_manifest, prepare_folder
+from deepsynth.data.records import Document, check_mapping, content_key, to_document
+from deepsynth.data.render_pool import RenderPool
+from deepsynth.data.shards import ShardWriter, read_column
+from deepsynth.data.sources import FieldMapping, RawRow, Source, open_source
+from deepsynth.data.split_plan import SplitPlan, plan_splits
+from deepsynth.errors import DeepSynthError, SourceError
+from deepsynth.hub.publish import NoPublish, ShardPublisher
+from deepsynth.hub.upload import DatasetUploader, HfHubClient, HubClient
+from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
+from deepsynth.render.renderer import RenderedDocument, build_renderer
+
+log = logging.getLogger(__name__)
+SAMPLE_ROWS = 4
+PRODUCER_COUNTS = ("read", "duplicates", "leaked", "empty", "invalid")
+
+
+@dataclass
+class GenerationResult:
+    folder: Path
+    status: str  # complete | stopped
+    rows: dict[str, int]
+    totals: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    hub_error: str | None = None
+
+
+@dataclass
+class _Pending:
+    """A row sent to rendering, with the producer's counts as they stood when it was sent."""
+
+    document: Document
+    key: bytes
+    position: int
+    counts: dict[str, int]
+
+
+def _first_row(source: Source, plan: SplitPlan) -> RawRow | None:
+    return next((r for r in source.rows(plan.source_split) if r.fields is not None), None)
+
+
+class _Generation:
+    def __init__(self, config: GenerationConfig, folder: Path, source: Source,
+                 mapping: FieldMapping, manifest: Manifest, publisher: NoPublish | ShardPublisher,
+                 progress: ProgressCallback, should_stop: StopFlag):
+        self.config, self.folder, self.source, self.mapping = config, folder, source, mapping
+        self.manifest, self.publisher = manifest, publisher
+        self.progress, self.should_stop = progress, should_stop
+        self.timings = {"layout": 0.0, "draw": 0.0, "encode": 0.0, "write": 0.0}
+        self.stopped = False
+        self.failure: DeepSynthError | None = None
+
+    def run(self, plans: list[SplitPlan]) -> GenerationResult:
+        self._check_space(plans)
+        done = sum(s.rows for s in self.manifest.splits.values())
+        self.meter = RateMeter(self._total_rows(plans), done)
+        self.done = done
+        eval_keys: set[bytes] = set()
+        with RenderPool(self.config.render, self.config.worker_count) as pool:
+            for plan in plans:
+                state = self.manifest.splits[plan.name]
+                if state.status != "complete":
+                    self._run_split(plan, state, pool, eval_keys)
+                    if self.stopped or self.failure:
+                        break
+                if plan.is_eval:
+                    eval_keys.update(self._keys(state))
+        return self._finish()
+
+    def _finish(self) -> GenerationResult:
+        data = self.manifest.data
+        data["status"] = "failed" if self.failure else "stopped" if self.stopped else "complete"
+        data["error"] = str(self.failure) if self.failure else None
+        data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        self.manifest.save()
+        write_card(self.folder, self.manifest)
+        if self.failure:
+            raise self.failure
+        if not self.stopped:
+            self.publisher.finish(self.folder, self.manifest)
+        return GenerationResult(
+            self.folder, data["status"], {n: s.rows for n, s in self.manifest.splits.items()},
+            self.manifest.totals(), dict(self.timings), self.publisher.error)
+
+    def _keys(self, state: SplitState) -> set[bytes]:
+        return {bytes.fromhex(h) for h in read_column(self.folder, state.shards, "text_sha256")}
+
+    def _rows_to_write(self, plan: SplitPlan) -> int | None:
+        known = self.source.num_rows(plan.source_split)
+        if known is not None and plan.holdout_fraction is not None:
+            share = plan.holdout_fraction if plan.holdout_side else 1 - plan.holdout_fraction
+            known = math.ceil(known * share)
+        cap = self.config.source.max_samples
+        rows = min(known, cap) if known is not None and cap else known or cap
+        return None if rows is None else max(rows - self.manifest.splits[plan.name].rows, 0)
+
+    def _total_rows(self, plans: list[SplitPlan]) -> int | None:
+        counts = [self._rows_to_write(p) for p in plans]
+        if any(c is None for c in counts):
+            return None
+        return sum(counts) + sum(s.rows for s in self.manifest.splits.values())
+
+    def _check_space(self, plans: list[SplitPlan]) -> None:
+        rows = self._total_rows(plans)
+        if rows is None or rows == 0:
+            check_disk_space(self.folder, 0, None)
+            return
+        renderer = build_renderer(self.config.render)
+        sizes = []
+        for raw in self.source.rows(plans[0].source_split):
+            if len(sizes) >= SAMPLE_ROWS:
+                break
+            if raw.fields is None:
+                continue
+            try:
+                document = to_document(raw.fields, self.mapping, "sample")
+            except SourceError:
+                continue
+            pages = renderer.render(document.text).pages
+            sizes.append(sum(map(len, pages)) + 2 * len(document.text.encode()))
+        if sizes:
+            check_disk_space(self.folder, sum(sizes) / len(sizes),
+                             rows - sum(s.rows for s in self.manifest.splits.values()))
+
+    # The producer: reads the source and decides which rows are rendered.
+    def _accepted(self, plan: SplitPlan, state: SplitState, seen: set[bytes],
+                  eval_keys: set[bytes], counts: dict[str, int]) -> Iterator[tuple[_Pending, str]]:
+        cap = self.config.source.max_samples
+        accepted = state.rows
+        for raw in self.source.rows(plan.source_split, start=state.source_rows_read):
+            if cap and accepted >= cap:
+                return
+            if self.should_stop():
+                self.stopped = True
+                return
+            self.position = raw.position
+            document = self._document(raw, plan, counts)
+            if self.failure is not None:
+                return
+            if document is None:
+                continue
+            key = content_key(document.text)
+            if not plan.keeps(key):
+                continue
+            counts["read"] += 1
+            if not document.text.strip():
+                counts["empty"] += 1
+                continue
+            if self.config.dedup and key in seen:
+                counts["duplicates"] += 1
+                continue
+            if not plan.is_eval and key in eval_keys:
+                counts["leaked"] += 1
+                continue
+            seen.add(key)
+            accepted += 1
+            yield _Pending(document, key, raw.position, dict(counts)), document.text
+
+    def _document(self, raw: RawRow, plan: SplitPlan, counts: dict[str, int]) -> Document | None:
+        error = raw.error
+        document = None
+        if error is None:
+            try:
+                document = to_document(raw.fields, self.mapping, f"{plan.name}-{raw.position}")
+            except SourceError as exc:
+                error = f"{plan.source_split} row {raw.position}: {exc}"
+        if error is None:
+            return document
+        if self.config.source.on_error == "fail":
+            self.failure = SourceError(f"{error} (use --on-error skip to skip bad rows)")
+            return None
+        if plan.counts_skips:
+            counts["read"] += 1
+            counts["invalid"] += 1
+        log.warning("skipped %s", error)
+        return None
+
+    def _run_split(self, plan: SplitPlan, state: SplitState, pool: RenderPool,
+                   eval_keys: set[bytes]) -> None:
+        state.status = "in_progress"
+        seen = self._keys(state)
+        counts = {name: state.counts.get(name, 0) for name in PRODUCER_COUNTS}
+        written = {name: value for name, value in state.counts.items()
+                   if name not in PRODUCER_COUNTS}
+        self.position = state.source_rows_read - 1
+        writer: ShardWriter | None = None
+        last: _Pending | None = None
+        produced = self._accepted(plan, state, seen, eval_keys, counts)
+        for pending, result in pool.map_ordered(produced):
+            if writer is None:
+                writer = ShardWriter(self.folder, plan.name, len(state.shards))
+            self._write(writer, pending, result, written)
+            last = pending
+            self.progress(self.meter.report(plan.name, self.done, written.get("pages", 0)))
+            if writer.rows >= self.config.shard_size:
+                self._close_shard(writer, state, {**last.counts, **written}, last.position + 1)
+                writer = None
+        complete = not (self.stopped or self.failure)
+        if writer is not None:
+            final = {**counts, **written} if complete else {**last.counts, **written}
+            position = self.position + 1 if complete else last.position + 1
+            self._close_shard(writer, state, final, position)
+        if complete:
+            state.counts = {**counts, **written}
+            state.source_rows_read = self.position + 1
+            state.status = "complete"
+            self.manifest.save()
+
+    def _write(self, writer: ShardWriter, pending: _Pending, result: RenderedDocument,
+               written: dict[str, int]) -> None:
+        start = time.perf_counter()
+        stats = result.stats
+        document = pending.document
+        writer.add({"id": document.id, "text": document.text, "summary": document.summary,
+                    "images": [{"bytes": page, "path": None} for page in result.pages],
+                    **stats.to_dict(), "text_sha256": pending.key.hex()})
+        for name, value in (("written", 1), ("pages", stats.num_pages),
+                            ("truncated", int(stats.truncated_chars > 0)),
+                            ("missing_glyphs", stats.missing_glyphs),
+                            ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0))):
+            written[name] = written.get(name, 0) + value
+        self.done += 1
+        for name, seconds in result.timings.items():
+            self.timings[name] += seconds
+        self.timings["write"] += time.perf_counter() - start
+
+    def _close_shard(self, writer: ShardWriter, state: SplitState, counts: dict[str, int],
+                     position: int) -> None:
+        start = time.perf_counter()
+        entry = writer.finish()
+        state.shards.append(entry)
+        state.counts = dict(counts)
+        state.source_rows_read = position
+        self.manifest.save()
+        self.timings["write"] += time.perf_counter() - start
+        self.publisher.shard_done(self.folder, self.manifest, entry["file"])
+
+
+def _publisher(config: GenerationConfig, hub_client: HubClient | None,
+               backoff_seconds: float) -> NoPublish | ShardPublisher:
+    if not config.push_to_hub:
+        return NoPublish()
+    client = hub_client if hub_client is not None else HfHubClient()
+    uploader = DatasetUploader(client, config.push_to_hub, private=not config.public,
+                               backoff_seconds=backoff_seconds)
+    uploader.ensure_repo()
+    return ShardPublisher(uploader)
+
+
+def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_progress,
+                     should_stop: StopFlag = never_stop, hub_client: HubClient | None = None,
+                     backoff_seconds: float = 2.0) -> GenerationResult:
+    """Generate (or resume) the dataset described by ``config`` into ``config.out``."""
+    validate(config)
+    folder = prepare_folder(Path(config.out))
+    with FolderLock(folder):
+        source = open_source(config.source.source)
+        src = config.source
+        mapping = source.fields.override(src.text_field, src.summary_field, src.id_field)
+        plans = plan_splits(source, src)
+        first = _first_row(source, plans[0])
+        if first is None:
+            raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no rows")
+        check_mapping(mapping, list(first.fields))
+        build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
+        manifest = open_manifest(folder, config, [p.name for p in plans])
+        publisher = _publisher(config, hub_client, backoff_seconds)
+        run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
+                          should_stop)
+        return run.run(plans)

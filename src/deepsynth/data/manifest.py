@@ -1,0 +1,116 @@
+"""The dataset manifest: resolved configuration, package versions and per-split progress.
+
+It is rewritten atomically after every finished shard, and is what a re-run reads to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from deepsynth.atomic_files import write_json_atomic
+from deepsynth.config import GenerationConfig, to_dict
+from deepsynth.errors import OutputError
+
+MANIFEST_NAME = "deepsynth-manifest.json"
+FORMAT_VERSION = 1
+COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "invalid", "truncated",
+               "missing_glyphs", "rows_with_missing_glyphs", "pages")
+# Options that change neither rows nor pixels: a re-run may change them and still resume.
+_NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size")
+_NOT_IN_SOURCE_FINGERPRINT = ("on_error",)
+_PACKAGES = ("deepsynth", "pillow", "numpy", "isal", "fonttools", "pyarrow", "datasets",
+             "huggingface_hub", "tokenizers")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def fingerprint(config: GenerationConfig) -> str:
+    """A hash of every option that changes the rows or pixels of the dataset."""
+    data = to_dict(config)
+    for name in _NOT_IN_FINGERPRINT:
+        data.pop(name, None)
+    data.pop("out", None)
+    for name in _NOT_IN_SOURCE_FINGERPRINT:
+        data["source"].pop(name, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def empty_counts() -> dict[str, int]:
+    return {name: 0 for name in COUNT_NAMES}
+
+
+@dataclass
+class SplitState:
+    status: str = "pending"  # pending | in_progress | complete
+    shards: list[dict] = field(default_factory=list)
+    source_rows_read: int = 0
+    counts: dict[str, int] = field(default_factory=empty_counts)
+
+    @property
+    def rows(self) -> int:
+        return sum(s["rows"] for s in self.shards)
+
+
+@dataclass
+class Manifest:
+    path: Path
+    data: dict[str, Any]
+    splits: dict[str, SplitState]
+
+    @classmethod
+    def start(cls, folder: Path, config: GenerationConfig, order: list[str]) -> Manifest:
+        now = time.time()
+        data = {
+            "format_version": FORMAT_VERSION, "fingerprint": fingerprint(config),
+            "config": to_dict(config), "versions": package_versions(), "status": "in_progress",
+            "split_order": order, "created_at": now, "updated_at": now, "error": None,
+            "hub": {"repo_id": None, "uploaded": {}, "error": None},
+        }
+        return cls(Path(folder) / MANIFEST_NAME, data, {s: SplitState() for s in order})
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest | None:
+        path = Path(folder) / MANIFEST_NAME
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OutputError(f"{path} is unreadable ({exc}); use --overwrite to start over")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise OutputError(f"{path} has format version {data.get('format_version')}, this "
+                              f"deepsynth writes {FORMAT_VERSION}; use --overwrite")
+        splits = {name: SplitState(**state) for name, state in data.pop("splits").items()}
+        return cls(path, data, splits)
+
+    def save(self) -> None:
+        self.data["updated_at"] = time.time()
+        body = dict(self.data)
+        body["splits"] = {name: vars(state) for name, state in self.splits.items()}
+        body["totals"] = self.totals()
+        write_json_atomic(self.path, body)
+
+    def totals(self) -> dict[str, int]:
+        totals = empty_counts()
+        for state in self.splits.values():
+            for name, value in state.counts.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def shard_files(self) -> list[str]:
+        return [s["file"] for state in self.splits.values() for s in state.shards]

@@ -1,0 +1,103 @@
+"""The output folder of a generation: checks before writing, and resume-or-refuse decisions.
+
+A folder holding a dataset made with the same configuration is resumed; one made with another
+configuration is refused unless ``overwrite`` is set; free disk space is checked against an
+estimate before any rendering starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from deepsynth.config import GenerationConfig, to_dict
+from deepsynth.data.manifest import MANIFEST_NAME, Manifest, fingerprint, package_versions
+from deepsynth.data.shards import TMP_DIR
+from deepsynth.errors import OutputError
+
+log = logging.getLogger(__name__)
+SAFETY_FACTOR = 1.1
+SAFETY_BYTES = 16 * 2**20
+
+
+def prepare_folder(folder: Path) -> Path:
+    """Create the folder if needed and prove it is writable."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output folder {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {folder}: "
+                          f"{exc.strerror or exc}") from None
+    return folder
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    ignored = {"out", "workers", "overwrite", "push_to_hub", "public", "shard_size",
+               "source.on_error"}
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
+
+
+def clear_dataset(folder: Path) -> None:
+    for name in ("data", TMP_DIR):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for name in ("README.md", MANIFEST_NAME):
+        (folder / name).unlink(missing_ok=True)
+
+
+def open_manifest(folder: Path, config: GenerationConfig, order: list[str]) -> Manifest:
+    """Resume the folder's manifest, or start a new one (refusing to mix configurations)."""
+    existing = Manifest.load(folder) if not config.overwrite else None
+    if existing is not None and existing.data["fingerprint"] != fingerprint(config):
+        changed = ", ".join(_differences(existing.data["config"], to_dict(config)))
+        raise OutputError(f"{folder} holds a dataset generated with another configuration "
+                          f"(changed: {changed or 'unknown'}); re-run with --overwrite to "
+                          f"replace it, or choose another --out")
+    if existing is None and not config.overwrite and any((folder / "data").glob("*.parquet")):
+        raise OutputError(f"{folder}/data holds Parquet files but no {MANIFEST_NAME}; "
+                          f"use --overwrite to replace them, or choose another --out")
+    if existing is None:
+        clear_dataset(folder)
+        return Manifest.start(folder, config, order)
+    shutil.rmtree(folder / TMP_DIR, ignore_errors=True)  # a killed run's unfinished shard
+    existing.data["config"] = to_dict(config)
+    existing.data["versions"] = package_versions()
+    existing.data["status"] = "in_progress"
+    existing.data["error"] = None
+    if existing.splits and any(s.shards for s in existing.splits.values()):
+        log.info("resuming %s: %d rows already written", folder,
+                 sum(s.rows for s in existing.splits.values()))
+    return existing
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def check_disk_space(folder: Path, bytes_per_row: float, rows_to_write: int | None) -> None:
+    """Refuse to start when the estimated size of what is left does not fit on the disk."""
+    if rows_to_write is None:
+        log.info("row count unknown; skipping the free disk space check")
+        return
+    need = int(bytes_per_row * rows_to_write * SAFETY_FACTOR) + SAFETY_BYTES
+    free = free_bytes(folder)
+    if need > free:
+        raise OutputError(f"not enough disk space in {folder}: about {need / 2**30:.2f} GiB "
+                          f"needed for {rows_to_write} rows ({bytes_per_row / 1024:.0f} KiB "
+                          f"each), {free / 2**30:.2f} GiB free")

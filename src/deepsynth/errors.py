@@ -1,0 +1,25 @@
+"""Errors a user can cause. The CLI prints them as one line; the web layer returns them as 4xx.
+
+Anything else that escapes is a bug in DeepSynth and is reported as such.
+"""
+
+
+class DeepSynthError(Exception):
+    """A problem with the user's input or environment, with a message that says what to do."""
+
+
+class ConfigError(DeepSynthError, ValueError):
+    """A configuration value is wrong: names the field and what is allowed."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field} {message}")
+
+
+class SourceError(DeepSynthError):
+    """A corpus could not be read: a missing file, a bad line, a missing column."""
+
+
+class OutputError(DeepSynthError):
+    """The output folder cannot be used: unwritable, locked, or holding another configuration."""

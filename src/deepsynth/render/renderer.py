@@ -1,0 +1,149 @@
+"""Text to page images with statistics: layout, overflow policy, drawing, PNG encoding.
+
+``Renderer`` takes plain parameters; :func:`build_renderer` builds one from a RenderConfig.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from deepsynth.config.dataset import RenderConfig
+from deepsynth.render.fonts import FontSet, resolve_font
+from deepsynth.render.layout import Layout, Measurer, layout_text, normalize_text
+from deepsynth.render.page import PagePainter, encode_png
+from deepsynth.render.tokens import TokenCounter, token_counter, vision_tokens_per_page
+
+
+@dataclass
+class RenderStats:
+    """What a rendered document reports; also the per-row statistics columns of a dataset."""
+
+    num_pages: int
+    num_lines: int
+    num_chars: int
+    missing_glyphs: int
+    missing_glyph_chars: str
+    truncated_chars: int
+    font_size: int
+    text_tokens: int
+    vision_tokens: int
+    compression_ratio: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RenderedDocument:
+    pages: list[bytes]
+    stats: RenderStats
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _chars_on(pages: list) -> int:
+    return sum(len(word.text) for page in pages for line in page for _, word in line.words)
+
+
+class _SizedEngine:
+    """Measurer and painter for one font size (the shrink policy uses several)."""
+
+    def __init__(self, font_path: Path, size: int, fallback: bool, width: int, height: int,
+                 margin: int, line_spacing: float, color_mode: str):
+        fonts = FontSet(font_path, size, fallback)
+        ascent, descent = fonts.fonts[0].getmetrics()
+        self.line_height = max(1, round((ascent + descent) * line_spacing))
+        self.measurer = Measurer(fonts)
+        self.painter = PagePainter(fonts, width, height, margin, self.line_height, color_mode)
+
+
+class Renderer:
+    """Renders documents to PNG pages according to one set of render options."""
+
+    def __init__(self, *, width: int, height: int, font_path: Path, font_size: int,
+                 min_font_size: int, margin: int, line_spacing: float, color_mode: str,
+                 png_level: int, overflow: str, max_pages: int | None,
+                 fallback_fonts: bool, tokens: TokenCounter):
+        self.width, self.height = width, height
+        self.font_path, self.font_size, self.min_font_size = font_path, font_size, min_font_size
+        self.margin, self.line_spacing, self.color_mode = margin, line_spacing, color_mode
+        self.png_level, self.overflow = png_level, overflow
+        self.page_limit = max_pages if max_pages or overflow == "paginate" else 1
+        self.fallback_fonts = fallback_fonts
+        self.tokens = tokens
+        self._engines: dict[int, _SizedEngine] = {}
+
+    def _engine(self, size: int) -> _SizedEngine:
+        if size not in self._engines:
+            self._engines[size] = _SizedEngine(
+                self.font_path, size, self.fallback_fonts, self.width, self.height,
+                self.margin, self.line_spacing, self.color_mode)
+        return self._engines[size]
+
+    def _layout(self, text: str, size: int) -> Layout:
+        engine = self._engine(size)
+        return layout_text(text, engine.measurer, self.width, self.height, self.margin,
+                           engine.line_height)
+
+    def _fitting_layout(self, text: str) -> tuple[Layout, int]:
+        """The layout at the configured size, or for ``shrink`` the largest size that fits."""
+        layout = self._layout(text, self.font_size)
+        if self.overflow != "shrink" or len(layout.pages) <= self.page_limit:
+            return layout, self.font_size
+        best = None
+        lo, hi = self.min_font_size, self.font_size - 1
+        while lo <= hi:  # the largest size whose layout fits, by binary search
+            mid = (lo + hi) // 2
+            candidate = self._layout(text, mid)
+            if len(candidate.pages) <= self.page_limit:
+                best, lo = (candidate, mid), mid + 1
+            else:
+                hi = mid - 1
+        return best or (self._layout(text, self.min_font_size), self.min_font_size)
+
+    def render(self, text: str) -> RenderedDocument:
+        start = time.perf_counter()
+        text = normalize_text(text)
+        layout, size = self._fitting_layout(text)
+        pages = layout.pages
+        truncated = 0
+        if self.page_limit and len(pages) > self.page_limit:
+            truncated = _chars_on(pages[self.page_limit:])
+            pages = pages[:self.page_limit]
+        laid_out = time.perf_counter()
+        images = [self._engine(size).painter.paint(page) for page in pages]
+        drawn = time.perf_counter()
+        encoded = [encode_png(image, self.png_level) for image in images]
+        done = time.perf_counter()
+        stats = self._stats(text, layout, pages, size, truncated)
+        timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
+        return RenderedDocument(encoded, stats, timings)
+
+    def render_images(self, text: str) -> list[Image.Image]:
+        """Pages as Pillow images (no PNG encoding), for previews."""
+        layout, size = self._fitting_layout(normalize_text(text))
+        pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
+        return [self._engine(size).painter.paint(page) for page in pages]
+
+    def _stats(self, text: str, layout: Layout, pages: list, size: int,
+               truncated: int) -> RenderStats:
+        text_tokens = self.tokens.count(text)
+        vision = vision_tokens_per_page(self.width, self.height) * len(pages)
+        return RenderStats(
+            num_pages=len(pages), num_lines=sum(len(p) for p in pages), num_chars=len(text),
+            missing_glyphs=layout.missing_glyphs, missing_glyph_chars=layout.missing_chars,
+            truncated_chars=truncated, font_size=size, text_tokens=text_tokens,
+            vision_tokens=vision, compression_ratio=round(text_tokens / vision, 4))
+
+
+def build_renderer(config: RenderConfig) -> Renderer:
+    width, height = config.size
+    return Renderer(
+        width=width, height=height, font_path=resolve_font(config.font),
+        font_size=config.font_size, min_font_size=config.min_font_size, margin=config.margin,
+        line_spacing=config.line_spacing, color_mode=config.color_mode,
+        png_level=config.png_level, overflow=config.overflow, max_pages=config.max_pages,
+        fallback_fonts=config.fallback_fonts, tokens=token_counter(config.tokenizer))
