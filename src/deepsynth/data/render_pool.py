@@ -45,8 +45,11 @@ class RenderPool:
         if workers > 1:
             # forkserver: safe to start from a threaded process (the web server runs jobs
             # in threads), and cheaper than spawn.
+            context = multiprocessing.get_context("forkserver")
+            # Imported once in the fork server, so each worker starts without re-importing.
+            context.set_forkserver_preload(["deepsynth.render.renderer"])
             self._executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+                max_workers=workers, mp_context=context,
                 initializer=_init_worker, initargs=(to_dict(config),))
 
     def map_ordered(self, items: Iterable[tuple[T, str]]) -> Iterator[tuple[T, RenderedDocument]]:

@@ -41,6 +41,10 @@ def resolve_font(font: str) -> Path:
         return bundled_font_path(font)
     path = Path(font).expanduser()
     if path.is_file() and path.suffix.lower() in FONT_SUFFIXES:
+        try:
+            ImageFont.truetype(str(path), 12)
+        except OSError as exc:
+            raise ConfigError("font", f"{font!r} is not a readable font file ({exc})") from None
         return path
     raise ConfigError("font", f"must be a bundled font ({', '.join(BUNDLED_FONTS)}) or a path "
                       f"to a .ttf/.otf/.ttc file; got {font!r}")

@@ -17,16 +17,19 @@ from deepsynth.render.fonts import MISSING, FontSet
 TAB_SPACES = 4
 _LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _TOKENS = re.compile(r"[ \t]+|[^ \t]+")
-_INVISIBLE = {"Cc", "Cf"}
+# Control characters (Unicode category Cc) other than tab and newline, and the format
+# characters (Cf) that draw nothing: soft hyphen, zero-width space and joiners, bidi marks, BOM.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f"
+    "\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 
 
 def normalize_text(text: str) -> str:
     """NFC, one kind of line break, and no invisible control or format characters."""
     text = _LINE_BREAKS.sub("\n", unicodedata.normalize("NFC", text))
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in _INVISIBLE
-                   or c == "\u200d")
+    return _INVISIBLE.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,12 @@ class Run:
     font: int  # index into FontSet.fonts; MISSING runs are drawn with the primary font
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, slots=True)
 class Word:
+    text: str
     runs: tuple[Run, ...]
     width: float
     missing: int  # characters no font can draw
-
-    @property
-    def text(self) -> str:
-        return "".join(r.text for r in self.runs)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Measurer:
             else:
                 runs.append(Run(char, index))
         width = sum(self.fonts.fonts[r.font].getlength(r.text) for r in runs)
-        word = Word(tuple(runs), width, missing)
+        word = Word(text, tuple(runs), width, missing)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # bounded memory; a full refill is cheap next to rendering
         self._cache[text] = word
@@ -139,8 +139,6 @@ def wrap_paragraph(paragraph: str, measurer: Measurer, available: float) -> list
 class Layout:
     pages: list[list[Line]]
     line_count: int
-    missing_glyphs: int
-    missing_chars: str  # the distinct characters no font could draw
 
 
 def layout_text(text: str, measurer: Measurer, width: int, height: int, margin: int,
@@ -154,13 +152,18 @@ def layout_text(text: str, measurer: Measurer, width: int, height: int, margin: 
     while lines and not lines[-1].words:
         lines.pop()
     pages = [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
-    missing_chars: dict[str, None] = {}
-    missing = 0
-    for line in lines:
-        for _, word in line.words:
-            if word.missing:
-                missing += word.missing
-                for char in word.text:
-                    if measurer.fonts.font_index(char) == MISSING:
-                        missing_chars[char] = None
-    return Layout(pages, len(lines), missing, "".join(missing_chars))
+    return Layout(pages, len(lines))
+
+
+def missing_glyphs(pages: list[list[Line]], fonts: FontSet) -> tuple[int, str]:
+    """How many drawn characters no font has, and which ones (distinct, in order)."""
+    distinct: dict[str, None] = {}
+    count = 0
+    for page in pages:
+        for line in page:
+            for _, word in line.words:
+                if word.missing:
+                    count += word.missing
+                    distinct.update((c, None) for c in word.text
+                                    if fonts.font_index(c) == MISSING)
+    return count, "".join(distinct)

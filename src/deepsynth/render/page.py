@@ -37,12 +37,12 @@ class PagePainter:
         ascent, descent = fonts.fonts[0].getmetrics()
         # Centre the font's box in the line box so extra line spacing is shared above and below.
         self.baseline = (line_height - (ascent + descent)) // 2 + ascent
-        self._masks: dict[Word, tuple[Image.Image, int, int] | None] = {}
+        self._masks: dict[str, tuple[Image.Image, int, int] | None] = {}
         self._cache_size = cache_size
 
     def _mask(self, word: Word) -> tuple[Image.Image, int, int] | None:
         """The word's coverage mask and its offset from (pen x, line top); None if blank."""
-        cached = self._masks.get(word, False)
+        cached = self._masks.get(word.text, False)
         if cached is not False:
             return cached
         boxes = []
@@ -68,18 +68,25 @@ class PagePainter:
             result = (mask, left, self.baseline + top)
         if len(self._masks) >= self._cache_size:
             self._masks.clear()
-        self._masks[word] = result
+        self._masks[word.text] = result
         return result
 
     def paint(self, lines: list[Line]) -> Image.Image:
         page = Image.new(self.mode, (self.width, self.height), self.paper)
+        # Pasting through the image core skips Image.paste's argument checks, which cost
+        # more than the paste itself for a word-sized mask.
+        core, ink, masks = page.im, self.ink, self._masks
         y = self.margin
         for line in lines:
             for x, word in line.words:
-                mask = self._mask(word)
+                mask = masks.get(word.text, False)
+                if mask is False:
+                    mask = self._mask(word)
                 if mask is not None:
                     image, dx, dy = mask
-                    page.paste(self.ink, (self.margin + round(x) + dx, y + dy), image)
+                    left, top = self.margin + round(x) + dx, y + dy
+                    core.paste(ink, (left, top, left + image.width, top + image.height),
+                               image.im)
             y += self.line_height
         return page
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from deepsynth.config.dataset import RenderConfig
 from deepsynth.render.fonts import FontSet, resolve_font
-from deepsynth.render.layout import Layout, Measurer, layout_text, normalize_text
+from deepsynth.render.layout import Layout, Measurer, layout_text, missing_glyphs, normalize_text
 from deepsynth.render.page import PagePainter, encode_png
 from deepsynth.render.tokens import TokenCounter, token_counter, vision_tokens_per_page
 
@@ -118,7 +118,7 @@ class Renderer:
         drawn = time.perf_counter()
         encoded = [encode_png(image, self.png_level) for image in images]
         done = time.perf_counter()
-        stats = self._stats(text, layout, pages, size, truncated)
+        stats = self._stats(text, pages, size, truncated)
         timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
         return RenderedDocument(encoded, stats, timings)
 
@@ -128,13 +128,13 @@ class Renderer:
         pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
         return [self._engine(size).painter.paint(page) for page in pages]
 
-    def _stats(self, text: str, layout: Layout, pages: list, size: int,
-               truncated: int) -> RenderStats:
+    def _stats(self, text: str, pages: list, size: int, truncated: int) -> RenderStats:
+        missing, missing_chars = missing_glyphs(pages, self._engine(size).measurer.fonts)
         text_tokens = self.tokens.count(text)
         vision = vision_tokens_per_page(self.width, self.height) * len(pages)
         return RenderStats(
             num_pages=len(pages), num_lines=sum(len(p) for p in pages), num_chars=len(text),
-            missing_glyphs=layout.missing_glyphs, missing_glyph_chars=layout.missing_chars,
+            missing_glyphs=missing, missing_glyph_chars=missing_chars,
             truncated_chars=truncated, font_size=size, text_tokens=text_tokens,
             vision_tokens=vision, compression_ratio=round(text_tokens / vision, 4))
 
