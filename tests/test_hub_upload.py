@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import articles, write_jsonl
+from conftest import articles, run_cli, write_jsonl
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
@@ -281,44 +278,24 @@ def test_token_quoted_by_a_hub_error_is_not_recorded(tmp_path, corpus, caplog):
     assert len(local_shards(out)) == 3
 
 
-@pytest.fixture(scope="module")
-def offline_push(tmp_path_factory):
-    """The real CLI with the real Hub client, started at once in the background: the client
-    cannot connect (offline) and the CLI retries with its built-in backoff (about 30 s), so the
-    other tests of this module run meanwhile."""
-    root = tmp_path_factory.mktemp("offline_push")
-    source = write_jsonl(root / "corpus.jsonl", articles(6))
-    out = root / "out"
-    env = {"HF_TOKEN": SENTINEL, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home")}
-    args = ["generate", "--source", str(source), "--text-field", "article", "--summary-field",
-            "highlights", "--id-field", "id", "--out", str(out), "--page-size", "tiny",
-            "--workers", "1", "--shard-size", "3", "--push-to-hub", "me/ds"]
-    # Same command line as conftest.run_cli, but not waiting for the result here.
-    process = subprocess.Popen([sys.executable, "-m", "deepsynth", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **env})
-    yield process, out
-    if process.poll() is None:
-        process.kill()
-        process.communicate()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _start_offline_push_early(offline_push):
-    """Starts the slow subprocess before the first test of the module."""
-
-
-def test_real_cli_push_without_hub_access_fails_cleanly_without_leaking_the_token(
-        offline_push):
-    process, out = offline_push
-    stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0, stdout + stderr
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr
-    assert "me/ds" in errors[0]
-    assert SENTINEL not in stdout
-    assert SENTINEL not in stderr
-    assert out.is_dir()
+def test_real_cli_push_without_hub_access_keeps_data_and_leaks_no_token(tmp_path):
+    """The real CLI with the real Hub client, offline: the first upload fails at once (offline
+    mode is not retried), generation goes on locally, and the exit status says to push later."""
+    source = write_jsonl(tmp_path / "corpus.jsonl", articles(6))
+    out = tmp_path / "out"
+    result = run_cli("generate", "--source", str(source), "--text-field", "article",
+                     "--summary-field", "highlights", "--id-field", "id", "--out", str(out),
+                     "--page-size", "tiny", "--workers", "1", "--shard-size", "3",
+                     "--push-to-hub", "me/ds",
+                     env={"HF_TOKEN": SENTINEL, "HF_HUB_OFFLINE": "1",
+                          "HF_HOME": str(tmp_path / "hf_home")})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"deepsynth push {out} --to me/ds" in errors[0]
+    assert SENTINEL not in result.stdout + result.stderr
+    assert len(local_shards(out)) == 2
+    manifest = json.loads((out / "deepsynth-manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["hub"]["error"]
     assert _files_containing(out, SENTINEL) == []
-

@@ -13,8 +13,15 @@ from deepsynth.errors import DeepSynthError
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one ``error:`` line, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepsynth", description="Render summarization corpora to page images and "
         "fine-tune DeepSeek-OCR to summarize them.")
     parser.add_argument("--version", action="version", version=f"deepsynth {__version__}")

@@ -262,9 +262,10 @@ def _publisher(config: GenerationConfig, hub_client: HubClient | None,
     if not config.push_to_hub:
         return NoPublish()
     client = hub_client if hub_client is not None else HfHubClient()
+    # The repository is created with the first upload: an unreachable Hub must not keep the
+    # dataset from being generated locally.
     uploader = DatasetUploader(client, config.push_to_hub, private=not config.public,
                                backoff_seconds=backoff_seconds)
-    uploader.ensure_repo()
     return ShardPublisher(uploader)
 
 

@@ -52,6 +52,17 @@ class HfHubClient:
         return list(self._api.list_repo_files(repo_id, repo_type="dataset"))
 
 
+def is_transient(exc: Exception) -> bool:
+    """Worth retrying: network trouble, rate limits and server errors; not auth or offline."""
+    if type(exc).__name__ == "OfflineModeIsEnabled":
+        return False
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return status == 429 or status >= 500
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+
+
 def _describe(exc: Exception) -> str:
     # Hub errors can quote request headers; keep the type and the first line only.
     text = str(exc).splitlines()[0] if str(exc) else ""
@@ -74,6 +85,8 @@ class DatasetUploader:
                 action()
                 return
             except Exception as exc:
+                if not is_transient(exc):
+                    raise HubUploadError(f"{what} failed ({_describe(exc)})") from None
                 if attempt == self.retries:
                     raise HubUploadError(f"{what} failed after {self.retries + 1} attempts "
                                          f"({_describe(exc)})") from None
