@@ -203,3 +203,13 @@ def test_datasets_list_and_show(tmp_path):
     detail = json.loads(shown.stdout)
     assert detail["rows"] == {"train": 4}
     assert detail["splits"]["train"]["counts"]["written"] == 4
+
+
+def test_shard_schema_matches_what_datasets_would_write():
+    from deepsynth.data.shards import arrow_schema, card_features
+
+    features = datasets.Features.from_arrow_schema(arrow_schema())
+    assert isinstance(features["images"], datasets.List)
+    assert isinstance(features["images"].feature, datasets.Image)
+    assert features.arrow_schema.equals(arrow_schema(), check_metadata=True)
+    assert features._to_yaml_list() == card_features()

@@ -9,7 +9,7 @@ import yaml
 from deepsynth.atomic_files import write_text_atomic
 from deepsynth.data.manifest import COUNT_NAMES, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
-from deepsynth.data.shards import dataset_features
+from deepsynth.data.shards import card_features
 
 COUNT_HELP = {
     "read": "rows read from the source", "written": "rows written",
@@ -42,7 +42,7 @@ def front_matter(manifest: Manifest) -> dict:
         "configs": [{"config_name": "default", "data_files": [
             {"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
         "dataset_info": {
-            "features": dataset_features()._to_yaml_list(),
+            "features": card_features(),
             "splits": [{"name": s, "num_bytes": sum(x["bytes"] for x in manifest.splits[s].shards),
                         "num_examples": manifest.splits[s].rows} for s in splits],
         },

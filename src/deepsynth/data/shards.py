@@ -7,6 +7,7 @@ only when complete, so ``data/`` only ever holds finished shards.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,31 @@ ROW_GROUP_ROWS = 32
 TMP_DIR = ".partial"
 
 
-@functools.lru_cache(maxsize=1)
-def dataset_features() -> Any:
-    """The dataset's columns as ``datasets`` features (images use the Image feature)."""
-    import datasets
+_TEXT_COLUMNS = ("id", "text", "summary")
 
-    columns = {"id": datasets.Value("string"), "text": datasets.Value("string"),
-               "summary": datasets.Value("string"),
-               "images": datasets.List(datasets.Image())}
-    columns.update({name: datasets.Value(dtype) for name, dtype in STAT_COLUMNS.items()})
-    columns["text_sha256"] = datasets.Value("string")
-    return datasets.Features(columns)
+
+@functools.lru_cache(maxsize=1)
+def arrow_schema() -> pa.Schema:
+    """The shard schema, with the ``datasets`` feature types in its metadata (as ``datasets``
+    writes them), so ``load_dataset`` decodes ``images`` as PIL images. Built by hand: importing
+    ``datasets`` costs half a second per run."""
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    fields = [pa.field(name, pa.string()) for name in _TEXT_COLUMNS]
+    fields.append(pa.field("images", pa.list_(image)))
+    fields += [pa.field(name, pa.type_for_alias(dtype)) for name, dtype in STAT_COLUMNS.items()]
+    fields.append(pa.field("text_sha256", pa.string()))
+    features = {f.name: {"dtype": str(f.type), "_type": "Value"} for f in fields}
+    features["images"] = {"feature": {"_type": "Image"}, "_type": "List"}
+    features["compression_ratio"]["dtype"] = "float32"
+    metadata = {"huggingface": json.dumps({"info": {"features": features}})}
+    return pa.schema(fields, metadata=metadata)
+
+
+def card_features() -> list[dict]:
+    """The features in the dataset card's YAML form."""
+    return [{"name": f.name, "list": "image"} if f.name == "images" else
+            {"name": f.name, "dtype": "float32" if f.name == "compression_ratio" else str(f.type)}
+            for f in arrow_schema()]
 
 
 def shard_name(split: str, index: int) -> str:
@@ -53,7 +68,7 @@ class ShardWriter:
         self.tmp = self.folder / TMP_DIR / Path(self.relative).name
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.schema = dataset_features().arrow_schema
+        self.schema = arrow_schema()
         self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="none")
         self._buffer: list[dict] = []
         self.rows = 0
