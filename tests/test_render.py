@@ -279,7 +279,7 @@ def test_cjk_falls_back_to_noto_cjk():
 
 def test_characters_no_font_has_are_counted_as_missing():
     candidates = "\ue000\U0001F9EA\U000F0000"
-    text = f"ok \ue000 lab\U0001F9EAtube plane15\U000F0000 \ue000 end"
+    text = "ok \ue000 lab\U0001F9EAtube plane15\U000F0000 \ue000 end"
     expected = [c for c in text if not c.isspace() and not _any_font_has(c)]
     assert "\U000F0000" in expected  # supplementary private use: in no font
     assert set(expected) <= set(candidates)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from deepsynth import __version__
@@ -11,6 +12,8 @@ from deepsynth.cli import dataset_commands, render_command
 from deepsynth.errors import DeepSynthError
 
 EXIT_USER_ERROR = 2
+# Libraries that log every network retry; their final error reaches the user through ours.
+_CHATTY_LIBRARIES = ("huggingface_hub", "datasets", "fsspec", "httpx", "urllib3", "filelock")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        # These libraries set their own levels when imported; their variables win over that.
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
+        for name in _CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.handler(args) or 0
     except DeepSynthError as exc:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     paths = page_paths(out, len(rendered.pages))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        for path, page in zip(paths, rendered.pages):
+        for path, page in zip(paths, rendered.pages, strict=True):
             path.write_bytes(page)
     except OSError as exc:
         raise DeepSynthError(f"cannot write --out {out}: {exc.strerror or exc}") from None

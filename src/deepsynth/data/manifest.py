@@ -91,7 +91,8 @@ class Manifest:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise OutputError(f"{path} is unreadable ({exc}); use --overwrite to start over")
+            raise OutputError(f"{path} is unreadable ({exc}); use --overwrite to start "
+                              "over") from None
         if data.get("format_version") != FORMAT_VERSION:
             raise OutputError(f"{path} has format version {data.get('format_version')}, this "
                               f"deepsynth writes {FORMAT_VERSION}; use --overwrite")

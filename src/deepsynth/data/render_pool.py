@@ -79,7 +79,7 @@ class RenderPool:
     @staticmethod
     def _collect(entry: tuple[list[T], Future]) -> Iterator[tuple[T, RenderedDocument]]:
         items, future = entry
-        yield from zip(items, future.result())
+        yield from zip(items, future.result(), strict=True)
 
     def close(self) -> None:
         if self._executor is not None:
