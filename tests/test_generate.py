@@ -213,3 +213,11 @@ def test_shard_schema_matches_what_datasets_would_write():
     assert isinstance(features["images"].feature, datasets.Image)
     assert features.arrow_schema.equals(arrow_schema(), check_metadata=True)
     assert features._to_yaml_list() == card_features()
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(2))
+    out = tmp_path / "out"
+    generate_dataset(config(out, str(source), **FIELDS))
+    for name in (MANIFEST_NAME, "README.md", "data/train-00000.parquet"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

@@ -263,3 +263,23 @@ def test_bad_option_values_name_the_field(tmp_path, corpus, flag, value, field):
     assert field in errors[0] or flag in errors[0]
     assert value in errors[0]
     assert not shard_files(out)
+
+
+def test_missing_required_flags_are_named(tmp_path):
+    result = run_cli("generate", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "required: --source" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf_source_with_extra_colons_is_refused(tmp_path):
+    result = run_cli("generate", "--source", "hf:org/name:cfg:extra", "--out",
+                     str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "hf:ORG/NAME[:CONFIG]" in result.stderr
+
+
+def test_a_refused_source_leaves_no_output_folder(tmp_path):
+    result = run_cli("generate", "--source", "preset:nope", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert not (tmp_path / "out").exists()

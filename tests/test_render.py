@@ -647,3 +647,38 @@ def test_missing_glyphs_count_only_characters_on_kept_pages():
     assert cut.stats.missing_glyphs == 0 and cut.stats.missing_glyph_chars == ""
     kept = build_renderer(RenderConfig(page_size="tiny")).render(text)
     assert kept.stats.missing_glyphs == 1 and kept.stats.missing_glyph_chars == "\ue000"
+
+
+def test_fallback_font_does_not_depend_on_earlier_documents():
+    # U+2322 is only in a later fallback font (DejaVu Math here); loading it first must not
+    # change which font draws U+210A, which an earlier fallback in preference order has.
+    config = RenderConfig(page_size="300x200", margin=10)
+    fresh = build_renderer(config).render("\u210a")
+    warmed = build_renderer(config)
+    assert warmed.render("\u2322").stats.missing_glyphs == 0
+    again = warmed.render("\u210a")
+    assert fresh.stats.missing_glyphs == again.stats.missing_glyphs == 0
+    assert decode(fresh.pages[0]).tobytes() == decode(again.pages[0]).tobytes()
+
+
+def test_text_tokens_of_a_truncated_document_count_the_kept_text():
+    text = " ".join(["word"] * 600)
+    full = build_renderer(RenderConfig(page_size="tiny")).render(text).stats
+    cut = build_renderer(RenderConfig(page_size="tiny", overflow="truncate")).render(text).stats
+    assert cut.truncated_chars > 0 and cut.num_pages == 1
+    assert cut.text_tokens < full.text_tokens
+    assert cut.compression_ratio == round(cut.text_tokens / cut.vision_tokens, 4)
+
+
+def test_min_font_size_only_matters_for_shrink():
+    assert from_dict(RenderConfig, {"font_size": 8}).font_size == 8
+    with pytest.raises(ConfigError, match="min_font_size"):
+        from_dict(RenderConfig, {"font_size": 8, "overflow": "shrink"})
+
+
+def test_cli_render_out_without_suffix_gets_png_names(tmp_path):
+    result = run_cli("render", "--text", " ".join(["word"] * 400), "--out",
+                     str(tmp_path / "page"), "--page-size", "tiny")
+    assert result.returncode == 0, result.stderr
+    pages = json.loads(result.stdout)["pages"]
+    assert pages[:2] == [str(tmp_path / "page.png"), str(tmp_path / "page-2.png")]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from deepsynth.cli import exit_codes
 from deepsynth.config import (
     GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
@@ -20,9 +21,6 @@ from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
 from deepsynth.hub.upload import HfHubClient
 from deepsynth.progress import Progress
-
-EXIT_STOPPED = 130
-EXIT_UPLOAD_FAILED = 1
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -100,11 +98,11 @@ def run_generate(args: argparse.Namespace) -> int:
     if result.status == "stopped":
         print("stopped: finished rows are kept; re-run the same command to resume",
               file=sys.stderr)
-        return EXIT_STOPPED
+        return exit_codes.STOPPED
     if result.hub_error:
         print(f"error: Hub upload failed ({result.hub_error}); local data is kept; run "
               f"'deepsynth push {result.folder} --to {config.push_to_hub}'", file=sys.stderr)
-        return EXIT_UPLOAD_FAILED
+        return exit_codes.UPLOAD_FAILED
     return 0
 
 

@@ -8,10 +8,10 @@ import os
 import sys
 
 from deepsynth import __version__
-from deepsynth.cli import dataset_commands, render_command
+from deepsynth.cli import dataset_commands, exit_codes, render_command
 from deepsynth.errors import DeepSynthError
+from deepsynth.hub.upload import HubUploadError
 
-EXIT_USER_ERROR = 2
 # Libraries that log every network retry; their final error reaches the user through ours.
 _CHATTY_LIBRARIES = ("huggingface_hub", "datasets", "fsspec", "httpx", "urllib3", "filelock")
 
@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one ``error:`` line, like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see '{self.prog} --help')\n")
+        self.exit(exit_codes.USER_ERROR, f"error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,13 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.handler(args) or 0
+    except HubUploadError as exc:  # local data is fine; only the upload needs a retry
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_codes.UPLOAD_FAILED
     except DeepSynthError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exit_codes.USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, re-run the same command to resume",
               file=sys.stderr)
-        return 130
+        return exit_codes.STOPPED
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def page_paths(out: Path, count: int) -> list[Path]:
-    return [out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
+    if not out.suffix:
+        out = out.with_suffix(".png")
+    return [out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
             for i in range(count)]
 
 

@@ -66,7 +66,7 @@ class RenderConfig:
     page_size: str = option("base", help="page size: tiny (512), small (640), base (1024), "
                             "large (1280) or WxH", check=_page_size_problem)
     font: str = option("DejaVuSans", help="a bundled font name (DejaVuSans, DejaVuSansMono, "
-                       "DejaVuSerif) or a path to a .ttf/.otf file")
+                       "DejaVuSerif) or a path to a .ttf/.otf/.ttc file")
     font_size: int = option(18, help="font size in px", min=6, max=96)
     min_font_size: int = option(10, help="smallest font size the shrink policy may use",
                                 min=6, max=96)
@@ -92,7 +92,7 @@ class RenderConfig:
         if 2 * self.margin >= min(width, height) - self.font_size:
             raise ConfigError("margin", f"leaves no room for text on a {width}x{height} page; "
                               f"use at most {(min(width, height) - self.font_size) // 2 - 1}")
-        if self.min_font_size > self.font_size:
+        if self.overflow == "shrink" and self.min_font_size > self.font_size:
             raise ConfigError("min_font_size", f"must be at most font_size ({self.font_size})")
 
     @property
@@ -115,8 +115,8 @@ class SourceConfig:
     max_samples: int | None = option(None, help="at most this many rows written per split",
                                      min=1)
     validation_fraction: float | None = option(
-        None, help="carve a deterministic validation split of this fraction from a single "
-        "local file", min=0.001, max=0.9)
+        None, help="carve a deterministic validation split of this fraction from a source "
+        "that has only a train split (for example a single file)", min=0.001, max=0.9)
     on_error: str = option("fail", help="a bad row (invalid JSON, missing field): stop, or "
                            "skip it and count it", choices=("fail", "skip"))
 
@@ -144,7 +144,7 @@ class GenerationConfig:
     push_to_hub: str | None = option(None, help="upload to this Hub dataset repo (ORG/NAME)",
                                      check=lambda v: None if re.match(
                                          r"^[\w.-]+/[\w.-]+$", v) else "must be ORG/NAME")
-    public: bool = option(False, help="make the Hub repository public (default: private)")
+    public: bool = option(False, help="create the Hub repository public, not private")
 
     def check(self) -> None:
         if self.source is None:

@@ -149,11 +149,12 @@ def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
             prefix + unknown[0], f"is not a known field; allowed: {', '.join(sorted(fields))}"
         )
     hints = _field_types(cls)
+    for name, f in fields.items():
+        if name not in data and f.default is dataclasses.MISSING and (
+                f.default_factory is dataclasses.MISSING):
+            raise ConfigError(prefix + name, f"is required: {f.metadata.get('help', '')}")
     kwargs = {k: _coerce(prefix + k, hints[k], v) for k, v in data.items()}
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:  # a required field is missing
-        raise ConfigError(prefix.rstrip(".") or cls.__name__, str(exc)) from None
+    obj = cls(**kwargs)
     validate(obj, prefix=prefix)
     return obj
 
@@ -214,6 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type) -> None:
         tp, _ = _unwrap_optional(hints[f.name])
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata["help"]}
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs["required"] = True
         if f.default is not dataclasses.MISSING and f.default is not None:
             kwargs["help"] += f" (default: {f.default})"
         if tp is bool:

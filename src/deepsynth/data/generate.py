@@ -184,7 +184,7 @@ class _Generation:
             try:
                 document = to_document(raw.fields, self.mapping, f"{plan.name}-{raw.position}")
             except SourceError as exc:
-                error = f"{plan.source_split} row {raw.position}: {exc}"
+                error = f"{plan.source_split} row {raw.position + 1}: {exc}"
         if error is None:
             return document
         if self.config.source.on_error == "fail":
@@ -274,17 +274,19 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
                      backoff_seconds: float = 2.0) -> GenerationResult:
     """Generate (or resume) the dataset described by ``config`` into ``config.out``."""
     validate(config)
+    source = open_source(config.source.source)
+    src = config.source
+    mapping = source.fields.override(src.text_field, src.summary_field, src.id_field)
+    plans = plan_splits(source, src)
+    if not plans:
+        raise SourceError(f"{source.name}: no splits to generate")
+    first = _first_row(source, plans[0])
+    if first is None:
+        raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no rows")
+    check_mapping(mapping, list(first.fields))
+    build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
     folder = prepare_folder(Path(config.out))
     with FolderLock(folder):
-        source = open_source(config.source.source)
-        src = config.source
-        mapping = source.fields.override(src.text_field, src.summary_field, src.id_field)
-        plans = plan_splits(source, src)
-        first = _first_row(source, plans[0])
-        if first is None:
-            raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no rows")
-        check_mapping(mapping, list(first.fields))
-        build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
         manifest = open_manifest(folder, config, [p.name for p in plans])
         publisher = _publisher(config, hub_client, backoff_seconds)
         run = _Generation(config, folder, source, mapping, manifest, publisher, progress,

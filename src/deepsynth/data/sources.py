@@ -12,6 +12,7 @@ import gzip
 import io
 import itertools
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from deepsynth.config.dataset import normalize_split
 from deepsynth.data.presets import PRESETS, preset_names
 from deepsynth.errors import SourceError
 
+log = logging.getLogger(__name__)
 KNOWN_SPLITS = ("train", "validation", "test", "dev", "val", "valid")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".tsv": "tsv", ".parquet": "parquet"}
@@ -62,6 +64,8 @@ def _format_of(path: Path) -> str | None:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
+        if suffixes and suffixes[-1] == ".parquet":
+            return None  # Parquet compresses internally; a gzipped file cannot be streamed
     return FORMATS.get(suffixes[-1]) if suffixes else None
 
 
@@ -131,7 +135,7 @@ def read_file(path: Path) -> Iterator[tuple[dict | None, str | None]]:
             yield from _read_parquet(path)
         else:
             raise SourceError(f"{path}: unsupported file type; use "
-                              f"{', '.join(sorted(FORMATS))} (optionally .gz)")
+                              f"{', '.join(sorted(FORMATS))} (text formats optionally .gz)")
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from None
     except SourceError:
@@ -163,7 +167,7 @@ class LocalSource:
         if self.path.is_file():
             if _format_of(self.path) is None:
                 raise SourceError(f"{self.path}: unsupported file type; use "
-                                  f"{', '.join(sorted(FORMATS))} (optionally .gz)")
+                                  f"{', '.join(sorted(FORMATS))} (text formats optionally .gz)")
             return {"train": [self.path]}
         files = sorted(p for p in self.path.rglob("*")
                        if p.is_file() and _format_of(p) and not p.name.startswith("."))
@@ -175,6 +179,9 @@ class LocalSource:
             split = named[path] if any(named.values()) else "train"
             if split:
                 grouped.setdefault(split, []).append(path)
+            else:
+                log.warning("ignoring %s: its name names no split (%s)", path,
+                            ", ".join(KNOWN_SPLITS))
         return grouped
 
     def splits(self) -> list[str]:
@@ -194,8 +201,9 @@ class LocalSource:
                 import pyarrow.parquet as pq
 
                 total += pq.ParquetFile(path).metadata.num_rows
-            elif kind == "jsonl" and path.suffix != ".gz":
-                with open(path, "rb") as handle:
+            elif kind == "jsonl":
+                opener = gzip.open if path.suffix.lower() == ".gz" else open
+                with opener(path, "rb") as handle:
                     total += sum(1 for line in handle if line.strip())
             else:
                 return None
@@ -271,8 +279,8 @@ def open_source(spec: str) -> Source:
         return HubSource(repo, preset.config, preset.fields, f"preset:{name}", preset.sizes)
     if spec.startswith(("hf:", "HF::")):
         body = spec.removeprefix("HF::").removeprefix("hf:")
-        repo, _, config = body.partition(":") if body.count(":") == 1 else (body, "", "")
-        if not repo:
-            raise SourceError("hf: sources are written hf:ORG/NAME[:CONFIG]")
+        repo, _, config = body.partition(":")
+        if not repo or ":" in config:
+            raise SourceError(f"hf: sources are written hf:ORG/NAME[:CONFIG]; got {spec!r}")
         return HubSource(repo, config or None)
     return LocalSource(Path(spec))

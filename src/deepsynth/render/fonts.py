@@ -142,13 +142,13 @@ class FontSet:
         return found
 
     def _fallback_index(self, code: int) -> int:
-        for index, path in enumerate(self._paths[1:], start=1):
-            if code in font_codepoints(str(path)):
-                return index
+        # Always the first candidate in preference order that has the character, whatever
+        # was loaded before: pixels must not depend on the documents rendered earlier.
         for path in self._candidates:
-            if path in self._paths or code not in font_codepoints(str(path)):
+            if code not in font_codepoints(str(path)):
                 continue
-            self._paths.append(path)
-            self._fonts.append(self._load(path))
-            return len(self._paths) - 1
+            if path not in self._paths:
+                self._paths.append(path)
+                self._fonts.append(self._load(path))
+            return self._paths.index(path)
         return MISSING

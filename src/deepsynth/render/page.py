@@ -96,7 +96,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
         ">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def _deflate(data: bytes, level: int) -> bytes:
+def _deflate(data: memoryview, level: int) -> bytes:
     """Level 0 stores, 1-3 use ISA-L's fast deflate, 4-9 zlib's slower, smaller deflate."""
     if 1 <= level <= 3:
         return isal_zlib.compress(data, level)
@@ -115,5 +115,5 @@ def encode_png(page: Image.Image, level: int) -> bytes:
     color_type = 0 if page.mode == "L" else 2
     header = struct.pack(">IIBBBBB", page.width, page.height, 8, color_type, 0, 0, 0)
     return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
-                     _chunk(b"IDAT", _deflate(filtered.tobytes(), level)),
+                     _chunk(b"IDAT", _deflate(memoryview(filtered).cast("B"), level)),
                      _chunk(b"IEND", b"")))

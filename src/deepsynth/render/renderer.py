@@ -68,7 +68,8 @@ class Renderer:
                  png_level: int, overflow: str, max_pages: int | None,
                  fallback_fonts: bool, tokens: TokenCounter):
         self.width, self.height = width, height
-        self.font_path, self.font_size, self.min_font_size = font_path, font_size, min_font_size
+        self.font_path, self.font_size = font_path, font_size
+        self.min_font_size = min(min_font_size, font_size)
         self.margin, self.line_spacing, self.color_mode = margin, line_spacing, color_mode
         self.png_level, self.overflow = png_level, overflow
         self.page_limit = max_pages if max_pages or overflow == "paginate" else 1
@@ -130,6 +131,8 @@ class Renderer:
 
     def _stats(self, text: str, pages: list, size: int, truncated: int) -> RenderStats:
         missing, missing_chars = missing_glyphs(pages, self._engine(size).measurer.fonts)
+        if truncated:  # the ratio compares what the pages hold, so count only the kept text
+            text = "\n".join(line.text for page in pages for line in page)
         text_tokens = self.tokens.count(text)
         vision = vision_tokens_per_page(self.width, self.height) * len(pages)
         return RenderStats(
