@@ -299,3 +299,36 @@ def test_real_cli_push_without_hub_access_keeps_data_and_leaks_no_token(tmp_path
     manifest = json.loads((out / "deepsynth-manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["hub"]["error"]
     assert _files_containing(out, SENTINEL) == []
+
+
+def test_real_client_calls_match_the_installed_huggingface_hub(tmp_path):
+    """The real client's calls, checked against huggingface_hub's own signatures: the Hub is
+    unreachable here, so each HfApi method is replaced by a recorder that binds the call to
+    the real method's signature (a test double that fails on any argument drift)."""
+    import inspect
+
+    from huggingface_hub import HfApi
+
+    from deepsynth.hub.upload import HfHubClient
+
+    client = HfHubClient(token=None)
+    bound = {}
+
+    def recorder(name):
+        signature = inspect.signature(getattr(HfApi, name))
+
+        def call(*args, **kwargs):
+            bound[name] = signature.bind(client._api, *args, **kwargs).arguments
+            return []
+        return call
+
+    for name in ("create_repo", "upload_file", "list_repo_files"):
+        setattr(client._api, name, recorder(name))
+    client.create_repo("me/ds", private=True)
+    client.upload_file(tmp_path / "f.parquet", "data/f.parquet", "me/ds")
+    client.list_files("me/ds")
+    assert bound["create_repo"]["repo_type"] == "dataset"
+    assert bound["create_repo"]["private"] is True and bound["create_repo"]["exist_ok"] is True
+    assert bound["upload_file"]["path_in_repo"] == "data/f.parquet"
+    assert bound["upload_file"]["repo_type"] == "dataset"
+    assert bound["list_repo_files"]["repo_type"] == "dataset"
