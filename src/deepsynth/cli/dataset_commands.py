@@ -15,10 +15,11 @@ from deepsynth.cli import exit_codes
 from deepsynth.config import (
     GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
-from deepsynth.data.catalog import default_datasets_root, describe_dataset, list_datasets
+from deepsynth.data.catalog import describe_dataset, list_datasets
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
+from deepsynth.paths import datasets_dir
 from deepsynth.hub.upload import HfHubClient
 from deepsynth.progress import Progress
 
@@ -113,7 +114,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    root = Path(args.root) if args.root else default_datasets_root()
+    root = Path(args.root) if args.root else datasets_dir()
     found = list_datasets(root)
     if not found:
         print(f"no datasets under {root}")

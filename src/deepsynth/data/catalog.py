@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest
 from deepsynth.errors import DeepSynthError
-
-
-def default_datasets_root() -> Path:
-    return Path(os.environ.get("DEEPSYNTH_DATA_ROOT", "./data")) / "datasets"
 
 
 def _size(folder: Path) -> int:

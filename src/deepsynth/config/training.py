@@ -1,0 +1,205 @@
+"""Configuration of fine-tuning: one flat dataclass, its presets, and the checks that refuse
+options that could not act under the chosen setting.
+
+The same names are CLI flags (``--kebab-case``), REST fields and UI inputs. A preset fills
+fields; fields given explicitly override it (see :func:`training_config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deepsynth.config.spec import from_dict, option
+from deepsynth.errors import ConfigError
+
+DEFAULT_PROMPT = "Summarize this document."
+
+# Which modules each LoRA preset adapts (the LoRA guide). In this model "down_proj",
+# "gate_proj" and "up_proj" match only the dense and shared-expert MLPs; routed experts are
+# fused 3-D tensors reached with target_parameters, the router (not an nn.Linear) too.
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+ROUTER = ("mlp.gate.weight",)
+EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+LORA_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {"modules": ATTENTION, "parameters": (), "r": 16, "alpha": 32,
+                 "help": "attention only; the safe default"},
+    "tiny_data": {"modules": ATTENTION + ("down_proj",), "parameters": (), "r": 8, "alpha": 16,
+                  "help": "attention + down_proj, small rank: under 10 samples"},
+    "balanced": {"modules": ATTENTION + MLP, "parameters": (), "r": 16, "alpha": 32,
+                 "help": "attention + dense and shared-expert MLPs: 10-50 samples"},
+    "router_focused": {"modules": ATTENTION + MLP, "parameters": ROUTER, "r": 16, "alpha": 32,
+                       "help": "balanced + the MoE router"},
+    "high_capacity_moe": {"modules": ATTENTION + MLP, "parameters": ROUTER + EXPERTS, "r": 32,
+                          "alpha": 64, "help": "+ routed experts and router: 50+ samples"},
+    "qlora_4bit": {"modules": ATTENTION + MLP, "parameters": (), "r": 16, "alpha": 32,
+                   "help": "balanced on a 4-bit NF4 base model (CUDA only)"},
+}
+
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"batch_size": 2, "learning_rate": 5e-5, "gradient_accumulation_steps": 8,
+                "mixed_precision": "bf16", "scheduler": "cosine", "warmup_ratio": 0.1,
+                "max_grad_norm": 1.0, "weight_decay": 0.01, "max_length": 512},
+    "low_memory": {"batch_size": 1, "gradient_accumulation_steps": 16, "learning_rate": 5e-5,
+                   "mixed_precision": "bf16", "gradient_checkpointing": True},
+    "high_memory": {"batch_size": 8, "gradient_accumulation_steps": 2, "learning_rate": 5e-5,
+                    "mixed_precision": "bf16"},
+    "quick_test": {"batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
+                   "max_steps": 10, "mixed_precision": "no", "warmup_ratio": 0.0,
+                   "eval_steps": 5, "save_steps": 5, "log_steps": 1, "eval_samples": 4,
+                   "scheduler": "constant"},
+    "high_quality": {"expert_dropout_rate": 0.2, "gate_dropout_rate": 0.1, "bidrop_passes": 3,
+                     "num_epochs": 5, "batch_size": 2, "gradient_accumulation_steps": 8,
+                     "learning_rate": 2e-5, "peft": "full", "attention_dropout": 0.1},
+    "balanced": {"expert_dropout_rate": 0.15, "gate_dropout_rate": 0.05, "bidrop_passes": 2,
+                 "num_epochs": 3, "batch_size": 4, "gradient_accumulation_steps": 4,
+                 "learning_rate": 5e-5, "peft": "full", "attention_dropout": 0.1},
+    "fast_iteration": {"expert_dropout_rate": 0.0, "gate_dropout_rate": 0.0, "bidrop_passes": 1,
+                       "num_epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2,
+                       "learning_rate": 5e-5},
+    "cpu_demo": {"model": "tiny-deepseek-ocr-2", "peft": "full", "batch_size": 4,
+                 "gradient_accumulation_steps": 1, "learning_rate": 2e-3, "max_steps": 300,
+                 "mixed_precision": "no", "scheduler": "cosine", "warmup_ratio": 0.05,
+                 "eval_steps": 100, "save_steps": 100, "log_steps": 10, "eval_samples": 8,
+                 "max_length": 256},
+}
+TRAINER_TYPES = ("production", "deepsynth", "generic")
+
+
+@dataclass
+class TrainingConfig:
+    """A fine-tuning run."""
+
+    dataset: str = option(help="a dataset folder made by deepsynth generate")
+    out: str = option(help="output folder for checkpoints, metrics and the final model")
+    model: str = option("tiny-deepseek-ocr-2", help="model preset or folder")
+    trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
+        "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
+        "encoder, no MoE regularizers; generic: text only (no images)"))
+    preset: str | None = option(None, choices=tuple(TRAINING_PRESETS),
+                                help="training preset; explicit options override it")
+    peft: str = option("lora", choices=("lora", "qlora", "dora", "adalora", "full"),
+                       help="adapter method, or full fine-tuning of the decoder")
+    lora_preset: str = option("balanced", choices=tuple(LORA_PRESETS),
+                              help="which modules the adapters reach")
+    lora_r: int | None = option(None, min=1, max=512, help="adapter rank (default: preset's)")
+    lora_alpha: int | None = option(None, min=1, max=1024, help="adapter alpha")
+    lora_dropout: float | None = option(None, min=0.0, max=0.5, help="dropout inside the "
+                                        "adapters (default 0.05; 0 for presets that adapt "
+                                        "the router or experts, which PEFT requires)")
+    trust_remote_code: bool = option(False, help="allow DeepSeek-OCR v1's Hub code to run")
+    max_steps: int | None = option(None, min=1, help="optimizer steps (overrides num_epochs)")
+    num_epochs: float = option(1.0, min=0.01, max=1000, help="passes over the training split")
+    batch_size: int = option(2, min=1, max=512, help="examples per micro-batch")
+    gradient_accumulation_steps: int = option(8, min=1, max=1024,
+                                              help="micro-batches per optimizer step")
+    learning_rate: float = option(5e-5, min=1e-8, max=1.0, help="peak learning rate")
+    weight_decay: float = option(0.01, min=0.0, max=1.0, help="AdamW weight decay")
+    warmup_ratio: float = option(0.1, min=0.0, max=0.5, help="warmup share of the steps")
+    warmup_steps: int | None = option(None, min=0, help="warmup steps (overrides the ratio)")
+    scheduler: str = option("cosine", choices=("cosine", "linear", "constant"),
+                            help="learning-rate schedule (transformers)")
+    max_grad_norm: float = option(1.0, min=0.0, max=1000.0, help="gradient clipping (0: off)")
+    mixed_precision: str = option("bf16", choices=("no", "fp16", "bf16"),
+                                  help="autocast precision")
+    seed: int = option(42, min=0, help="random seed")
+    max_length: int = option(512, min=8, max=32768,
+                             help="text tokens (prompt + summary); image tokens never count")
+    max_pages: int = option(4, min=1, max=64, help="skip (and count) longer documents")
+    prompt: str = option(DEFAULT_PROMPT, help="instruction placed after the page images")
+    gradient_checkpointing: bool = option(False, help="trade compute for activation memory")
+    attention_dropout: float = option(0.0, min=0.0, max=0.5,
+                                      help="dropout in the decoder's attention while training")
+    loader_workers: int = option(0, min=0, max=64, help="data loader worker processes")
+    augment: bool = option(False, help="legibility-preserving augmentation (rotation, "
+                           "perspective, brightness/contrast, blur, noise)")
+    save_steps: int = option(100, min=1, help="checkpoint every N steps")
+    eval_steps: int = option(100, min=1, help="evaluate the probe subset every N steps")
+    log_steps: int = option(10, min=1, help="write metrics every N steps")
+    eval_samples: int = option(16, min=1, max=100_000, help="size of the evaluation probe")
+    keep_last: int = option(3, min=1, max=1000, help="checkpoints kept")
+    early_stopping_patience: int | None = option(None, min=1, help="stop after N evaluations "
+                                                 "without improvement")
+    early_stopping_metric: str = option("eval_loss", choices=("eval_loss", "rouge1", "rouge2",
+                                                              "rougeL"), help="metric watched")
+    expert_dropout_rate: float = option(0.0, min=0.0, max=1.0,
+                                        help="share of routed experts whose gradients drop")
+    expert_dropout_min_keep: int = option(1, min=1, max=8, help="experts always kept per layer")
+    gate_dropout_rate: float = option(0.0, min=0.0, max=1.0,
+                                      help="share of router gradient entries dropped")
+    bidrop_passes: int = option(1, min=1, max=5, help="forward/backward passes per batch")
+    bidrop_agreement: bool = option(False, help="update only parameters whose gradients agree "
+                                    "in sign across the passes (the Bi-Drop paper's rule)")
+    aux_loss_coef: float = option(0.0, min=0.0, max=1.0, help="router load-balancing loss")
+    z_loss_coef: float = option(0.0, min=0.0, max=1.0, help="router z-loss")
+    resume_from: str | None = option(None, help="a checkpoint folder, or 'latest'")
+    report_to: str = option("none", choices=("none", "tensorboard", "wandb"),
+                            help="experiment tracker")
+    num_beams: int = option(1, min=1, max=16, help="beams when generating summaries")
+    max_new_tokens: int = option(64, min=1, max=4096, help="summary length limit")
+    train_split: str = option("train", help="split to train on")
+    eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
+                                    "else test)")
+
+    def check(self) -> None:
+        check_conflicts(self)
+
+    @property
+    def moe_regularized(self) -> bool:
+        return bool(self.expert_dropout_rate or self.gate_dropout_rate or self.bidrop_passes > 1
+                    or self.aux_loss_coef or self.z_loss_coef)
+
+
+def lora_dropout(config: TrainingConfig) -> float:
+    """The adapters' dropout: explicit, else 0.05, or 0 where PEFT allows no dropout."""
+    if config.lora_dropout is not None:
+        return config.lora_dropout
+    return 0.0 if LORA_PRESETS[config.lora_preset]["parameters"] else 0.05
+
+
+def adapted_parameters(config: TrainingConfig) -> tuple[str, ...]:
+    return () if config.peft == "full" else LORA_PRESETS[config.lora_preset]["parameters"]
+
+
+def check_conflicts(config: TrainingConfig) -> None:
+    """Refuse options that would silently do nothing under the chosen setting."""
+    if config.trainer_type == "deepsynth" and config.moe_regularized:
+        raise ConfigError("trainer_type", "deepsynth trains without MoE regularizers; unset "
+                          "expert/gate dropout, bidrop_passes and router losses, or use "
+                          "trainer_type production")
+    adapted = adapted_parameters(config)
+    if config.expert_dropout_rate and config.peft != "full" and EXPERTS[0] not in adapted:
+        raise ConfigError("expert_dropout_rate", f"acts on routed experts, which lora_preset "
+                          f"{config.lora_preset!r} does not train; use lora_preset "
+                          f"high_capacity_moe or peft full")
+    if config.gate_dropout_rate and config.peft != "full" and ROUTER[0] not in adapted:
+        raise ConfigError("gate_dropout_rate", f"acts on the router, which lora_preset "
+                          f"{config.lora_preset!r} does not train; use router_focused, "
+                          f"high_capacity_moe or peft full")
+    if config.bidrop_passes > 1:
+        dropout = config.attention_dropout or (config.peft != "full" and lora_dropout(config))
+        if not dropout:
+            raise ConfigError("bidrop_passes", "needs dropout to make the passes differ: set "
+                              "attention_dropout > 0 (or lora_dropout > 0 with adapters)")
+    if config.peft == "qlora" or config.lora_preset == "qlora_4bit":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("peft", "qlora (4-bit NF4 via bitsandbytes) needs a CUDA GPU; "
+                              "use lora on this machine")
+    if lora_dropout(config) and adapted and config.peft != "full":
+        raise ConfigError("lora_dropout", f"must be 0 with lora_preset {config.lora_preset!r}: "
+                          f"PEFT cannot apply dropout to adapters of the router or experts")
+    if config.trainer_type == "generic" and config.augment:
+        raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+
+
+def training_config(data: dict[str, Any]) -> TrainingConfig:
+    """Parse a mapping (CLI flags given, REST body) with its preset applied underneath."""
+    preset = data.get("preset")
+    if preset is not None and preset not in TRAINING_PRESETS:
+        raise ConfigError("preset", f"must be one of {', '.join(TRAINING_PRESETS)}; got "
+                          f"{preset!r}")
+    merged = {**TRAINING_PRESETS.get(preset, {}), **data} if preset else dict(data)
+    return from_dict(TrainingConfig, merged)

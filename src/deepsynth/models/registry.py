@@ -1,0 +1,144 @@
+"""Model presets and loading: DeepSeek-OCR-2 (native), DeepSeek-OCR v1 (remote code), the tiny
+demo model, or a local folder saved by DeepSynth or transformers.
+
+``load_model`` returns the model, its tokenizer and what the data pipeline needs to know
+(image size, image tokens per page, the image token id).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.models import tiny
+from deepsynth.paths import cache_dir
+from deepsynth.render.tokens import vision_tokens_per_page
+
+MODEL_INFO_NAME = "deepsynth-model.json"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    family: str  # deepseek_ocr2 | deepseek_ocr
+    source: str  # a Hub id, or "built-in"
+    description: str
+    randomly_initialized: bool = False
+    needs_remote_code: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
+    ModelPreset("tiny-deepseek-ocr-2", "deepseek_ocr2", "built-in",
+                "DeepSeek-OCR-2's architecture at ~1.2M parameters with RANDOM weights: a demo "
+                "and test model that learns only what you train it on; not pretrained",
+                randomly_initialized=True),
+    ModelPreset("deepseek-ocr-2", "deepseek_ocr2", "deepseek-community/DeepSeek-OCR-2",
+                "DeepSeek-OCR-2 (~3B parameters, MoE decoder), native transformers class"),
+    ModelPreset("deepseek-ocr", "deepseek_ocr", "deepseek-ai/DeepSeek-OCR",
+                "DeepSeek-OCR v1, loaded with its own remote code (needs trust_remote_code)",
+                needs_remote_code=True),
+)}
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    family: str
+    name: str
+    image_size: int
+    image_token_id: int
+    randomly_initialized: bool
+
+    @property
+    def image_tokens_per_page(self) -> int:
+        # Built from the model config, not the processor (whose count is wrong off 768/1024).
+        return vision_tokens_per_page(self.image_size, self.image_size)
+
+
+def _read_info(folder: Path) -> dict:
+    path = folder / MODEL_INFO_NAME
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def resolve_model(spec: str, root: Path | None = None) -> tuple[str, ModelPreset | None]:
+    """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one."""
+    if spec in MODEL_PRESETS:
+        preset = MODEL_PRESETS[spec]
+        if preset.name == tiny.NAME:
+            return str(tiny.ensure_tiny_model(cache_dir(root))), preset
+        return preset.source, preset
+    if Path(spec).expanduser().is_dir():
+        return str(Path(spec).expanduser()), None
+    raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}) or a model "
+                      f"folder; got {spec!r}")
+
+
+def _load_remote_code(location: str, dtype: Any) -> tuple[Any, Any]:
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        model = AutoModel.from_pretrained(location, trust_remote_code=True, dtype=dtype)
+    except Exception as exc:
+        raise DeepSynthError(
+            f"DeepSeek-OCR v1's remote code could not be loaded with transformers "
+            f"{transformers.__version__} ({type(exc).__name__}: {str(exc)[:200]}); it was "
+            f"written for transformers 4.46 (pip install 'transformers==4.46.3'). Prefer "
+            f"--model deepseek-ocr-2, which transformers supports natively.") from None
+    return model, AutoTokenizer.from_pretrained(location, trust_remote_code=True)
+
+
+def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool = False,
+               dtype: Any = None, attention_dropout: float = 0.0) -> LoadedModel:
+    """Load a preset or folder. ``dtype`` None means float32 (the weights are upcast)."""
+    import torch
+    from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
+
+    location, preset = resolve_model(spec, root)
+    info = _read_info(Path(location)) if Path(location).is_dir() else {}
+    if info.get("adapter"):
+        return _load_with_adapter(spec, Path(location), info, root, dtype, attention_dropout)
+    family = preset.family if preset else info.get("family", "deepseek_ocr2")
+    dtype = dtype or torch.float32
+    if family == "deepseek_ocr":
+        if not trust_remote_code:
+            raise ConfigError("trust_remote_code", "must be set to load DeepSeek-OCR v1, which "
+                              "runs code from its Hub repository; review it first")
+        model, tokenizer = _load_remote_code(location, dtype)
+        return LoadedModel(model, tokenizer, family, spec, 1024,
+                           getattr(model.config, "image_token_id", -1), False)
+    try:
+        model = DeepseekOcr2ForConditionalGeneration.from_pretrained(location, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except OSError as exc:
+        raise DeepSynthError(f"cannot load model {spec!r} from {location}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    model.config.text_config.attention_dropout = attention_dropout
+    for layer in model.model.language_model.layers:
+        layer.self_attn.attention_dropout = attention_dropout
+    image_size = info.get("image_size") or model.config.vision_config.sam_config.image_size
+    randomly = bool(info.get("randomly_initialized", preset.randomly_initialized if preset
+                             else False))
+    return LoadedModel(model, tokenizer, family, spec, int(image_size),
+                       model.config.image_token_id, randomly)
+
+
+def _load_with_adapter(spec: str, folder: Path, info: dict, root: Path | None, dtype: Any,
+                       attention_dropout: float) -> LoadedModel:
+    """A DeepSynth adapter folder: its base model with the saved adapter loaded exactly."""
+    from transformers import AutoTokenizer
+
+    from deepsynth.models.adapters import load_adapter
+
+    base = load_model(info["base_model"], root=root, dtype=dtype,
+                      attention_dropout=attention_dropout)
+    model = load_adapter(base.model, folder)
+    return LoadedModel(model, AutoTokenizer.from_pretrained(folder), base.family, spec,
+                       base.image_size, base.image_token_id, base.randomly_initialized)

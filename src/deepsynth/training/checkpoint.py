@@ -1,0 +1,100 @@
+"""Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG states, data
+position and step, with a format version. Written to a temp folder and renamed into place."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from deepsynth.errors import DeepSynthError
+
+FORMAT_VERSION = 1
+STATE_NAME = "trainer_state.json"
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # micro-batches of this epoch already consumed
+    best_metric: float | None = None
+    evals_without_improvement: int = 0
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerState,
+                    extra_rng: dict) -> Path:
+    """``extra_rng``: states of the loop's own generators (regularizers' choices)."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+               if p.requires_grad}
+    save_file(weights, str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": rng_state(), "extra_rng": extra_rng}, tmp / "training_state.pt")
+    (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerState, dict]:
+    folder = Path(folder)
+    try:
+        state = TrainerState(**json.loads((folder / STATE_NAME).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise DeepSynthError(f"{folder} is not a readable checkpoint ({exc})") from None
+    if state.format_version != FORMAT_VERSION:
+        raise DeepSynthError(f"checkpoint {folder} has format {state.format_version}; this "
+                             f"deepsynth reads {FORMAT_VERSION}")
+    weights = load_file(str(folder / "trainable.safetensors"))
+    parameters = dict(model.named_parameters())
+    unknown = [k for k in weights if k not in parameters]
+    if unknown:
+        raise DeepSynthError(f"checkpoint {folder} does not fit this model/adapter setup "
+                             f"(for example {unknown[0]}); resume with the same options")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            parameters[name].copy_(tensor)
+    blob = torch.load(folder / "training_state.pt", weights_only=False)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    restore_rng(blob["rng"])
+    return state, blob["extra_rng"]
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    found = [p for p in (Path(run_dir) / "checkpoints").glob("step-*") if
+             (p / STATE_NAME).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""Training data: rows of a generated dataset to token ids, labels and page pixels.
+
+A sequence is ``[bos] + image tokens per page + prompt + summary + [eos]``; labels are set on
+the summary and EOS only. ``max_length`` counts text tokens (prompt and summary), never image
+tokens, since the model fails when image tokens and image features disagree. Pages stay
+uint8 (1 channel) until they reach the model, which keeps loader workers cheap.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from deepsynth.errors import DeepSynthError
+from deepsynth.training.augment import Augmenter
+
+IGNORE = -100
+
+
+@dataclass
+class EncodedText:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+class ExampleEncoder:
+    """Builds input ids and labels; plain parameters so any caller can use it."""
+
+    def __init__(self, tokenizer, image_token_id: int, tokens_per_page: int, prompt: str,
+                 max_length: int, with_images: bool = True):
+        self.tokenizer = tokenizer
+        self.image_token_id = image_token_id
+        self.tokens_per_page = tokens_per_page
+        self.prompt_ids = tokenizer(prompt + "\n", add_special_tokens=False).input_ids
+        self.max_length = max_length
+        self.with_images = with_images
+        if len(self.prompt_ids) + 2 > max_length:
+            raise DeepSynthError(f"max_length {max_length} leaves no room for a summary after "
+                                 f"the {len(self.prompt_ids)}-token prompt")
+
+    def prefix(self, num_pages: int, text: str = "") -> list[int]:
+        """Everything before the summary: what generation starts from."""
+        ids = [self.tokenizer.bos_token_id]
+        if self.with_images:
+            ids += [self.image_token_id] * (self.tokens_per_page * num_pages)
+        else:  # text-only (generic trainer): the document itself, cut to leave summary room
+            room = max(self.max_length // 2, 1)
+            ids += self.tokenizer(text + "\n", add_special_tokens=False).input_ids[:room]
+        return ids + self.prompt_ids
+
+    def encode(self, num_pages: int, summary: str, text: str = "") -> EncodedText:
+        prefix = self.prefix(num_pages, text)
+        text_in_prefix = len(prefix) - 1 - (self.tokens_per_page * num_pages
+                                            if self.with_images else 0)
+        summary_ids = self.tokenizer(summary, add_special_tokens=False).input_ids
+        room = self.max_length - text_in_prefix - 1
+        truncated = len(summary_ids) > room
+        target = summary_ids[:max(room, 0)] + [self.tokenizer.eos_token_id]
+        return EncodedText(prefix + target, [IGNORE] * len(prefix) + target, truncated)
+
+
+def decode_page(png: bytes, size: int) -> Image.Image:
+    """A page as a grayscale image of ``size`` x ``size`` (resized if rendered otherwise)."""
+    with Image.open(io.BytesIO(png)) as image:
+        page = image.convert("L")
+    if page.size != (size, size):
+        page = page.resize((size, size), Image.Resampling.BILINEAR)
+    return page
+
+
+@dataclass
+class SplitRows:
+    """The rows of one split that fit ``max_pages``, with how many were skipped."""
+
+    table: object  # a datasets.Dataset with images not decoded
+    skipped_too_many_pages: int = 0
+    indices: list[int] = field(default_factory=list)
+
+
+def load_split(dataset_dir: str, split: str, max_pages: int) -> SplitRows:
+    import datasets
+
+    folder = Path(dataset_dir)
+    if not (folder / "deepsynth-manifest.json").exists() and not (folder / "README.md").exists():
+        raise DeepSynthError(f"dataset {dataset_dir!r} is not a dataset folder (generate one "
+                             f"with deepsynth generate)")
+    try:
+        loaded = datasets.load_dataset(str(folder), split=split)
+    except ValueError as exc:
+        raise DeepSynthError(f"dataset {dataset_dir!r} has no split {split!r} "
+                             f"({str(exc).splitlines()[0]})") from None
+    table = loaded.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    pages = table["num_pages"]
+    keep = [i for i, n in enumerate(pages) if n <= max_pages]
+    return SplitRows(table, len(pages) - len(keep), keep)
+
+
+class PageDataset(torch.utils.data.Dataset):
+    """Encoded examples of one split; index i is the i-th kept row."""
+
+    def __init__(self, rows: SplitRows, encoder: ExampleEncoder, image_size: int,
+                 augmenter: Augmenter | None = None, limit: int | None = None):
+        self.rows = rows
+        self.encoder = encoder
+        self.image_size = image_size
+        self.augmenter = augmenter
+        self.indices = rows.indices[:limit] if limit else rows.indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows.table[self.indices[index]]
+        encoded = self.encoder.encode(len(row["images"]), row["summary"], row["text"])
+        pages = []
+        if self.encoder.with_images:
+            for image in row["images"]:
+                page = decode_page(image["bytes"], self.image_size)
+                if self.augmenter is not None:
+                    page = self.augmenter(page)
+                pages.append(torch.from_numpy(np.asarray(page, dtype=np.uint8).copy()))
+        return {"id": row["id"], "input_ids": encoded.input_ids, "labels": encoded.labels,
+                "pages": pages, "summary": row["summary"], "truncated": encoded.truncated}
+
+
+class Collator:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict:
+        longest = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(examples), longest), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(examples), longest), dtype=torch.long)
+        for row, example in enumerate(examples):
+            n = len(example["input_ids"])
+            ids[row, :n] = torch.tensor(example["input_ids"])
+            labels[row, :n] = torch.tensor(example["labels"])
+            mask[row, :n] = 1
+        pages = [p for e in examples for p in e["pages"]]
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask,
+                 "ids": [e["id"] for e in examples]}
+        if pages:
+            batch["pages"] = torch.stack(pages).unsqueeze(1)
+        return batch
+
+
+def pixel_values(pages: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 [N, 1, H, W] to the model's normalized 3-channel input in its dtype."""
+    return (pages.to(dtype) / 127.5 - 1.0).expand(-1, 3, -1, -1)

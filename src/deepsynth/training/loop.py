@@ -1,0 +1,321 @@
+"""The one training loop (accelerate). Trainer types, PEFT methods and MoE regularizers are
+options of it: pieces built by ``training.setup`` and called at fixed points of the step.
+
+"Step" means optimizer step everywhere: logs, ``max_steps``, checkpoints and the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from deepsynth.config import to_dict, validate
+from deepsynth.config.training import TrainingConfig
+from deepsynth.errors import DeepSynthError
+from deepsynth.models.components import format_summary, parameter_summary
+from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
+from deepsynth.training import setup
+from deepsynth.training.checkpoint import (
+    TrainerState, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint,
+)
+from deepsynth.training.data import Collator, pixel_values
+from deepsynth.training.evaluator import ProbeEvaluator
+from deepsynth.training.metrics import MetricsLog, memory_stats
+from deepsynth.training.moe import RouterMonitor
+from deepsynth.training.output import save_final_model
+
+
+@dataclass
+class TrainingResult:
+    run_dir: Path
+    status: str  # completed | stopped | early_stopped
+    step: int
+    final_model: Path | None
+    metrics: dict = field(default_factory=dict)
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """A fresh, seeded permutation per epoch: the same order on resume."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class Trainer:
+    def __init__(self, config: TrainingConfig, progress: ProgressCallback,
+                 should_stop: StopFlag, root: Path | None, echo):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config, self.progress, self.should_stop, self.echo = config, progress, \
+            should_stop, echo
+        self.run_dir = Path(config.out)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        trackers = None if config.report_to == "none" else config.report_to
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                                       log_with=trackers, project_dir=str(self.run_dir))
+        set_seed(config.seed)
+        self.root = root
+
+    def _prepare(self) -> None:
+        config = self.config
+        self.loaded = setup.load_base_model(config, self.root)
+        self.data = setup.build_data(config, self.loaded)
+        self.sampler = EpochOrder(len(self.data.train), config.seed)
+        collate = Collator(self.loaded.tokenizer.pad_token_id)
+        loader = torch.utils.data.DataLoader(self.data.train, batch_size=config.batch_size,
+                                             sampler=self.sampler, collate_fn=collate,
+                                             num_workers=config.loader_workers)
+        self.steps_total = setup.total_steps(config, len(loader))
+        model = setup.make_trainable(self.loaded, config, self.steps_total)
+        self.summary = parameter_summary(model)
+        optimizer = setup.build_optimizer(model, config)
+        self.scheduler = setup.build_scheduler(optimizer, config, self.steps_total)
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(
+            model, optimizer, loader)
+        self.monitor = RouterMonitor(self.model)
+        self.hooks = setup.build_hooks(config, self.model, self.monitor)
+        self.bidrop = setup.build_bidrop(config, self.model)
+        self.evaluator = ProbeEvaluator(self.data.probe, self.loaded.tokenizer, collate,
+                                        config) if self.data.probe is not None else None
+        self.dtype = next(p for p in self.model.parameters()).dtype
+
+    def _resume(self) -> TrainerState:
+        config = self.config
+        if not config.resume_from:
+            return TrainerState()
+        if config.resume_from == "latest":
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                raise DeepSynthError(f"resume_from latest: no checkpoint in {self.run_dir}")
+            folder = found[-1]
+        else:
+            folder = Path(config.resume_from)
+        state, extra = load_checkpoint(folder, self.accelerator.unwrap_model(self.model),
+                                       self.optimizer, self.scheduler)
+        for hook, hook_state in zip(self.hooks, extra.get("hooks", []), strict=False):
+            _restore_hook(hook, hook_state)
+        self.echo(f"resumed from {folder} at step {state.step}")
+        return state
+
+    def _batches(self, state: TrainerState):
+        """Micro-batches forever, epoch after epoch, starting at the saved position."""
+        skip = state.batches_in_epoch
+        while True:
+            self.sampler.set_epoch(state.epoch)
+            loader = self.accelerator.skip_first_batches(self.loader, skip) if skip \
+                else self.loader
+            for batch in loader:
+                state.batches_in_epoch += 1
+                yield batch
+            state.epoch += 1
+            state.batches_in_epoch = 0
+            skip = 0
+
+    def _forward_loss(self, batch: dict) -> torch.Tensor:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "labels": batch["labels"]}
+        if "pages" in batch:
+            inputs["pixel_values"] = pixel_values(batch["pages"], self.dtype)
+        with self.accelerator.autocast():
+            loss = self.model(**inputs).loss
+            for hook in self.hooks:
+                extra = hook.extra_loss(batch["attention_mask"])
+                if extra is not None:
+                    loss = loss + extra
+        return loss
+
+    def _optimizer_step(self, batches, state: TrainerState) -> dict:
+        """One optimizer step: accumulation x Bi-Drop passes, hooks, clip, step, schedule."""
+        config = self.config
+        accumulation, passes = config.gradient_accumulation_steps, self.bidrop.passes
+        losses, tokens, examples = [], 0, 0
+        for micro in range(accumulation):
+            batch = next(batches)
+            tokens += int(batch["attention_mask"].sum())
+            examples += len(batch["ids"])
+            self.bidrop.start_batch()
+            for index in range(passes):
+                last = micro == accumulation - 1 and index == passes - 1
+                sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
+                with sync:
+                    loss = self._forward_loss(batch)
+                    self.accelerator.backward(loss / (accumulation * passes))
+                losses.append(float(loss.detach()))
+                self.bidrop.pass_done()
+            self.bidrop.finish_batch()
+        for hook in self.hooks:
+            hook.before_optimizer_step(self.optimizer)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        norm = self.accelerator.clip_grad_norm_(trainable, config.max_grad_norm or math.inf)
+        self.optimizer.step()
+        for hook in self.hooks:
+            hook.after_optimizer_step(self.optimizer)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        return {"loss": sum(losses) / len(losses), "grad_norm": float(norm),
+                "tokens": tokens, "examples": examples}
+
+    def run(self) -> TrainingResult:
+        self._prepare()
+        config, accelerator = self.config, self.accelerator
+        state = self._resume()
+        log = MetricsLog(self.run_dir, state.step if config.resume_from else None)
+        if accelerator.is_main_process:
+            self._write_start_files()
+        if config.report_to != "none":
+            accelerator.init_trackers("deepsynth", config=to_dict(config))
+        meter = RateMeter(self.steps_total, state.step)
+        batches = self._batches(state)
+        window = {"tokens": 0, "examples": 0, "started": time.perf_counter()}
+        status = "completed"
+        self.model.train()
+        while state.step < self.steps_total:
+            result = self._optimizer_step(batches, state)
+            window["tokens"] += result["tokens"]
+            window["examples"] += result["examples"]
+            if state.step % config.log_steps == 0 or state.step == self.steps_total:
+                self._log(log, state, result, window)
+            if self.evaluator and (state.step % config.eval_steps == 0
+                                   or state.step == self.steps_total):
+                if self._evaluate(log, state):
+                    status = "early_stopped"
+            if state.step % config.save_steps == 0:
+                self._save(state)
+            self.progress(meter.report("train", state.step))
+            if status == "early_stopped":
+                break
+            if state.step < self.steps_total and self.should_stop():
+                status = "stopped"
+                break
+        if status != "completed" or state.step % config.save_steps:
+            self._save(state)
+        return self._finish(log, state, status)
+
+    def _log(self, log: MetricsLog, state: TrainerState, result: dict, window: dict) -> None:
+        elapsed = max(time.perf_counter() - window["started"], 1e-9)
+        record = {"step": state.step, "epoch": state.epoch, "loss": round(result["loss"], 6),
+                  "lr": self.scheduler.get_last_lr()[0],
+                  "grad_norm": round(result["grad_norm"], 6),
+                  "samples_per_second": round(window["examples"] / elapsed, 3),
+                  "tokens_per_second": round(window["tokens"] / elapsed, 1),
+                  **memory_stats(), "moe": self.monitor.read_stats()}
+        window.update(tokens=0, examples=0, started=time.perf_counter())
+        if self.accelerator.is_main_process:
+            log.write(record)
+        if self.config.report_to != "none":
+            self.accelerator.log({k: v for k, v in record.items() if k != "moe"},
+                                 step=state.step)
+
+    def _evaluate(self, log: MetricsLog, state: TrainerState) -> bool:
+        """Evaluate the probe; True when early stopping says to stop."""
+        self.monitor.enabled = False
+        try:
+            results = self.evaluator.run(self.accelerator.unwrap_model(self.model), self.dtype,
+                                         self.run_dir, state.step)
+        finally:
+            self.monitor.enabled = True
+            self.model.train()
+        if self.accelerator.is_main_process:
+            log.write({"step": state.step, "eval": results})
+        metric = results[self.config.early_stopping_metric]
+        better = state.best_metric is None or (
+            metric < state.best_metric if self.config.early_stopping_metric == "eval_loss"
+            else metric > state.best_metric)
+        if better:
+            state.best_metric, state.evals_without_improvement = metric, 0
+        else:
+            state.evals_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        return bool(patience and state.evals_without_improvement >= patience)
+
+    def _save(self, state: TrainerState) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        folder = self.run_dir / "checkpoints" / f"step-{state.step:06d}"
+        hooks = [_hook_state(hook) for hook in self.hooks]
+        save_checkpoint(folder, self.accelerator.unwrap_model(self.model), self.optimizer,
+                        self.scheduler, state, {"hooks": hooks})
+        prune_checkpoints(self.run_dir, self.config.keep_last)
+
+    def _write_start_files(self) -> None:
+        table = format_summary(self.summary)
+        self.echo(table)
+        (self.run_dir / "parameters.txt").write_text(table + "\n")
+        (self.run_dir / "training_config.json").write_text(
+            json.dumps(to_dict(self.config), indent=2) + "\n")
+
+    def _finish(self, log: MetricsLog, state: TrainerState, status: str) -> TrainingResult:
+        self.accelerator.wait_for_everyone()
+        self.monitor.close()
+        final = None
+        summary = {"status": status, "steps": state.step,
+                   "parameters_total": sum(r.parameters for r in self.summary),
+                   "parameters_trainable": sum(r.trainable for r in self.summary),
+                   "rows_skipped_too_many_pages": self.data.skipped_too_many_pages,
+                   "total_seconds": round(time.time() - log.started, 2)}
+        evals = [r["eval"] for r in log.records() if "eval" in r]
+        if evals:
+            best = min(evals, key=lambda e: e["eval_loss"])
+            summary.update(best_eval_loss=best["eval_loss"], perplexity=best["perplexity"],
+                           rouge={k: max(e[k] for e in evals) for k in
+                                  ("rouge1", "rouge2", "rougeL")})
+        if self.accelerator.is_main_process:
+            if status != "stopped":
+                final = save_final_model(self.run_dir / "final", self.accelerator.unwrap_model(
+                    self.model), self.loaded, self.config, summary)
+            log.save_summary(**summary)
+        if self.config.report_to != "none":
+            self.accelerator.end_training()
+        return TrainingResult(self.run_dir, status, state.step, final, summary)
+
+
+def _hook_state(hook) -> dict:
+    state = {}
+    if hasattr(hook, "rng"):
+        state["rng"] = hook.rng.getstate()
+    if hasattr(hook, "generator"):
+        state["generator"] = hook.generator.get_state()
+    if hasattr(hook, "step"):
+        state["step"] = hook.step
+    return state
+
+
+def _restore_hook(hook, state: dict) -> None:
+    if "rng" in state:
+        hook.rng.setstate(_as_tuple(state["rng"]))
+    if "generator" in state:
+        hook.generator.set_state(state["generator"])
+    if "step" in state:
+        hook.step = state["step"]
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def train(config: TrainingConfig, progress: ProgressCallback = no_progress,
+          should_stop: StopFlag = never_stop, root: Path | None = None,
+          echo=print) -> TrainingResult:
+    """Fine-tune according to ``config``; checkpoints, metrics and the final model go to
+    ``config.out``. ``should_stop`` is checked at each optimizer-step boundary (pause)."""
+    validate(config)
+    return Trainer(config, progress, should_stop, root, echo).run()

@@ -1,0 +1,62 @@
+"""The final model folder: weights (full model, or adapter + base reference), tokenizer,
+model card, training config and the metadata DeepSynth needs to reload it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deepsynth.atomic_files import write_json_atomic
+from deepsynth.config import to_dict
+from deepsynth.config.training import TrainingConfig
+from deepsynth.data.manifest import package_versions
+from deepsynth.models.adapters import save_adapter
+from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel
+
+
+def model_card(info: dict, metrics: dict, config: TrainingConfig) -> str:
+    warning = ("\n**This model started from RANDOM weights (the tiny demo model): it knows only "
+               "what it was trained on here.**\n" if info["randomly_initialized"] else "")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in to_dict(config).items())
+    return f"""---
+tags: [deepsynth, deepseek-ocr, summarization, document-images]
+---
+
+# {Path(config.out).name}
+
+A DeepSeek-OCR-family model fine-tuned by DeepSynth to summarize a document from images of
+its pages. Base model: `{info['base_model']}`; method: `{info['peft']}`; dataset:
+`{config.dataset}`.
+{warning}
+## Metrics
+
+```json
+{json.dumps(metrics, indent=2)}
+```
+
+## Hyperparameters
+
+| option | value |
+|---|---|
+{rows}
+"""
+
+
+def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingConfig,
+                     metrics: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {"family": loaded.family, "image_size": loaded.image_size,
+            "randomly_initialized": loaded.randomly_initialized,
+            "base_model": loaded.name, "peft": config.peft, "prompt": config.prompt,
+            "max_length": config.max_length, "trainer_type": config.trainer_type,
+            "versions": package_versions()}
+    if config.peft == "full":
+        model.save_pretrained(folder)
+    else:
+        save_adapter(model, folder)
+        info["adapter"] = True
+    loaded.tokenizer.save_pretrained(folder)
+    write_json_atomic(folder / MODEL_INFO_NAME, info)
+    write_json_atomic(folder / "training_config.json", to_dict(config))
+    (folder / "README.md").write_text(model_card(info, metrics, config))
+    return folder
