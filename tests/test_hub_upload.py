@@ -18,7 +18,7 @@ from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
 from deepsynth.hub.publish import push_dataset
-from deepsynth.hub.upload import DatasetUploader, HubUploadError
+from deepsynth.hub.upload import HubUploader, HubUploadError
 
 SENTINEL = "hf_SENTINEL_TOKEN_123"
 
@@ -182,7 +182,7 @@ def test_backoff_delays_grow_exponentially(tmp_path):
     """Uses _FlakyClient, a test double of the Hub (unreachable from the test machine)."""
     sleeps: list[float] = []
     client = _FlakyClient(failures=3)
-    uploader = DatasetUploader(client, "me/ds", backoff_seconds=1.5, sleep=sleeps.append)
+    uploader = HubUploader(client, "me/ds", backoff_seconds=1.5, sleep=sleeps.append)
     uploader.upload(tmp_path, "data/train-00000.parquet")
     assert client.attempts == 4
     assert sleeps == [1.5, 3.0, 6.0]
@@ -192,7 +192,7 @@ def test_upload_gives_up_after_its_retries(tmp_path):
     """Uses _FlakyClient, a test double of the Hub (unreachable from the test machine)."""
     sleeps: list[float] = []
     client = _FlakyClient(failures=100)
-    uploader = DatasetUploader(client, "me/ds", retries=4, backoff_seconds=0.5,
+    uploader = HubUploader(client, "me/ds", retries=4, backoff_seconds=0.5,
                                sleep=sleeps.append)
     with pytest.raises(HubUploadError, match=r"data/x.parquet failed after 5 attempts"):
         uploader.upload(tmp_path, "data/x.parquet")

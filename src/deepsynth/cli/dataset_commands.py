@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from tqdm import tqdm
 
 from deepsynth.cli import exit_codes
+from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import (
     GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
@@ -55,28 +54,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     presets.set_defaults(handler=run_presets)
 
 
-class _StopOnSignal:
-    """First Ctrl-C or SIGTERM: stop after the rows in flight (kept); second: abort."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def __enter__(self) -> _StopOnSignal:
-        self._previous = {s: signal.signal(s, self._handle)
-                          for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt
-        print("\nstopping after the rows in flight (again to abort)...", file=sys.stderr)
-        self.event.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def run_generate(args: argparse.Namespace) -> int:
     source = from_namespace(SourceConfig, args)
     render = from_namespace(RenderConfig, args)
@@ -88,7 +65,7 @@ def run_generate(args: argparse.Namespace) -> int:
         bar.set_description(progress.stage, refresh=False)
         bar.update(progress.done - bar.n)
 
-    with _StopOnSignal() as stop:
+    with StopOnSignal() as stop:
         try:
             result = generate_dataset(config, progress=show, should_stop=stop.event.is_set)
         finally:

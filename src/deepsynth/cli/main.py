@@ -8,7 +8,7 @@ import os
 import sys
 
 from deepsynth import __version__
-from deepsynth.cli import dataset_commands, exit_codes, render_command
+from deepsynth.cli import dataset_commands, exit_codes, model_commands, render_command
 from deepsynth.errors import DeepSynthError
 from deepsynth.hub.upload import HubUploadError
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render_command.register(commands)
     dataset_commands.register(commands)
+    model_commands.register(commands)
     return parser
 
 

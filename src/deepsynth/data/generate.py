@@ -27,7 +27,7 @@ from deepsynth.data.sources import FieldMapping, RawRow, Source, open_source
 from deepsynth.data.split_plan import SplitPlan, plan_splits
 from deepsynth.errors import DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
-from deepsynth.hub.upload import DatasetUploader, HfHubClient, HubClient
+from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.render.renderer import RenderedDocument, build_renderer
 
@@ -264,7 +264,7 @@ def _publisher(config: GenerationConfig, hub_client: HubClient | None,
     client = hub_client if hub_client is not None else HfHubClient()
     # The repository is created with the first upload: an unreachable Hub must not keep the
     # dataset from being generated locally.
-    uploader = DatasetUploader(client, config.push_to_hub, private=not config.public,
+    uploader = HubUploader(client, config.push_to_hub, private=not config.public,
                                backoff_seconds=backoff_seconds)
     return ShardPublisher(uploader)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest
 from deepsynth.errors import DeepSynthError
-from deepsynth.hub.upload import DatasetUploader, HubClient, HubUploadError
+from deepsynth.hub.upload import HubUploader, HubClient, HubUploadError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ShardPublisher:
     ``deepsynth push`` or a re-run uploads what is missing.
     """
 
-    def __init__(self, uploader: DatasetUploader):
+    def __init__(self, uploader: HubUploader):
         self.uploader = uploader
         self.error: str | None = None
 
@@ -75,7 +75,7 @@ def push_dataset(folder: Path, repo_id: str, client: HubClient, private: bool = 
     manifest = Manifest.load(folder)
     if manifest is None:
         raise DeepSynthError(f"{folder} is not a DeepSynth dataset (no {MANIFEST_NAME})")
-    uploader = DatasetUploader(client, repo_id, private, backoff_seconds=backoff_seconds)
+    uploader = HubUploader(client, repo_id, private, backoff_seconds=backoff_seconds)
     uploader.ensure_repo()
     remote = uploader.remote_files()
     missing = [f for f in manifest.shard_files() if f not in remote]

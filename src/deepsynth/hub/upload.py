@@ -1,4 +1,5 @@
-"""Uploading a generated dataset to the Hugging Face Hub, shard by shard, with retries.
+"""Uploading to the Hugging Face Hub (datasets shard by shard, models file by file), with
+retries.
 
 The token comes from ``HF_TOKEN`` or the Hub login cache (``huggingface_hub`` resolves it) and
 is never logged or written anywhere. Uploads are recorded in the manifest, and
@@ -33,23 +34,25 @@ class HubClient(Protocol):
 
 
 class HfHubClient:
-    """The real client: ``huggingface_hub.HfApi`` on a dataset repository."""
+    """The real client: ``huggingface_hub.HfApi`` on a dataset (or model) repository."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, repo_type: str = "dataset"):
         from huggingface_hub import HfApi
 
         self._api = HfApi(token=token)  # None: HF_TOKEN or the login cache
+        self.repo_type = repo_type
 
     def create_repo(self, repo_id: str, *, private: bool) -> None:
-        self._api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        self._api.create_repo(repo_id, repo_type=self.repo_type, private=private,
+                              exist_ok=True)
 
     def upload_file(self, local_path: Path, path_in_repo: str, repo_id: str) -> None:
         self._api.upload_file(path_or_fileobj=str(local_path), path_in_repo=path_in_repo,
-                              repo_id=repo_id, repo_type="dataset",
+                              repo_id=repo_id, repo_type=self.repo_type,
                               commit_message=f"DeepSynth: add {path_in_repo}")
 
     def list_files(self, repo_id: str) -> list[str]:
-        return list(self._api.list_repo_files(repo_id, repo_type="dataset"))
+        return list(self._api.list_repo_files(repo_id, repo_type=self.repo_type))
 
 
 def is_transient(exc: Exception) -> bool:
@@ -69,7 +72,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-class DatasetUploader:
+class HubUploader:
     """Creates the repository once, then uploads files with exponential backoff."""
 
     def __init__(self, client: HubClient, repo_id: str, private: bool = True,

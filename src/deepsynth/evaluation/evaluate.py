@@ -1,0 +1,82 @@
+"""``deepsynth evaluate``: a trained model against a dataset split.
+
+Batched generation (greedy or beam), ROUGE-1/2/L with a tokenizer that keeps every script,
+teacher-forced loss and perplexity, a samples file and the best and worst cases. Offline:
+``evaluate``'s ROUGE downloads code from the Hub at run time, so ``rouge-score`` is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from deepsynth.atomic_files import write_json_atomic
+from deepsynth.errors import DeepSynthError
+from deepsynth.evaluation.generation import generate_summaries
+from deepsynth.evaluation.rouge import mean_rouge, rouge
+from deepsynth.models.registry import LoadedModel, load_model
+from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
+from deepsynth.training.evaluator import mean_loss
+
+CASES = 3
+
+
+def model_settings(model_dir: str) -> dict:
+    """What the model was trained with (prompt, max_length, trainer type), if DeepSynth did."""
+    path = Path(model_dir) / "deepsynth-model.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    return {"prompt": info.get("prompt", "Summarize this document."),
+            "max_length": info.get("max_length", 512),
+            "with_images": info.get("trainer_type", "production") != "generic"}
+
+
+def encoder_for(loaded: LoadedModel, settings: dict) -> ExampleEncoder:
+    return ExampleEncoder(loaded.tokenizer, loaded.image_token_id, loaded.image_tokens_per_page,
+                          settings["prompt"], settings["max_length"], settings["with_images"])
+
+
+def pick_split(dataset: str, split: str | None, max_pages: int):
+    for candidate in ([split] if split else ["validation", "test"]):
+        try:
+            return candidate, load_split(dataset, candidate, max_pages)
+        except DeepSynthError:
+            if split:
+                raise
+    raise DeepSynthError(f"{dataset} has neither a validation nor a test split; pass --split")
+
+
+def evaluate_model(model: str, dataset: str, split: str | None = None,
+                   max_samples: int | None = None, batch_size: int = 8, num_beams: int = 1,
+                   max_new_tokens: int = 64, max_pages: int = 4, out: str | None = None,
+                   root: Path | None = None) -> dict:
+    loaded = load_model(model, root=root)
+    settings = model_settings(model)
+    encoder = encoder_for(loaded, settings)
+    split, rows = pick_split(dataset, split, max_pages)
+    data = PageDataset(rows, encoder, loaded.image_size, limit=max_samples)
+    if not len(data):
+        raise DeepSynthError(f"split {split!r} of {dataset} has no rows to evaluate")
+    dtype = next(loaded.model.parameters()).dtype
+    loss = mean_loss(loaded.model, data, Collator(loaded.tokenizer.pad_token_id), batch_size,
+                     dtype)
+    items = [data[i] for i in range(len(data))]
+    predictions = generate_summaries(loaded.model, loaded.tokenizer, encoder, items, batch_size,
+                                     max_new_tokens, num_beams, dtype)
+    samples = [{"id": item["id"], "reference": item["summary"], "prediction": prediction,
+                **rouge(item["summary"], prediction)}
+               for item, prediction in zip(items, predictions, strict=True)]
+    ranked = sorted(samples, key=lambda s: s["rougeL"])
+    results = {"model": model, "dataset": dataset, "split": split, "samples": len(samples),
+               "eval_loss": round(loss, 6), "perplexity": round(math.exp(min(loss, 50)), 4),
+               **mean_rouge([(s["reference"], s["prediction"]) for s in samples]),
+               "num_beams": num_beams, "skipped_too_many_pages": rows.skipped_too_many_pages,
+               "randomly_initialized_base": loaded.randomly_initialized,
+               "best": ranked[::-1][:CASES], "worst": ranked[:CASES]}
+    folder = Path(out) if out else Path(model) / "evaluation"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{split}-samples.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+    write_json_atomic(folder / f"{split}-results.json", results)
+    results["output"] = str(folder)
+    return results

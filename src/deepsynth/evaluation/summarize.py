@@ -1,0 +1,70 @@
+"""``deepsynth summarize``: a summary from a text (rendered first, with the training
+dataset's render settings) or from page images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from deepsynth.config import RenderConfig, from_dict
+from deepsynth.errors import DeepSynthError
+from deepsynth.evaluation.evaluate import encoder_for, model_settings
+from deepsynth.evaluation.generation import generate_summaries
+from deepsynth.models.registry import load_model
+from deepsynth.render.renderer import build_renderer
+from deepsynth.training.data import decode_page
+
+
+def training_render_config(model_dir: str) -> RenderConfig | None:
+    """The render options of the dataset the model was trained on, when known."""
+    config_path = Path(model_dir) / "training_config.json"
+    if not config_path.exists():
+        return None
+    dataset = json.loads(config_path.read_text()).get("dataset", "")
+    manifest = Path(dataset) / "deepsynth-manifest.json"
+    if not manifest.exists():
+        return None
+    return from_dict(RenderConfig, json.loads(manifest.read_text())["config"]["render"])
+
+
+def _as_tensor(page: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(page, dtype=np.uint8).copy())
+
+
+def summarize(model: str, text: str | None = None, images: list[str] | None = None,
+              max_new_tokens: int = 64, num_beams: int = 1, root: Path | None = None,
+              render: RenderConfig | None = None) -> dict:
+    if bool(text) == bool(images):
+        raise DeepSynthError("give either a text or page images, not both")
+    loaded = load_model(model, root=root)
+    settings = model_settings(model)
+    encoder = encoder_for(loaded, settings)
+    rendered_stats = None
+    if text is not None:
+        render = render or training_render_config(model) or RenderConfig(
+            page_size=f"{loaded.image_size}x{loaded.image_size}")
+        renderer = build_renderer(render)
+        document = renderer.render(text)
+        rendered_stats = document.stats.to_dict()
+        pngs = document.pages
+    else:
+        pngs = []
+        for path in images:
+            try:
+                pngs.append(Path(path).read_bytes())
+            except OSError as exc:
+                raise DeepSynthError(f"cannot read image {path}: {exc.strerror}") from None
+    try:
+        pages = [_as_tensor(decode_page(png, loaded.image_size)) for png in pngs]
+    except OSError as exc:
+        raise DeepSynthError(f"not a readable image: {exc}") from None
+    dtype = next(loaded.model.parameters()).dtype
+    summary = generate_summaries(loaded.model, loaded.tokenizer, encoder,
+                                 [{"pages": pages, "text": text or ""}], 1, max_new_tokens,
+                                 num_beams, dtype)[0]
+    return {"summary": summary, "pages": len(pages), "render": rendered_stats,
+            "randomly_initialized_base": loaded.randomly_initialized, "model": model}

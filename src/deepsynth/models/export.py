@@ -1,0 +1,52 @@
+"""``deepsynth export``: a standalone model folder (adapters merged), optionally pushed to the
+Hub as a private model repository. Intermediate checkpoints are never included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from deepsynth.atomic_files import write_json_atomic
+from deepsynth.errors import DeepSynthError
+from deepsynth.hub.upload import HfHubClient, HubClient, HubUploader
+from deepsynth.models.registry import MODEL_INFO_NAME, load_model
+
+CARRIED_FILES = ("README.md", "training_config.json")
+
+
+def export_model(model_dir: str, out: str, merge: bool = True, push_to_hub: str | None = None,
+                 public: bool = False, hub_client: HubClient | None = None,
+                 root: Path | None = None, backoff_seconds: float = 2.0) -> dict:
+    source, target = Path(model_dir), Path(out)
+    info_path = source / MODEL_INFO_NAME
+    if not info_path.exists():
+        raise DeepSynthError(f"{model_dir} is not a model folder saved by DeepSynth")
+    info = json.loads(info_path.read_text())
+    if target.resolve() == source.resolve():
+        raise DeepSynthError("--out must differ from --model")
+    target.mkdir(parents=True, exist_ok=True)
+    if info.get("adapter") and merge:
+        loaded = load_model(model_dir, root=root)
+        merged = loaded.model.merge_and_unload()
+        merged.save_pretrained(target)
+        loaded.tokenizer.save_pretrained(target)
+        info = {**info, "adapter": False, "merged_from": str(source)}
+    else:
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, target / item.name)
+    for name in CARRIED_FILES:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+    write_json_atomic(target / MODEL_INFO_NAME, info)
+    report = {"folder": str(target), "merged": bool(info.get("merged_from")),
+              "files": sorted(p.name for p in target.iterdir() if p.is_file())}
+    if push_to_hub:
+        client = hub_client or HfHubClient(repo_type="model")
+        uploader = HubUploader(client, push_to_hub, private=not public,
+                               backoff_seconds=backoff_seconds)
+        for name in report["files"]:
+            uploader.upload(target, name)
+        report["pushed_to"] = push_to_hub
+    return report
