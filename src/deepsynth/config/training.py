@@ -126,7 +126,7 @@ class TrainingConfig:
     expert_dropout_rate: float = option(0.0, min=0.0, max=1.0,
                                         help="share of routed experts whose gradients drop")
     expert_dropout_min_keep: int = option(1, min=1, max=8, help="experts always kept per layer")
-    gate_dropout_rate: float = option(0.0, min=0.0, max=1.0,
+    gate_dropout_rate: float = option(0.0, min=0.0, max=0.95,
                                       help="share of router gradient entries dropped")
     bidrop_passes: int = option(1, min=1, max=5, help="forward/backward passes per batch")
     bidrop_agreement: bool = option(False, help="update only parameters whose gradients agree "
@@ -188,6 +188,10 @@ def check_conflicts(config: TrainingConfig) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("peft", "qlora (4-bit NF4 via bitsandbytes) needs a CUDA GPU; "
                               "use lora on this machine")
+    if config.peft in ("dora", "adalora") and adapted:
+        raise ConfigError("peft", f"{config.peft} cannot adapt the router or experts "
+                          f"(lora_preset {config.lora_preset!r}); use lora, or lora_preset "
+                          f"standard, tiny_data or balanced")
     if lora_dropout(config) and adapted and config.peft != "full":
         raise ConfigError("lora_dropout", f"must be 0 with lora_preset {config.lora_preset!r}: "
                           f"PEFT cannot apply dropout to adapters of the router or experts")

@@ -95,8 +95,21 @@ def _load_remote_code(location: str, dtype: Any) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(location, trust_remote_code=True)
 
 
+def _quantization(quantize_4bit: bool) -> dict:
+    """QLoRA's 4-bit NF4 base (bitsandbytes, CUDA only; the config refuses it without CUDA)."""
+    if not quantize_4bit:
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return {"quantization_config": BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16), "device_map": {"": 0}}
+
+
 def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool = False,
-               dtype: Any = None, attention_dropout: float = 0.0) -> LoadedModel:
+               dtype: Any = None, attention_dropout: float = 0.0,
+               quantize_4bit: bool = False) -> LoadedModel:
     """Load a preset or folder. ``dtype`` None means float32 (the weights are upcast)."""
     import torch
     from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
@@ -115,7 +128,8 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
         return LoadedModel(model, tokenizer, family, spec, 1024,
                            getattr(model.config, "image_token_id", -1), False)
     try:
-        model = DeepseekOcr2ForConditionalGeneration.from_pretrained(location, dtype=dtype)
+        model = DeepseekOcr2ForConditionalGeneration.from_pretrained(
+            location, dtype=dtype, **_quantization(quantize_4bit))
         tokenizer = AutoTokenizer.from_pretrained(location)
     except OSError as exc:
         raise DeepSynthError(f"cannot load model {spec!r} from {location}: "

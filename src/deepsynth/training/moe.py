@@ -121,7 +121,7 @@ class RouterMonitor:
                 continue
             total = max(int(counts.sum()), 1)
             total_entropy, tokens = self._entropy[name]
-            stats[name.removeprefix("base_model.model.")] = {
+            stats[name.removeprefix("base_model.model.").removesuffix(".base_layer")] = {
                 "expert_share": [round(int(c) / total, 4) for c in counts],
                 "router_entropy": round(total_entropy / max(tokens, 1), 4)}
         self._counts = {name: None for name in self._counts}

@@ -38,9 +38,14 @@ def lora_values(config: TrainingConfig) -> tuple[int, int, float]:
         lora_dropout(config)
 
 
+def uses_4bit(config: TrainingConfig) -> bool:
+    return config.peft == "qlora" or config.lora_preset == "qlora_4bit"
+
+
 def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
     return load_model(config.model, root=root, trust_remote_code=config.trust_remote_code,
-                      attention_dropout=config.attention_dropout)
+                      attention_dropout=config.attention_dropout,
+                      quantize_4bit=uses_4bit(config))
 
 
 def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int):
@@ -53,9 +58,11 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
         r, alpha, dropout = lora_values(config)
         preset = LORA_PRESETS[config.lora_preset]
         method = "lora" if config.peft == "qlora" else config.peft
-        if method == "dora" and preset["parameters"]:
-            raise ConfigError("peft", f"dora cannot adapt the router or experts "
-                              f"(lora_preset {config.lora_preset!r}); use lora")
+        if uses_4bit(config):
+            from peft import prepare_model_for_kbit_training
+
+            loaded.model = prepare_model_for_kbit_training(
+                loaded.model, use_gradient_checkpointing=config.gradient_checkpointing)
         model = apply_adapters(loaded.model, peft_config(
             method, preset["modules"], preset["parameters"], r, alpha, dropout, total_steps))
     if config.gradient_checkpointing:
