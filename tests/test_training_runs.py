@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 
-from conftest import run_cli
 from deepsynth.config.training import training_config
 from deepsynth.models.tiny import ensure_tiny_model
 from deepsynth.paths import cache_dir
@@ -49,7 +49,7 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(root) -> dict:
-    return {"DEEPSYNTH_DATA_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    return {"DEEPSYNTH_DATA_ROOT": str(root)}
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +131,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(setting, dataset, 
 
     expected, actual = loss_by_step(tmp_path / "A"), loss_by_step(tmp_path / "B")
     assert sorted(expected) == sorted(actual) == list(range(1, 9))
-    mismatched = {step: (expected[step], actual[step]) for step in expected
-                  if abs(expected[step] - actual[step]) > 1e-5 * abs(expected[step])}
-    assert not mismatched, f"loss per step (uninterrupted, resumed) differs: {mismatched}"
-
-    final_a, final_b = trainable_weights(tmp_path / "A", 8), trainable_weights(tmp_path / "B", 8)
-    assert sorted(final_a) == sorted(final_b)
-    for name in final_a:
-        torch.testing.assert_close(final_b[name], final_a[name], rtol=1e-5, atol=1e-5,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+    losses_differ = {step: (expected[step], actual[step]) for step in expected
+                     if abs(expected[step] - actual[step]) > 1e-5 * abs(expected[step])}
+    final_a = trainable_weights(tmp_path / "A", 8)
+    final_b = trainable_weights(tmp_path / "B", 8)
+    assert final_a and sorted(final_a) == sorted(final_b)
+    weights_differ = sorted(
+        ((float((final_a[n] - final_b[n]).abs().max()), n) for n in final_a
+         if not torch.allclose(final_b[n], final_a[n], rtol=1e-5, atol=1e-5)), reverse=True)
+    assert not losses_differ and not weights_differ, (
+        f"resumed run differs from the uninterrupted one; loss per step (uninterrupted, "
+        f"resumed): {losses_differ}; {len(weights_differ)} of {len(final_a)} final tensors "
+        f"differ, largest (max abs diff, name): {weights_differ[:3]}")
     # The comparison is not vacuous: training moved the weights after the resume point.
     middle = trainable_weights(tmp_path / "A", 4)
     assert any(not torch.equal(middle[n], final_a[n]) for n in final_a)
@@ -205,10 +208,10 @@ def test_cli_train_evaluate_summarize_export(dataset, root, env, tmp_path):
                       "--save-steps", "2", "--max-new-tokens", "8", env=env)
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr
-    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+frozen\s*$", trained.stderr, re.M), \
+    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+frozen\s*$", trained.stderr, re.MULTILINE), \
         trained.stderr
     assert re.search(r"^note: tiny-deepseek-ocr-2 is a randomly initialized", trained.stderr,
-                     re.M), trained.stderr
+                     re.MULTILINE), trained.stderr
     report = json.loads(trained.stdout)
     assert (report["status"], report["step"]) == ("completed", 4)
     final = Path(report["final_model"])
@@ -312,8 +315,9 @@ def test_two_process_data_parallel_training_keeps_replicas_identical(dataset, ro
     command = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port",
                str(free_port()), str(DISTRIBUTED_SCRIPT), str(dataset), str(out / "run"),
                str(root), str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env}, cwd=TESTS.parent)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
+                          cwd=TESTS.parent)
     rank_lines = [line for line in done.stderr.splitlines() if line.startswith("[rank")]
     assert done.returncode == 0, "\n".join(rank_lines)[-5000:] or done.stderr[-5000:]
 

@@ -34,9 +34,12 @@ def peft_config(method: str, modules: tuple[str, ...], parameters: tuple[str, ..
         if parameters:
             raise DeepSynthError("adalora cannot adapt the router or routed experts "
                                  "(target_parameters); use lora_preset standard or balanced")
+        # Warm up for the first 10% of steps and fix the ranks for the last 20%, as in the
+        # AdaLoRA paper's schedules; ranks are re-allocated in between.
         return AdaLoraConfig(target_modules=target, init_r=r, target_r=max(r // 2, 1),
                              lora_alpha=alpha, lora_dropout=dropout,
-                             total_step=max(total_steps, 1), tinit=0, tfinal=0)
+                             total_step=max(total_steps, 1), tinit=total_steps // 10,
+                             tfinal=total_steps // 5)
     return LoraConfig(target_modules=target, target_parameters=list(parameters) or None,
                       r=r, lora_alpha=alpha, lora_dropout=dropout, use_dora=method == "dora")
 

@@ -37,7 +37,9 @@ _COMPONENTS = (  # (component, pattern), first match wins
 def plain_name(name: str) -> str:
     """A parameter name without PEFT's wrappers, as in the base model."""
     name = name.removeprefix("base_model.model.")
-    return name.replace(".base_layer.", ".").replace("modules_to_save.default.", "")
+    while ".base_layer." in name:  # adapters on several parameters of one module nest
+        name = name.replace(".base_layer.", ".")
+    return name.replace("modules_to_save.default.", "")
 
 
 def component_of(name: str) -> str:
