@@ -87,8 +87,9 @@ def _build(folder: Path) -> None:
     from transformers import DeepseekOcr2ForConditionalGeneration
 
     tokenizer = build_tokenizer()
-    torch.manual_seed(SEED)
-    model = DeepseekOcr2ForConditionalGeneration(tiny_config(tokenizer))
+    with torch.random.fork_rng():  # the caller's random state must not depend on the cache
+        torch.manual_seed(SEED)
+        model = DeepseekOcr2ForConditionalGeneration(tiny_config(tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -75,10 +75,14 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerS
                              f"deepsynth reads {FORMAT_VERSION}")
     weights = load_file(str(folder / "trainable.safetensors"))
     parameters = dict(model.named_parameters())
-    unknown = [k for k in weights if k not in parameters]
-    if unknown:
-        raise DeepSynthError(f"checkpoint {folder} does not fit this model/adapter setup "
-                             f"(for example {unknown[0]}); resume with the same options")
+    trainable = {n for n, p in parameters.items() if p.requires_grad}
+    if set(weights) != trainable:
+        saved = state.extra.get("setup", {})
+        example = sorted(set(weights) ^ trainable)[0]
+        raise DeepSynthError(
+            f"checkpoint {folder} was trained with a different setup ({_describe(saved)}) "
+            f"than this run's; resume with the same options (first differing tensor: "
+            f"{example})")
     with torch.no_grad():
         for name, tensor in weights.items():
             parameters[name].copy_(tensor)
@@ -87,6 +91,10 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerS
     scheduler.load_state_dict(blob["scheduler"])
     restore_rng(blob["rng"])
     return state, blob["extra_rng"]
+
+
+def _describe(setup: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in setup.items()) or "unknown"
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -68,14 +68,17 @@ class Trainer:
         self.run_dir = Path(config.out)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         trackers = None if config.report_to == "none" else config.report_to
+        # cpu=True without CUDA: otherwise processes started by torchrun each train alone.
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                                       log_with=trackers, project_dir=str(self.run_dir))
+                                       log_with=trackers, project_dir=str(self.run_dir),
+                                       cpu=not torch.cuda.is_available())
         set_seed(config.seed)
         self.root = root
 
     def _prepare(self) -> None:
         config = self.config
-        self.loaded = setup.load_base_model(config, self.root)
+        with self.accelerator.main_process_first():  # one process builds the tiny model cache
+            self.loaded = setup.load_base_model(config, self.root)
         self.data = setup.build_data(config, self.loaded)
         self.sampler = EpochOrder(len(self.data.train), config.seed)
         collate = Collator(self.loaded.tokenizer.pad_token_id)
@@ -118,7 +121,9 @@ class Trainer:
         """Micro-batches forever, epoch after epoch, starting at the saved position."""
         skip = state.batches_in_epoch
         while True:
-            self.sampler.set_epoch(state.epoch)
+            # Through the prepared loader: accelerate sets its sampler's epoch itself from
+            # its own counter, which starts at 0 in a resumed process.
+            self.loader.set_epoch(state.epoch)
             loader = self.accelerator.skip_first_batches(self.loader, skip) if skip \
                 else self.loader
             for batch in loader:
@@ -251,6 +256,8 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return
         folder = self.run_dir / "checkpoints" / f"step-{state.step:06d}"
+        state.extra["setup"] = {"peft": self.config.peft, "lora_preset": self.config.lora_preset,
+                                "model": self.config.model}
         hooks = [_hook_state(hook) for hook in self.hooks]
         save_checkpoint(folder, self.accelerator.unwrap_model(self.model), self.optimizer,
                         self.scheduler, state, {"hooks": hooks})
