@@ -97,7 +97,7 @@ def main() -> None:
                 dataset, root, args.steps, "dropout", expert_dropout_rate=0.2,
                 gate_dropout_rate=0.1),
             "bidrop_2_passes": deepsynth_loop(dataset, root, args.steps, "bidrop",
-                                              bidrop_passes=2, attention_dropout=0.1),
+                                              bidrop_passes=2, hidden_dropout=0.1),
         }
     report = {"steps": args.steps, "warmup_steps_excluded": WARMUP,
               "torch_threads": torch.get_num_threads(),

@@ -508,3 +508,24 @@ def test_router_monitor_statistics_and_reset(tiny_root):
         assert monitor.read_stats() == {}
     finally:
         monitor.close()
+
+
+def test_residual_dropout_changes_training_passes_only(tiny_root):
+    """hidden_dropout: two training forward passes differ; in eval mode they are identical,
+    and closing the hooks restores the plain model."""
+    from deepsynth.training.dropout import residual_dropout
+
+    loaded = load_model("tiny-deepseek-ocr-2", root=tiny_root)
+    model = loaded.model
+    batch = make_batch(loaded)
+    plain = model.eval()(**batch).logits
+    dropout = residual_dropout(model, 0.3)
+    model.train()
+    first, second = model(**batch).logits, model(**batch).logits
+    assert not torch.equal(first, second)
+    model.eval()
+    assert torch.equal(model(**batch).logits, plain)
+    dropout.close()
+    model.train()
+    assert torch.equal(model(**batch).logits, model(**batch).logits)
+    assert residual_dropout(model, 0.0) is None

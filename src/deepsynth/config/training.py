@@ -51,10 +51,10 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
                    "scheduler": "constant"},
     "high_quality": {"expert_dropout_rate": 0.2, "gate_dropout_rate": 0.1, "bidrop_passes": 3,
                      "num_epochs": 5, "batch_size": 2, "gradient_accumulation_steps": 8,
-                     "learning_rate": 2e-5, "peft": "full", "attention_dropout": 0.1},
+                     "learning_rate": 2e-5, "peft": "full", "hidden_dropout": 0.1},
     "balanced": {"expert_dropout_rate": 0.15, "gate_dropout_rate": 0.05, "bidrop_passes": 2,
                  "num_epochs": 3, "batch_size": 4, "gradient_accumulation_steps": 4,
-                 "learning_rate": 5e-5, "peft": "full", "attention_dropout": 0.1},
+                 "learning_rate": 5e-5, "peft": "full", "hidden_dropout": 0.1},
     "fast_iteration": {"expert_dropout_rate": 0.0, "gate_dropout_rate": 0.0, "bidrop_passes": 1,
                        "num_epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2,
                        "learning_rate": 5e-5},
@@ -110,7 +110,10 @@ class TrainingConfig:
     prompt: str = option(DEFAULT_PROMPT, help="instruction placed after the page images")
     gradient_checkpointing: bool = option(False, help="trade compute for activation memory")
     attention_dropout: float = option(0.0, min=0.0, max=0.5,
-                                      help="dropout in the decoder's attention while training")
+                                      help="dropout in the decoder's attention while training "
+                                      "(slow on CPU: prefer hidden_dropout)")
+    hidden_dropout: float = option(0.0, min=0.0, max=0.5, help="dropout on the decoder's "
+                                   "attention and MLP outputs while training")
     loader_workers: int = option(0, min=0, max=64, help="data loader worker processes")
     augment: bool = option(False, help="legibility-preserving augmentation (rotation, "
                            "perspective, brightness/contrast, blur, noise)")
@@ -178,10 +181,12 @@ def check_conflicts(config: TrainingConfig) -> None:
                           f"{config.lora_preset!r} does not train; use router_focused, "
                           f"high_capacity_moe or peft full")
     if config.bidrop_passes > 1:
-        dropout = config.attention_dropout or (config.peft != "full" and lora_dropout(config))
+        dropout = config.hidden_dropout or config.attention_dropout or (
+            config.peft != "full" and lora_dropout(config))
         if not dropout:
             raise ConfigError("bidrop_passes", "needs dropout to make the passes differ: set "
-                              "attention_dropout > 0 (or lora_dropout > 0 with adapters)")
+                              "hidden_dropout > 0 (or attention_dropout, or lora_dropout with "
+                              "adapters)")
     if config.peft == "qlora" or config.lora_preset == "qlora_4bit":
         import torch
 

@@ -25,6 +25,7 @@ from deepsynth.training.checkpoint import (
     TrainerState, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint,
 )
 from deepsynth.training.data import Collator, pixel_values
+from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator
 from deepsynth.training.metrics import MetricsLog, memory_stats
 from deepsynth.training.moe import RouterMonitor
@@ -93,6 +94,7 @@ class Trainer:
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             model, optimizer, loader)
         self.monitor = RouterMonitor(self.model)
+        self.dropout = residual_dropout(self.model, config.hidden_dropout)
         self.hooks = setup.build_hooks(config, self.model, self.monitor)
         self.bidrop = setup.build_bidrop(config, self.model)
         self.evaluator = ProbeEvaluator(self.data.probe, self.loaded.tokenizer, collate,
