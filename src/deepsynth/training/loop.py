@@ -93,6 +93,7 @@ class Trainer:
         self.scheduler = setup.build_scheduler(optimizer, config, self.steps_total)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             model, optimizer, loader)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.monitor = RouterMonitor(self.model)
         self.dropout = residual_dropout(self.model, config.hidden_dropout)
         self.hooks = setup.build_hooks(config, self.model, self.monitor)
@@ -169,8 +170,7 @@ class Trainer:
             self.bidrop.finish_batch()
         for hook in self.hooks:
             hook.before_optimizer_step(self.optimizer)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        norm = self.accelerator.clip_grad_norm_(trainable, config.max_grad_norm or math.inf)
+        norm = self.accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm or math.inf)
         self.optimizer.step()
         for hook in self.hooks:
             hook.after_optimizer_step(self.optimizer)
