@@ -42,7 +42,7 @@ def main() -> None:
         "pillow gray level 6": timed(lambda: pillow(gray, compress_level=6)),
     }
     for level in (1, 2, 3, 6):
-        results[f"deepsynth gray level {level}"] = timed(lambda: encode_png(gray, level))
+        results[f"deepsynth gray level {level}"] = timed(lambda n=level: encode_png(gray, n))
     results["deepsynth rgb level 1"] = timed(lambda: encode_png(rgb, 1))
     print(json.dumps({k: {"ms": ms, "bytes": size} for k, (ms, size) in results.items()},
                      indent=2))

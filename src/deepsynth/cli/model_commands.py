@@ -56,6 +56,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="the model presets")
     models.set_defaults(handler=run_models)
 
+    recommend = commands.add_parser("recommend", help="a LoRA preset and training options "
+                                    "for a dataset size")
+    size = recommend.add_mutually_exclusive_group(required=True)
+    size.add_argument("--samples", type=_positive, help="training rows")
+    size.add_argument("--dataset", help="a dataset folder (its train split is counted)")
+    recommend.set_defaults(handler=run_recommend)
+
 
 def _positive(value: str) -> int:
     try:
@@ -136,4 +143,15 @@ def run_models(args: argparse.Namespace) -> int:
     for preset in MODEL_PRESETS.values():
         flag = "  [random weights: demo only]" if preset.randomly_initialized else ""
         print(f"{preset.name:<22} {preset.source:<36} {preset.description}{flag}")
+    return exit_codes.OK
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from deepsynth.data.catalog import summarize as summarize_dataset
+    from deepsynth.training.recommend import recommend_lora
+
+    samples = args.samples or summarize_dataset(Path(args.dataset))["rows"].get("train", 0)
+    if not samples:
+        raise DeepSynthError(f"{args.dataset} has no train rows")
+    print(json.dumps(recommend_lora(samples), indent=2))
     return exit_codes.OK

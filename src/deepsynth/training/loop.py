@@ -62,6 +62,7 @@ class Trainer:
     def __init__(self, config: TrainingConfig, progress: ProgressCallback,
                  should_stop: StopFlag, root: Path | None, echo):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, GradientState
         from accelerate.utils import set_seed
 
         self.config, self.progress, self.should_stop, self.echo = config, progress, \
@@ -69,6 +70,11 @@ class Trainer:
         self.run_dir = Path(config.out)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         trackers = None if config.report_to == "none" else config.report_to
+        # accelerate keeps one state per process and refuses another mixed precision later;
+        # the job runner trains run after run in one process, so each run starts afresh
+        # (the process group, in PartialState, is kept).
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
         # cpu=True without CUDA: otherwise processes started by torchrun each train alone.
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
                                        log_with=trackers, project_dir=str(self.run_dir),

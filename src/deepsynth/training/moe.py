@@ -64,7 +64,7 @@ def expert_slices(model) -> list[ExpertSlices]:
 def router_parameters(model) -> list[torch.nn.Parameter]:
     """What trains the routers: their weights (full fine-tuning) or their LoRA matrices."""
     found = []
-    for name, module in model.named_modules():
+    for module in model.modules():
         if type(module).__name__ == ROUTER_CLASS and module.weight.requires_grad:
             found.append(module.weight)
         elif type(module).__name__ == "ParamWrapper" and module.parameter_name == "weight" \
