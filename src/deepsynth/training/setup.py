@@ -79,8 +79,11 @@ def build_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
                              with_images)
     train_rows = load_split(config.dataset, config.train_split, config.max_pages)
     if not train_rows.indices:
-        raise DeepSynthError(f"no training rows in {config.dataset} split "
-                             f"{config.train_split!r} with at most {config.max_pages} pages")
+        raise DeepSynthError(
+            f"no training rows in {config.dataset} split {config.train_split!r} with at most "
+            f"{config.max_pages} pages ({train_rows.skipped_too_many_pages} longer rows "
+            f"skipped); raise --max-pages, or render the dataset with a smaller --font-size "
+            f"and --margin")
     augmenter = Augmenter(config.seed) if config.augment else None
     train = PageDataset(train_rows, encoder, loaded.image_size, augmenter)
     eval_split, probe_rows = _eval_rows(config)
