@@ -155,3 +155,17 @@ def test_recommend_cli(setup_root):
     assert result.returncode == 0, result.stderr
     advice = json.loads(result.stdout)
     assert advice["lora_preset"] == "tiny_data" and advice["num_samples"] < 10
+
+
+def test_tensorboard_tracker_receives_the_metrics(setup_root):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run(setup_root, "tracked", report_to="tensorboard", log_steps=1)
+    events = sorted(result.run_dir.rglob("events.out.tfevents.*"))
+    assert events
+    scalars = set()
+    for path in events:
+        accumulator = EventAccumulator(str(path))
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"])
+    assert {"loss", "lr", "grad_norm"} <= scalars
