@@ -1,0 +1,89 @@
+"""The kinds of jobs: plain functions over the library (generation, training, evaluation),
+each taking its config mapping and a JobContext. Outputs go under the data root by name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
+from deepsynth.config.training import training_config
+from deepsynth.errors import ConfigError
+from deepsynth.jobs.manager import JobContext, JobFunction
+from deepsynth.paths import datasets_dir, models_dir
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_name(field: str, name: str) -> str:
+    """Output and input names are single folder names under the data root: no paths."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ConfigError(field, "must be a name of letters, digits, '.', '_' or '-' (no "
+                          f"slashes, at most 100 characters); got {name!r}")
+    return name
+
+
+def generation_config(root: Path, name: str, body: dict) -> GenerationConfig:
+    """A generation request (flat: source, field mapping, render options...) as config."""
+    source_fields = set(SourceConfig.__dataclass_fields__)
+    render_fields = set(RenderConfig.__dataclass_fields__)
+    top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
+    return from_dict(GenerationConfig, {
+        **top, "out": str(datasets_dir(root) / check_name("name", name)),
+        "source": {k: v for k, v in body.items() if k in source_fields},
+        "render": {k: v for k, v in body.items() if k in render_fields}})
+
+
+def _generate(root: Path) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.data.generate import generate_dataset
+        from deepsynth.hub.upload import HfHubClient
+
+        generation = generation_config(root, config["name"], config["options"])
+        token = context.secrets.get("hf_token")
+        client = HfHubClient(token=token) if generation.push_to_hub else None
+        result = generate_dataset(generation, progress=context.progress,
+                                  should_stop=context.should_stop, hub_client=client)
+        context.log(f"generation {result.status}: {result.rows}")
+        return {"status": "stopped" if result.status == "stopped" else "completed",
+                "dataset": config["name"], "rows": result.rows, "counts": result.totals,
+                "hub_error": result.hub_error}
+    return run
+
+
+def _train(root: Path) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.training.checkpoint import list_checkpoints
+        from deepsynth.training.loop import train
+
+        options = dict(config["options"])
+        out = models_dir(root) / check_name("name", config["name"])
+        options["out"] = str(out)
+        options["dataset"] = str(datasets_dir(root) / check_name("dataset",
+                                                                 options["dataset"]))
+        if context.resume and list_checkpoints(out):
+            options["resume_from"] = "latest"
+        result = train(training_config(options), progress=context.progress,
+                       should_stop=context.should_stop, root=root, echo=context.log)
+        return {"status": "stopped" if result.status == "stopped" else "completed",
+                "model": config["name"], "training_status": result.status,
+                "step": result.step, "metrics": result.metrics}
+    return run
+
+
+def _evaluate(root: Path) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.evaluation.evaluate import evaluate_model
+
+        options = config["options"]
+        results = evaluate_model(
+            str(models_dir(root) / check_name("model", options["model"]) / "final"),
+            str(datasets_dir(root) / check_name("dataset", options["dataset"])),
+            options.get("split"), options.get("max_samples"), root=root,
+            out=str(context.folder / "evaluation"))
+        return {"status": "completed", **results}
+    return run
+
+
+def job_functions(root: Path) -> dict[str, JobFunction]:
+    return {"generate": _generate(root), "train": _train(root), "evaluate": _evaluate(root)}

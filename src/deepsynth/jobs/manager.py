@@ -1,0 +1,265 @@
+"""The job manager: runs jobs in threads with per-kind capacity, persists their state, pauses,
+resumes and cancels them cooperatively, and recovers after a restart. Never imports Flask.
+
+A job is a plain function ``run(config, context) -> result`` (see ``deepsynth.jobs.kinds``)
+reporting through ``context.progress`` and stopping when ``context.should_stop()`` says so.
+Secrets (Hub tokens) are handed to the job in memory and never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepsynth.errors import DeepSynthError
+from deepsynth.jobs.state import (
+    ACTIVE, TRANSITIONS, InvalidTransition, JobRecord, JobStore, new_job_id,
+)
+from deepsynth.progress import Progress
+
+log = logging.getLogger(__name__)
+ROLE_KINDS = {"cpu": ("generate",), "gpu": ("train", "evaluate"),
+              "all": ("generate", "train", "evaluate")}
+SLOTS = {"generate": "generate", "train": "accelerator", "evaluate": "accelerator"}
+RUNNING_LIKE = ACTIVE + ("cancelling",)
+PROGRESS_INTERVAL = 0.5
+
+
+class RoleError(DeepSynthError):
+    """This service does not run that kind of job (HTTP 409 naming the service that does)."""
+
+
+class JobConflict(DeepSynthError):
+    """Another job writes the same output, or the job is in the way (HTTP 409)."""
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    folder: Path
+    progress: Callable[[Progress], None]
+    should_stop: Callable[[], bool]
+    log: Callable[[str], None]
+    secrets: dict = field(default_factory=dict)
+    resume: bool = False
+
+
+JobFunction = Callable[[dict, JobContext], dict]
+
+
+class JobManager:
+    def __init__(self, store: JobStore, functions: dict[str, JobFunction], role: str = "all",
+                 generate_capacity: int = 2, heartbeat_seconds: float = 2.0,
+                 stale_seconds: float = 30.0):
+        self.store, self.functions, self.role = store, functions, role
+        self.kinds = ROLE_KINDS[role]
+        self.capacity = {"generate": generate_capacity, "accelerator": 1}
+        self.heartbeat_seconds, self.stale_seconds = heartbeat_seconds, stale_seconds
+        self.instance_id = uuid.uuid4().hex[:12]
+        self._lock = threading.RLock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._stops: dict[str, threading.Event] = {}
+        self._secrets: dict[str, dict] = {}
+        self._resuming: set[str] = set()
+        self._shutting_down = False
+        self._beat = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat_loop, daemon=True,
+                                           name="deepsynth-heartbeat")
+        self._heartbeat.start()
+
+    # Submitting and scheduling.
+    def submit(self, kind: str, config: dict, name: str | None = None,
+               secrets: dict | None = None) -> JobRecord:
+        if kind not in self.kinds:
+            raise RoleError(f"this {self.role} service does not run {kind} jobs")
+        with self._lock:
+            if name and any(r.name == name and r.kind == kind and (
+                    r.status in RUNNING_LIKE + ("queued",)) for r in self.store.all()):
+                raise JobConflict(f"another {kind} job is already writing {name!r}")
+            record = JobRecord(new_job_id(kind), kind, name=name, config=config,
+                               owner={"role": self.role, "instance": self.instance_id})
+            self.store.save(record)
+            if secrets:
+                self._secrets[record.job_id] = dict(secrets)
+            self._schedule()
+            return self.store.load(record.job_id)
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._shutting_down:
+                return
+            records = self.store.all()
+            busy = {slot: 0 for slot in self.capacity}
+            for record in records:
+                if record.job_id in self._threads and record.kind in SLOTS:
+                    busy[SLOTS[record.kind]] += 1
+            for record in records:  # oldest first: submission order
+                if record.status != "queued" or record.kind not in self.kinds:
+                    continue
+                slot = SLOTS[record.kind]
+                if busy[slot] >= self.capacity[slot]:
+                    continue
+                busy[slot] += 1
+                self._start(record)
+
+    def _start(self, record: JobRecord) -> None:
+        stop = threading.Event()
+        self._stops[record.job_id] = stop
+        self.store.update(record.job_id, status="running", started_at=time.time(),
+                          heartbeat_at=time.time(), error=None,
+                          owner={"role": self.role, "instance": self.instance_id})
+        thread = threading.Thread(target=self._run, args=(record, stop), daemon=True,
+                                  name=f"job-{record.job_id}")
+        self._threads[record.job_id] = thread
+        thread.start()
+
+    def _context(self, record: JobRecord, stop: threading.Event) -> JobContext:
+        folder = self.store.folder(record.job_id)
+        log_path = self.store.log_path(record.job_id)
+
+        def write_log(message: str) -> None:
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+        last_write = [0.0]
+
+        def progress(report: Progress) -> None:
+            # Generation reports every row; job.json is written (with fsync) twice a second.
+            now = time.monotonic()
+            if now - last_write[0] < PROGRESS_INTERVAL and report.done != report.total:
+                return
+            last_write[0] = now
+            self.store.update(record.job_id, progress={
+                "stage": report.stage, "current": report.done, "total": report.total,
+                "rate": report.rate, "eta_s": report.eta_seconds},
+                heartbeat_at=time.time())
+
+        return JobContext(record.job_id, folder, progress, stop.is_set, write_log,
+                          self._secrets.get(record.job_id, {}),
+                          resume=record.job_id in self._resuming)
+
+    def _run(self, record: JobRecord, stop: threading.Event) -> None:
+        context = self._context(record, stop)
+        try:
+            context.log(f"started {record.kind} job")
+            result = self.functions[record.kind](record.config, context)
+            self._finish(record.job_id, result.pop("status", "completed"), result=result)
+        except DeepSynthError as exc:
+            context.log(f"failed: {exc}")
+            self._finish(record.job_id, "failed", error=str(exc))
+        except Exception as exc:  # a bug: keep the traceback in the job's log, not the API
+            context.log("failed with an unexpected error:\n" + traceback.format_exc())
+            self._finish(record.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._threads.pop(record.job_id, None)
+                self._stops.pop(record.job_id, None)
+                self._resuming.discard(record.job_id)
+            self._schedule()
+
+    def _finish(self, job_id: str, outcome: str, **changes) -> None:
+        current = self.store.load(job_id).status
+        if outcome == "stopped":  # the function honoured a stop request
+            outcome = {"pausing": "paused", "cancelling": "cancelled"}.get(current,
+                                                                          "interrupted")
+        if self._shutting_down and outcome not in ("completed", "failed"):
+            outcome = "interrupted"
+        if outcome == "completed":
+            self._secrets.pop(job_id, None)
+        self.store.update(job_id, status=outcome, finished_at=time.time(), **changes)
+
+    # Requests.
+    def pause(self, job_id: str) -> JobRecord:
+        return self._request_stop(job_id, "pausing", "paused")
+
+    def cancel(self, job_id: str) -> JobRecord:
+        return self._request_stop(job_id, "cancelling", "cancelled")
+
+    def _request_stop(self, job_id: str, while_running: str, when_idle: str) -> JobRecord:
+        with self._lock:
+            record = self._own(job_id)
+            if record.status in ACTIVE and job_id in self._stops:
+                self._stops[job_id].set()
+                return self.store.update(job_id, status=while_running)
+            if when_idle not in TRANSITIONS.get(record.status, set()):
+                raise InvalidTransition(f"job {job_id} is {record.status}; it cannot be "
+                                        f"{when_idle}")
+            return self.store.update(job_id, status=when_idle)
+
+    def resume(self, job_id: str) -> JobRecord:
+        with self._lock:
+            self._own(job_id)
+            record = self.store.update(job_id, status="queued", error=None)
+            self._resuming.add(job_id)
+            self._schedule()
+            return self.store.load(record.job_id)
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            record = self.store.load(job_id)
+            if record.status in RUNNING_LIKE or job_id in self._threads:
+                raise InvalidTransition(f"job {job_id} is {record.status}; cancel it first")
+            self.store.delete(job_id)
+            self._secrets.pop(job_id, None)
+
+    def _own(self, job_id: str) -> JobRecord:
+        record = self.store.load(job_id)
+        if record.kind not in self.kinds:
+            raise RoleError(f"job {job_id} is a {record.kind} job, which this {self.role} "
+                            f"service does not run")
+        return record
+
+    # Heartbeat, recovery, shutdown.
+    def _beat_loop(self) -> None:
+        while not self._beat.wait(self.heartbeat_seconds):
+            for job_id in list(self._threads):
+                try:
+                    self.store.update(job_id, heartbeat_at=time.time())
+                except (KeyError, OSError):
+                    pass
+
+    def recover(self, auto_resume: bool = False) -> list[str]:
+        """After a restart: stale running jobs of our kinds become interrupted (and are queued
+        again with ``auto_resume``); queued jobs are scheduled. Returns what was interrupted."""
+        interrupted = []
+        now = time.time()
+        for record in self.store.all():
+            if record.kind not in self.kinds or record.status not in RUNNING_LIKE:
+                continue
+            if record.job_id in self._threads:
+                continue
+            if now - (record.heartbeat_at or 0) < self.stale_seconds:
+                continue  # another live service owns it
+            self.store.update(record.job_id, status="interrupted",
+                              error="the service stopped while this job ran")
+            interrupted.append(record.job_id)
+            if auto_resume:
+                self.store.update(record.job_id, status="queued")
+                self._resuming.add(record.job_id)
+        self._schedule()
+        return interrupted
+
+    def shutdown(self, grace_seconds: float = 60.0) -> None:
+        """Stop running jobs cleanly (shard or checkpoint written), mark them interrupted."""
+        with self._lock:
+            self._shutting_down = True
+            threads = dict(self._threads)
+            for job_id in threads:
+                self._stops[job_id].set()
+        deadline = time.monotonic() + grace_seconds
+        for thread in threads.values():
+            thread.join(max(deadline - time.monotonic(), 0))
+        self._beat.set()
+
+    def wait(self, job_id: str, timeout: float = 120.0) -> JobRecord:
+        """Block until the job's thread ends (for tests and the CLI)."""
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.store.load(job_id)

@@ -1,0 +1,179 @@
+"""The job manager with real threads and real library jobs (generation, training):
+state files, transitions, pause/resume/cancel, capacity, restart recovery, secrets."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import articles, write_jsonl
+from deepsynth.jobs.kinds import job_functions
+from deepsynth.jobs.manager import JobConflict, JobManager, RoleError
+from deepsynth.jobs.state import InvalidTransition, JobRecord, JobStore
+
+SENTINEL = "hf_SENTINEL_JOB_TOKEN_42"
+FIELDS = {"text_field": "article", "summary_field": "highlights", "id_field": "id",
+          "page_size": "tiny", "workers": 1}
+
+
+def wait_for(predicate, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "data"
+
+
+def manager(root, **options) -> JobManager:
+    return JobManager(JobStore(root / "jobs"), job_functions(root), **options)
+
+
+def generate_job(source, **options) -> dict:
+    return {"name": options.pop("name", "news"),
+            "options": {"source": str(source), **FIELDS, **options}}
+
+
+def ids(root, name="news") -> list[str]:
+    shards = sorted((root / "datasets" / name / "data").glob("train-*.parquet"))
+    return [i for s in shards for i in pq.read_table(s, columns=["id"]).column("id").to_pylist()]
+
+
+def test_generation_job_runs_in_a_thread_and_records_its_state(root, tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(12))
+    jobs = manager(root)
+    record = jobs.submit("generate", generate_job(source), name="news",
+                         secrets={"hf_token": SENTINEL})
+    done = jobs.wait(record.job_id)
+    assert done.status == "completed", done.error
+    assert done.result["rows"] == {"train": 12}
+    assert done.progress["current"] == done.progress["total"] == 12
+    assert done.owner["role"] == "all" and done.started_at and done.finished_at
+    stored = json.loads((root / "jobs" / record.job_id / "job.json").read_text())
+    assert stored["status"] == "completed" and stored["format_version"] == 1
+    assert "started generate job" in (root / "jobs" / record.job_id / "job.log").read_text()
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path
+    assert ids(root) == [f"doc-{i}" for i in range(12)]
+
+
+def test_pause_then_resume_continues_where_the_shards_ended(root, tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(1500, words=40))
+    jobs = manager(root)
+    record = jobs.submit("generate", generate_job(source, shard_size=5), name="news")
+    manifest = root / "datasets" / "news" / "deepsynth-manifest.json"
+    wait_for(lambda: manifest.exists() and json.loads(manifest.read_text())["splits"]
+             ["train"]["shards"])
+    jobs.pause(record.job_id)
+    paused = jobs.wait(record.job_id)
+    assert paused.status == "paused"
+    written = ids(root)
+    assert 0 < len(written) < 1500 and written == [f"doc-{i}" for i in range(len(written))]
+    with pytest.raises(InvalidTransition):
+        jobs.pause(record.job_id)  # paused jobs cannot be paused again
+    jobs.resume(record.job_id)
+    finished = wait_for(lambda: jobs.store.load(record.job_id).status == "completed"
+                        and jobs.store.load(record.job_id))
+    assert finished.result["rows"] == {"train": 1500}
+    assert ids(root) == [f"doc-{i}" for i in range(1500)]
+
+
+def test_cancel_and_delete_rules(root, tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(1500, words=40))
+    jobs = manager(root, generate_capacity=1)
+    first = jobs.submit("generate", generate_job(source, name="one", shard_size=5), name="one")
+    second = jobs.submit("generate", generate_job(source, name="two"), name="two")
+    assert jobs.store.load(second.job_id).status == "queued"  # capacity 1: it waits
+    with pytest.raises(InvalidTransition):
+        jobs.delete(first.job_id)  # running
+    jobs.cancel(second.job_id)
+    assert jobs.store.load(second.job_id).status == "cancelled"
+    jobs.cancel(first.job_id)
+    assert jobs.wait(first.job_id).status == "cancelled"
+    with pytest.raises(InvalidTransition):
+        jobs.resume(first.job_id)  # cancelled is final
+    jobs.delete(first.job_id)
+    assert not (root / "jobs" / first.job_id).exists()
+    assert (root / "datasets" / "one").exists()  # artifacts are kept unless asked
+
+
+def test_same_output_twice_and_wrong_role_are_conflicts(root, tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(1500, words=40))
+    jobs = manager(root)
+    running = jobs.submit("generate", generate_job(source, shard_size=5), name="news")
+    with pytest.raises(JobConflict, match="news"):
+        jobs.submit("generate", generate_job(source), name="news")
+    jobs.cancel(running.job_id)
+    jobs.wait(running.job_id)
+    with pytest.raises(RoleError, match="train"):
+        manager(root, role="cpu").submit("train", {"name": "m", "options": {}}, name="m")
+
+
+def test_restart_recovery_and_corrupt_state(root, tmp_path):
+    store = JobStore(root / "jobs")
+    stale = JobRecord("generate-stale", "generate", status="running", name="x",
+                      config=generate_job(write_jsonl(tmp_path / "c.jsonl", articles(3)),
+                                          name="x"),
+                      heartbeat_at=time.time() - 3600)
+    fresh = JobRecord("generate-fresh", "generate", status="running", name="y",
+                      heartbeat_at=time.time())
+    other_role = JobRecord("train-stale", "train", status="running", name="m",
+                           heartbeat_at=time.time() - 3600)
+    for record in (stale, fresh, other_role):
+        store.save(record)
+    (root / "jobs" / "broken").mkdir()
+    (root / "jobs" / "broken" / "job.json").write_text("{not json")
+    jobs = JobManager(store, job_functions(root), role="cpu")
+    assert jobs.recover() == ["generate-stale"]
+    assert store.load("generate-stale").status == "interrupted"
+    assert store.load("generate-fresh").status == "running"  # a live service owns it
+    assert store.load("train-stale").status == "running"  # not this role's kind
+    assert store.load("broken").status == "corrupt"
+    assert [r.job_id for r in store.all() if r.status == "corrupt"] == ["broken"]
+    jobs.resume("generate-stale")
+    assert jobs.wait("generate-stale").status == "completed"
+
+
+def test_auto_resume_requeues_interrupted_jobs(root, tmp_path):
+    store = JobStore(root / "jobs")
+    store.save(JobRecord("generate-crashed", "generate", status="pausing", name="x",
+                         config=generate_job(write_jsonl(tmp_path / "c.jsonl", articles(3)),
+                                             name="x"),
+                         heartbeat_at=time.time() - 3600))
+    jobs = JobManager(store, job_functions(root))
+    jobs.recover(auto_resume=True)
+    assert jobs.wait("generate-crashed").status == "completed"
+
+
+def test_training_job_pauses_with_a_checkpoint_and_resumes(root, tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", articles(6, words=20))
+    jobs = manager(root)
+    made = jobs.submit("generate", generate_job(source, page_size="256x256", font_size=12,
+                                                margin=8), name="news")
+    assert jobs.wait(made.job_id).status == "completed"
+    options = {"dataset": "news", "preset": "quick_test", "max_steps": 30, "save_steps": 100,
+               "eval_steps": 100, "peft": "full", "eval_split": "train"}
+    record = jobs.submit("train", {"name": "model", "options": options}, name="model")
+    wait_for(lambda: (jobs.store.load(record.job_id).progress.get("current") or 0) >= 2)
+    jobs.pause(record.job_id)
+    paused = jobs.wait(record.job_id)
+    assert paused.status == "paused"
+    checkpoints = sorted((root / "models" / "model" / "checkpoints").glob("step-*"))
+    assert checkpoints, "pausing saves a checkpoint"
+    stopped_at = int(checkpoints[-1].name.split("-")[1])
+    assert stopped_at < 30
+    jobs.resume(record.job_id)
+    done = wait_for(lambda: jobs.store.load(record.job_id).status == "completed"
+                    and jobs.store.load(record.job_id), timeout=300)
+    assert done.result["step"] == 30
+    assert "resumed from" in (root / "jobs" / record.job_id / "job.log").read_text()
