@@ -11,9 +11,10 @@ class DeepSynthError(Exception):
 class ConfigError(DeepSynthError, ValueError):
     """A configuration value is wrong: names the field and what is allowed."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, allowed: str | None = None):
         self.field = field
         self.message = message
+        self.allowed = allowed  # what is allowed, shortly ("0-1", "lora, dora"), when known
         super().__init__(f"{field} {message}")
 
 

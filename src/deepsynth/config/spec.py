@@ -122,11 +122,12 @@ def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(str(c) for c in choices)
-        raise ConfigError(name, f"must be one of {allowed}; got {value!r}")
+        raise ConfigError(name, f"must be one of {allowed}; got {value!r}", allowed)
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(name, f"must be between {_fmt(lo)} and {_fmt(hi)}; got {value}")
+            raise ConfigError(name, f"must be between {_fmt(lo)} and {_fmt(hi)}; got {value}",
+                              f"{_fmt(lo)}-{_fmt(hi)}")
     check = meta.get("check")
     if check is not None:
         problem = check(value)

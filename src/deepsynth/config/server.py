@@ -1,0 +1,42 @@
+"""Configuration of the web service (``deepsynth serve``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from deepsynth.config.spec import option
+
+ROLES = ("cpu", "gpu", "all")
+DEFAULT_PORTS = {"cpu": 5000, "all": 5000, "gpu": 5001}
+
+
+@dataclass
+class ServerConfig:
+    role: str = option("all", choices=ROLES, help="cpu: generation; gpu: training and "
+                       "evaluation; all: both in one process")
+    host: str = option("127.0.0.1", help="address to bind; any other than loopback needs "
+                       "DEEPSYNTH_API_TOKEN")
+    port: int | None = option(None, min=1, max=65535, help="port (default 5000 for cpu and "
+                              "all, 5001 for gpu)")
+    data_root: str | None = option(None, help="data root (default $DEEPSYNTH_DATA_ROOT or "
+                                   "./data)")
+    auto_resume: bool = option(False, help="resume interrupted jobs at start")
+    generate_capacity: int = option(2, min=1, max=64, help="generation jobs at once")
+    threads: int = option(16, min=4, max=256, help="request threads")
+    max_upload_mb: int = option(200, min=1, max=100_000, help="largest upload")
+    allow_remote_code: bool = option(False, help="allow models that need trust_remote_code")
+    gpu_service_url: str = option("http://127.0.0.1:5001", help="where the gpu service is, "
+                                  "for messages from the cpu service")
+    cpu_service_url: str = option("http://127.0.0.1:5000", help="where the cpu service is, "
+                                  "for messages from the gpu service")
+    api_token: str | None = option(None, cli=False, secret=True,
+                                   help="bearer token (from DEEPSYNTH_API_TOKEN)")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS[self.role]
+
+    @classmethod
+    def token_from_environment(cls) -> str | None:
+        return os.environ.get("DEEPSYNTH_API_TOKEN") or None

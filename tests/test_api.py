@@ -1,0 +1,159 @@
+"""The REST API on a real waitress server in a thread, with the real job manager and jobs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from waitress import create_server
+
+from deepsynth.config.server import ServerConfig
+from web_ui import create_app
+
+TOKEN = "test-api-token-xyz"
+
+
+class Client:
+    def __init__(self, base: str, token: str | None = None):
+        self.base, self.token = base, token
+
+    def call(self, method: str, path: str, body=None, token: str | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token or self.token:
+            request.add_header("Authorization", f"Bearer {token or self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def serve(config: ServerConfig):
+    app = create_app(config)
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    return app, server, f"http://127.0.0.1:{server.effective_port}"
+
+
+@pytest.fixture
+def api(tmp_path):
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "data")))
+    yield Client(base), app
+    app.config["JOBS"].shutdown(30)
+    server.close()
+
+
+def wait_job(client: Client, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, job = client.call("GET", f"/api/jobs/{job_id}")
+        assert status == 200
+        if job["status"] in ("completed", "failed", "cancelled", "paused"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_health_and_presets(api):
+    client, _ = api
+    status, health = client.call("GET", "/api/health")
+    assert status == 200 and health["role"] == "all" and health["device"]["type"] == "cpu"
+    status, presets = client.call("GET", "/api/datasets/presets")
+    assert status == 200 and {p["name"] for p in presets["presets"]} >= {"scitldr", "xsum"}
+    status, lora = client.call("POST", "/api/lora/presets/recommended", {"num_samples": 30})
+    assert status == 200 and lora["lora_preset"] == "balanced"
+
+
+def test_benchmark_dataset_then_training_job_through_the_api(api):
+    client, _ = api
+    status, created = client.call("POST", "/api/benchmark/create", {
+        "preset": "scitldr", "max_samples": 6, "name": "scitldr-demo",
+        "page_size": "256x256", "font_size": 12, "margin": 8, "workers": 1})
+    assert status == 202, created
+    assert created["kind"] == "generate" and created["dataset"] == "scitldr-demo"
+    assert wait_job(client, created["job_id"])["status"] == "completed"
+    status, listing = client.call("GET", "/api/datasets")
+    assert status == 200 and listing["total"] == 1
+    assert listing["datasets"][0]["status"] == "ready"
+    assert listing["datasets"][0]["splits"] == {"validation": 6, "train": 6}
+    status, started = client.call("POST", "/api/model/train", {
+        "dataset": "scitldr-demo", "model": "tiny-deepseek-ocr-2", "trainer_type": "production",
+        "preset": "quick_test", "max_steps": 4, "save_steps": 2, "eval_steps": 4,
+        "peft": "lora", "lora_preset": "high_capacity_moe", "expert_dropout_rate": 0.1,
+        "gate_dropout_rate": 0.05, "name": "demo-model"})
+    assert status == 202, started
+    assert started["kind"] == "train" and started["model"] == "demo-model"
+    job = wait_job(client, started["job_id"])
+    assert job["status"] == "completed", job["error"]
+    status, metrics = client.call("GET", f"/api/metrics/{started['job_id']}?since=2")
+    assert status == 200 and [h["step"] for h in metrics["history"] if "loss" in h] == [3, 4]
+    assert metrics["summary"]["steps"] == 4
+    status, models = client.call("GET", "/api/models")
+    assert status == 200 and models["models"][0]["name"] == "demo-model"
+
+
+def test_bad_requests_are_400s_naming_the_field(api):
+    client, app = api
+    (app.config["DATA_ROOT"] / "datasets").mkdir(parents=True)
+    status, error = client.call("POST", "/api/benchmark/create", {"preset": "nope"})
+    assert status == 400 and error["field"] == "preset" and "scitldr" in error["allowed"]
+    status, error = client.call("POST", "/api/dataset/generate", {
+        "name": "x", "source": "builtin:scitldr", "font_size": 1000})
+    assert status == 400 and error["field"] == "render.font_size"
+    assert error["allowed"] == "6-96"
+    status, error = client.call("POST", "/api/dataset/generate", {
+        "name": "../escape", "source": "builtin:scitldr"})
+    assert status == 400 and error["field"] == "name"
+    status, error = client.call("POST", "/api/dataset/generate", {
+        "name": "x", "source": "../../etc/passwd"})
+    assert status == 400 and error["field"] == "source"
+    status, error = client.call("POST", "/api/dataset/generate", {
+        "name": "x", "source": "builtin:scitldr", "colour": "red"})
+    assert status == 400 and "colour" in error["error"]
+    status, error = client.call("POST", "/api/lora/presets/recommended", {"num_samples": 0})
+    assert status == 400 and error["field"] == "num_samples"
+    status, error = client.call("GET", "/api/jobs/does-not-exist")
+    assert status == 404
+    status, error = client.call("GET", "/api/jobs?limit=0")
+    assert status == 400 and error["field"] == "limit"
+
+
+def test_invalid_transitions_are_409s(api):
+    client, _ = api
+    status, created = client.call("POST", "/api/benchmark/create", {
+        "preset": "scitldr", "max_samples": 2, "page_size": "tiny", "workers": 1})
+    assert status == 202
+    assert wait_job(client, created["job_id"])["status"] == "completed"
+    status, error = client.call("POST", f"/api/jobs/{created['job_id']}/pause")
+    assert status == 409 and "completed" in error["error"]
+    status, deleted = client.call("DELETE", f"/api/jobs/{created['job_id']}")
+    assert status == 200 and deleted["deleted"] == created["job_id"]
+
+
+def test_token_is_required_when_configured(tmp_path):
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN))
+    try:
+        client = Client(base)
+        assert client.call("GET", "/api/health")[0] == 200  # liveness stays open
+        assert client.call("GET", "/api/jobs")[0] == 401
+        assert client.call("GET", "/api/jobs", token="wrong")[0] == 401
+        status, jobs = client.call("GET", "/api/jobs", token=TOKEN)
+        assert status == 200 and jobs["total"] == 0
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()
+
+
+def test_serving_beyond_loopback_needs_a_token(tmp_path):
+    from conftest import run_cli
+
+    refused = run_cli("serve", "--host", "0.0.0.0", "--data-root", str(tmp_path),
+                      env={"DEEPSYNTH_API_TOKEN": "", "DEEPSYNTH_ALLOW_UNAUTHENTICATED": ""})
+    assert refused.returncode == 2 and "DEEPSYNTH_API_TOKEN" in refused.stderr

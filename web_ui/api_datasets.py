@@ -1,0 +1,107 @@
+"""Datasets: presets, benchmark and custom generation jobs, the generated datasets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify
+
+from deepsynth.data.catalog import list_datasets, summarize
+from deepsynth.data.presets import PRESETS
+from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.jobs.kinds import check_name, generation_config
+from deepsynth.paths import datasets_dir
+from web_ui.api_jobs import job_view, manager
+from web_ui.errors import NotFound
+from web_ui.requests_json import body, page
+
+blueprint = Blueprint("datasets", __name__)
+_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
+
+
+def resolve_source(root: Path, source: str) -> str:
+    """Sources are scheme specs or paths inside the data root (no escapes)."""
+    if not isinstance(source, str) or not source:
+        raise ConfigError("source", "is required", "a path under the data root, builtin:, "
+                          "hf: or preset:")
+    if source.startswith(_SCHEMES):
+        return source
+    candidate = (root / source).resolve()
+    if Path(source).is_absolute() or not candidate.is_relative_to(root.resolve()):
+        raise ConfigError("source", "must be a path inside the data root (for example "
+                          "uploads/my.jsonl)", "a relative path under the data root")
+    return str(candidate)
+
+
+def _submit(name: str, options: dict, token: str | None):
+    root = current_app.config["DATA_ROOT"]
+    options = {**options, "source": resolve_source(root, options.get("source", ""))}
+    generation_config(root, name, options)  # validate now: a bad field is a 400, not a job
+    secrets = {"hf_token": token} if token else None
+    record = manager().submit("generate", {"name": name, "options": options}, name=name,
+                              secrets=secrets)
+    view = job_view(record)
+    return jsonify(job_id=record.job_id, kind="generate", status=record.status,
+                   dataset=name, job=view), 202
+
+
+def _unique_name(base: str) -> str:
+    return f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@blueprint.get("/api/datasets/presets")
+def presets():
+    return jsonify(presets=[p.to_dict() for p in PRESETS.values()])
+
+
+@blueprint.post("/api/benchmark/create")
+def benchmark_create():
+    data = body()
+    preset = data.pop("preset", None)
+    if preset not in PRESETS:
+        raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}",
+                          ", ".join(PRESETS))
+    name = check_name("name", data.pop("name", None) or _unique_name(preset))
+    token = data.pop("hf_token", None)
+    return _submit(name, {**data, "source": f"preset:{preset}"}, token)
+
+
+@blueprint.post("/api/dataset/generate")
+def dataset_generate():
+    data = body()
+    if "name" not in data:
+        raise ConfigError("name", "is required", "a folder name")
+    name = check_name("name", data.pop("name"))
+    token = data.pop("hf_token", None)
+    return _submit(name, data, token)
+
+
+def _status(name: str, summary: dict) -> str:
+    writing = any(r.kind == "generate" and r.name == name and r.status in
+                  ("queued", "running", "pausing", "cancelling") for r in manager().store.all())
+    if writing:
+        return "generating"
+    return "ready" if summary["status"] == "complete" else summary["status"]
+
+
+def _view(summary: dict) -> dict:
+    return {**summary, "splits": summary.pop("rows"), "status": _status(summary["name"],
+                                                                          summary)}
+
+
+@blueprint.get("/api/datasets")
+def datasets():
+    found = list_datasets(datasets_dir(current_app.config["DATA_ROOT"]))
+    return jsonify(page([_view(s) for s in found], "datasets"))
+
+
+@blueprint.get("/api/datasets/<name>")
+def dataset(name: str):
+    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    try:
+        return jsonify(_view(summarize(folder)))
+    except DeepSynthError:
+        raise NotFound(f"no dataset {name!r}") from None
+
+

@@ -1,0 +1,28 @@
+"""GET /api/health: liveness, role, version, device and queue lengths (no token needed)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from deepsynth import __version__
+
+blueprint = Blueprint("health", __name__)
+
+
+def device() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {"type": "cuda", "name": props.name,
+                "memory_gib": round(props.total_memory / 2**30, 1)}
+    return {"type": "cpu", "name": "CPU (tiny demo models only)"}
+
+
+@blueprint.get("/api/health")
+def health():
+    manager = current_app.config["JOBS"]
+    records = manager.store.all()
+    return jsonify(status="ok", role=manager.role, version=__version__, device=device(),
+                   queues={"queued": sum(r.status == "queued" for r in records),
+                           "running": sum(r.status == "running" for r in records)})

@@ -1,0 +1,80 @@
+"""Training: presets, LoRA presets and recommendation, training jobs, trained models."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
+from deepsynth.errors import ConfigError
+from deepsynth.jobs.kinds import check_name
+from deepsynth.models.registry import MODEL_PRESETS
+from deepsynth.paths import datasets_dir, models_dir
+from deepsynth.training.recommend import recommend_lora
+from web_ui.api_jobs import job_view, manager
+from web_ui.errors import NotFound
+from web_ui.requests_json import body, page
+
+blueprint = Blueprint("training", __name__)
+
+
+@blueprint.get("/api/training/presets")
+def training_presets():
+    return jsonify(presets=TRAINING_PRESETS)
+
+
+@blueprint.get("/api/lora/presets")
+def lora_presets():
+    return jsonify(presets={name: {**values, "modules": list(values["modules"]),
+                                   "parameters": list(values["parameters"])}
+                            for name, values in LORA_PRESETS.items()})
+
+
+@blueprint.post("/api/lora/presets/recommended")
+def lora_recommended():
+    samples = body().get("num_samples")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ConfigError("num_samples", f"must be a positive integer; got {samples!r}",
+                          "1 or more")
+    return jsonify(recommend_lora(samples))
+
+
+@blueprint.post("/api/model/train")
+def train_model():
+    root = current_app.config["DATA_ROOT"]
+    data = body()
+    name = check_name("name", data.pop("name", None) or
+                      f"{data.get('dataset', 'model')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    dataset = check_name("dataset", data.get("dataset"))
+    if not (datasets_dir(root) / dataset / "deepsynth-manifest.json").exists():
+        raise NotFound(f"no dataset {dataset!r}")
+    if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
+        raise ConfigError("trust_remote_code", "is not allowed by this server's "
+                          "configuration", "false")
+    training_config({**data, "dataset": str(datasets_dir(root) / dataset),
+                     "out": str(models_dir(root) / name)})  # a bad field is a 400 now
+    writing = [r for r in manager().store.all() if r.kind == "generate" and r.name == dataset
+               and r.status in ("queued", "running", "pausing", "cancelling")]
+    if writing:
+        from deepsynth.jobs.manager import JobConflict
+
+        raise JobConflict(f"dataset {dataset!r} is still being written by job "
+                          f"{writing[0].job_id}")
+    record = manager().submit("train", {"name": name, "options": data}, name=name)
+    return jsonify(job_id=record.job_id, kind="train", status=record.status, model=name,
+                   job=job_view(record)), 202
+
+
+@blueprint.get("/api/models")
+def models():
+    root = current_app.config["DATA_ROOT"]
+    found = []
+    folder = models_dir(root)
+    for run in sorted(folder.iterdir()) if folder.is_dir() else []:
+        metrics = run / "metrics.json"
+        found.append({"name": run.name, "final": (run / "final").is_dir(),
+                      "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}})
+    presets = [p.to_dict() for p in MODEL_PRESETS.values()]
+    return jsonify({**page(found, "models"), "presets": presets})

@@ -1,0 +1,31 @@
+"""The Flask app factory: JSON errors everywhere, one blueprint per area."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from deepsynth.config.server import ServerConfig
+from deepsynth.jobs.kinds import job_functions
+from deepsynth.jobs.manager import JobManager
+from deepsynth.jobs.state import JobStore
+from deepsynth.paths import data_root
+from web_ui import api_datasets, api_health, api_jobs, api_training, auth, errors
+
+
+def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask:
+    """The app for one service; ``manager`` defaults to one over the config's data root."""
+    app = Flask("web_ui")
+    root = Path(config.data_root) if config.data_root else data_root()
+    if manager is None:
+        manager = JobManager(JobStore(root / "jobs"), job_functions(root), role=config.role,
+                             generate_capacity=config.generate_capacity)
+    app.config.update(DEEPSYNTH=config, DATA_ROOT=root, JOBS=manager,
+                      MAX_CONTENT_LENGTH=config.max_upload_mb * 2**20)
+    errors.register(app)
+    auth.register(app, config.api_token)
+    for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
+                      api_training.blueprint):
+        app.register_blueprint(blueprint)
+    return app

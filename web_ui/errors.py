@@ -1,0 +1,48 @@
+"""Every error is JSON: 400 names the field and what is allowed, 404, 409, 413; a bug is a
+500 with a message but never a traceback in the response."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.jobs.manager import JobConflict, RoleError
+from deepsynth.jobs.state import InvalidTransition
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(DeepSynthError):
+    """Something named in the request does not exist (HTTP 404)."""
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ConfigError)
+    def config_error(exc: ConfigError):
+        return jsonify(error=str(exc), field=exc.field, allowed=exc.allowed), 400
+
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound):
+        return jsonify(error=str(exc)), 404
+
+    @app.errorhandler(InvalidTransition)
+    @app.errorhandler(JobConflict)
+    @app.errorhandler(RoleError)
+    def conflict(exc: DeepSynthError):
+        return jsonify(error=str(exc)), 409
+
+    @app.errorhandler(DeepSynthError)
+    def user_error(exc: DeepSynthError):
+        return jsonify(error=str(exc), field=None, allowed=None), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def bug(exc: Exception):
+        log.exception("unexpected error")
+        return jsonify(error=f"internal error ({type(exc).__name__}); see the server log"), 500
