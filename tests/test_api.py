@@ -157,3 +157,65 @@ def test_serving_beyond_loopback_needs_a_token(tmp_path):
     refused = run_cli("serve", "--host", "0.0.0.0", "--data-root", str(tmp_path),
                       env={"DEEPSYNTH_API_TOKEN": "", "DEEPSYNTH_ALLOW_UNAUTHENTICATED": ""})
     assert refused.returncode == 2 and "DEEPSYNTH_API_TOKEN" in refused.stderr
+
+
+def upload(base: str, name: str, content: bytes) -> tuple[int, dict]:
+    boundary = "deepsynthtestboundary"
+    payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+               ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(base + "/api/uploads", data=payload, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_render_preview(api):
+    client, _ = api
+    status, preview = client.call("POST", "/api/render/preview", {
+        "text": "Hello, wörld. Привет. 你好。", "page_size": "tiny"})
+    assert status == 200
+    assert preview["stats"]["num_pages"] == len(preview["pages"]) == 1
+    assert preview["stats"]["missing_glyphs"] == 0
+    assert preview["pages"][0].startswith("data:image/png;base64,")
+    status, error = client.call("POST", "/api/render/preview", {"text": "x", "margin": -1})
+    assert status == 400 and error["field"] == "margin"
+
+
+def test_upload_preview_generate_and_browse_pages(tmp_path):
+    from conftest import articles
+
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), max_upload_mb=1))
+    client = Client(base)
+    try:
+        corpus = "".join(json.dumps(r) + "\n" for r in articles(4)).encode()
+        status, stored = upload(base, "news.jsonl", corpus)
+        assert status == 201 and stored["source"] == "uploads/news.jsonl"
+        assert upload(base, "../evil.jsonl", corpus)[0] == 400
+        assert upload(base, "notes.exe", corpus)[0] == 400
+        assert upload(base, "big.jsonl", b"x" * (2 * 2**20))[0] == 413
+        status, preview = client.call("POST", "/api/sources/preview",
+                                      {"source": "uploads/news.jsonl"})
+        assert status == 200 and preview["splits"] == ["train"]
+        assert preview["columns"] == ["article", "highlights", "id"]
+        assert len(preview["rows"]) == 4
+        status, created = client.call("POST", "/api/dataset/generate", {
+            "source": "uploads/news.jsonl", "text_field": "article",
+            "summary_field": "highlights", "id_field": "id", "name": "mine",
+            "page_size": "tiny", "workers": 1})
+        assert status == 202
+        assert wait_job(client, created["job_id"])["status"] == "completed"
+        status, rows = client.call("GET", "/api/datasets/mine/samples?split=train&limit=2")
+        assert status == 200 and [r["id"] for r in rows["samples"]] == ["doc-0", "doc-1"]
+        assert rows["total"] == 4 and rows["samples"][0]["pages"] >= 1
+        with urllib.request.urlopen(base + "/api/datasets/mine/samples/1/pages/0.png") as r:
+            assert r.headers["Content-Type"] == "image/png"
+            assert r.read().startswith(b"\x89PNG")
+        status, _ = client.call("GET", "/api/datasets/mine/samples/9/pages/0.png")
+        assert status == 404
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()

@@ -1,0 +1,120 @@
+"""Previews for choosing a corpus and render options: render a text, look at a source's
+columns and first rows, upload a corpus file, browse a dataset's rows and pages."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from deepsynth.config import RenderConfig, from_dict
+from deepsynth.data.manifest import Manifest
+from deepsynth.data.sources import FORMATS, open_source
+from deepsynth.errors import ConfigError
+from deepsynth.jobs.kinds import check_name
+from deepsynth.paths import datasets_dir
+from deepsynth.render.renderer import build_renderer
+from web_ui.api_datasets import resolve_source
+from web_ui.errors import NotFound
+from web_ui.requests_json import body, int_arg
+
+blueprint = Blueprint("previews", __name__)
+PREVIEW_ROWS = 5
+MAX_PREVIEW_CHARS = 50_000
+_UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+@blueprint.post("/api/render/preview")
+def render_preview():
+    data = body()
+    text = data.pop("text", None)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("text", "is required (a non-empty string)", "text")
+    if len(text) > MAX_PREVIEW_CHARS:
+        raise ConfigError("text", f"is too long for a preview ({len(text)} characters)",
+                          f"at most {MAX_PREVIEW_CHARS} characters")
+    rendered = build_renderer(from_dict(RenderConfig, data)).render(text)
+    return jsonify(stats=rendered.stats.to_dict(), pages=[
+        "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages])
+
+
+@blueprint.post("/api/sources/preview")
+def source_preview():
+    data = body()
+    root = current_app.config["DATA_ROOT"]
+    source = open_source(resolve_source(root, data.get("source", "")))
+    splits = source.splits()
+    rows = []
+    for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):
+        rows.append(raw.fields if raw.fields is not None else {"error": raw.error})
+    columns = sorted({k for row in rows for k in row if k != "error"})
+    return jsonify(splits=splits, columns=columns, rows=rows,
+                   fields={"text": source.fields.text, "summary": source.fields.summary,
+                           "id": source.fields.id})
+
+
+@blueprint.post("/api/uploads")
+def upload():
+    sent = request.files.get("file")
+    if sent is None or not sent.filename:
+        raise ConfigError("file", "is required (multipart form field 'file')", "a file")
+    name = sent.filename
+    if Path(name).name != name or not _UPLOAD_NAME.match(name) or not any(name.lower().endswith(ext) or
+                                               name.lower().endswith(ext + ".gz")
+                                               for ext in FORMATS):
+        raise ConfigError("file", f"must be a corpus file named with letters, digits, . _ - "
+                          f"and one of {', '.join(sorted(FORMATS))}; got {name!r}",
+                          ", ".join(sorted(FORMATS)))
+    folder = current_app.config["DATA_ROOT"] / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    sent.save(folder / name)
+    return jsonify(source=f"uploads/{name}", bytes=(folder / name).stat().st_size), 201
+
+
+def _dataset(name: str) -> tuple[Path, Manifest]:
+    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    manifest = Manifest.load(folder) if folder.is_dir() else None
+    if manifest is None:
+        raise NotFound(f"no dataset {name!r}")
+    return folder, manifest
+
+
+def _row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
+    if split not in manifest.splits:
+        raise ConfigError("split", f"must be one of {', '.join(manifest.splits)}",
+                          ", ".join(manifest.splits))
+    for shard in manifest.splits[split].shards:
+        if index < shard["rows"]:
+            table = pq.read_table(folder / shard["file"])
+            return table.slice(index, 1).to_pylist()[0]
+        index -= shard["rows"]
+    raise NotFound(f"split {split!r} has no row {index}")
+
+
+@blueprint.get("/api/datasets/<name>/samples")
+def samples(name: str):
+    folder, manifest = _dataset(name)
+    split = request.args.get("split") or next(iter(manifest.splits))
+    offset, limit = int_arg("offset", 0), int_arg("limit", 10, 1, 100)
+    total = manifest.splits[split].rows if split in manifest.splits else 0
+    rows = []
+    for index in range(offset, min(offset + limit, total)):
+        row = _row(folder, manifest, split, index)
+        pages = row.pop("images")
+        rows.append({**row, "index": index, "pages": len(pages)})
+    return jsonify(split=split, samples=rows, total=total, offset=offset, limit=limit)
+
+
+@blueprint.get("/api/datasets/<name>/samples/<int:index>/pages/<int:page>.png")
+def page_png(name: str, index: int, page: int):
+    folder, manifest = _dataset(name)
+    split = request.args.get("split") or next(iter(manifest.splits))
+    pages = _row(folder, manifest, split, index)["images"]
+    if page >= len(pages):
+        raise NotFound(f"row {index} has {len(pages)} pages")
+    return Response(io.BytesIO(pages[page]["bytes"]).getvalue(), mimetype="image/png")
