@@ -97,6 +97,27 @@ def test_benchmark_dataset_then_training_job_through_the_api(api):
     assert metrics["summary"]["steps"] == 4
     status, models = client.call("GET", "/api/models")
     assert status == 200 and models["models"][0]["name"] == "demo-model"
+    status, saved = client.call("GET", f"/api/training/checkpoints?job_id={started['job_id']}")
+    assert status == 200 and [c["step"] for c in saved["checkpoints"]] == [2, 4]
+    status, gallery = client.call("GET", f"/api/jobs/{started['job_id']}/samples")
+    assert status == 200 and gallery["step"] == 4 and gallery["best"] and gallery["worst"]
+    status, summary = client.call("POST", "/api/summarize", {
+        "model": "demo-model", "text": "A short document about rivers."})
+    assert status == 200 and isinstance(summary["summary"], str)
+    assert summary["randomly_initialized_base"] is True
+    status, evaluation = client.call("POST", "/api/evaluate", {
+        "model": "demo-model", "dataset": "scitldr-demo", "max_samples": 2})
+    assert status == 202
+    done = wait_job(client, evaluation["job_id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["samples"] == 2 and "rouge1" in done["result"]
+    status, _ = client.call("DELETE", "/api/models/demo-model")
+    assert status == 200
+    assert client.call("GET", "/api/models")[1]["total"] == 0
+    status, _ = client.call("DELETE", "/api/datasets/scitldr-demo")
+    assert status == 200
+    status, config = client.call("GET", "/api/training/optimal-config/cpu_demo")
+    assert status == 200 and config["config"]["max_steps"] == 300
 
 
 def test_bad_requests_are_400s_naming_the_field(api):
@@ -216,6 +237,40 @@ def test_upload_preview_generate_and_browse_pages(tmp_path):
             assert r.read().startswith(b"\x89PNG")
         status, _ = client.call("GET", "/api/datasets/mine/samples/9/pages/0.png")
         assert status == 404
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()
+
+
+def test_datasets_in_use_cannot_be_deleted_or_trained_on(tmp_path):
+    from conftest import articles
+
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d")))
+    client = Client(base)
+    try:
+        corpus = "".join(json.dumps(r) + "\n" for r in articles(1500, words=40)).encode()
+        assert upload(base, "big.jsonl", corpus)[0] == 201
+        status, created = client.call("POST", "/api/dataset/generate", {
+            "source": "uploads/big.jsonl", "text_field": "article",
+            "summary_field": "highlights", "name": "big", "page_size": "tiny",
+            "workers": 1, "shard_size": 5})
+        assert status == 202
+        manifest = tmp_path / "d" / "datasets" / "big" / "deepsynth-manifest.json"
+        deadline = time.monotonic() + 60
+        while not manifest.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status, error = client.call("DELETE", "/api/datasets/big")
+        assert status == 409 and created["job_id"] in error["error"]
+        status, error = client.call("POST", "/api/model/train", {"dataset": "big",
+                                                                 "preset": "quick_test"})
+        assert status == 409 and "still being written" in error["error"]
+        status, error = client.call("POST", "/api/dataset/generate", {
+            "source": "uploads/big.jsonl", "text_field": "article",
+            "summary_field": "highlights", "name": "big"})
+        assert status == 409  # the same output twice
+        assert client.call("POST", f"/api/jobs/{created['job_id']}/cancel")[0] == 200
+        assert wait_job(client, created["job_id"])["status"] == "cancelled"
+        assert client.call("DELETE", "/api/datasets/big")[0] == 200
     finally:
         app.config["JOBS"].shutdown(5)
         server.close()

@@ -64,9 +64,9 @@ def upload():
     if sent is None or not sent.filename:
         raise ConfigError("file", "is required (multipart form field 'file')", "a file")
     name = sent.filename
-    if Path(name).name != name or not _UPLOAD_NAME.match(name) or not any(name.lower().endswith(ext) or
-                                               name.lower().endswith(ext + ".gz")
-                                               for ext in FORMATS):
+    suffixes = tuple(FORMATS) + tuple(ext + ".gz" for ext in FORMATS)
+    if Path(name).name != name or not _UPLOAD_NAME.match(name) or not name.lower().endswith(
+            suffixes):
         raise ConfigError("file", f"must be a corpus file named with letters, digits, . _ - "
                           f"and one of {', '.join(sorted(FORMATS))}; got {name!r}",
                           ", ".join(sorted(FORMATS)))

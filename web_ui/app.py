@@ -12,7 +12,7 @@ from deepsynth.jobs.manager import JobManager
 from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
 from web_ui import (
-    api_datasets, api_health, api_jobs, api_previews, api_training, auth, errors,
+    api_datasets, api_health, api_jobs, api_models, api_previews, api_training, auth, errors,
 )
 
 
@@ -28,6 +28,6 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     errors.register(app)
     auth.register(app, config.api_token)
     for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
-                      api_previews.blueprint, api_training.blueprint):
+                      api_previews.blueprint, api_training.blueprint, api_models.blueprint):
         app.register_blueprint(blueprint)
     return app

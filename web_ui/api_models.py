@@ -1,0 +1,169 @@
+"""Trained models and their runs: checkpoints, evaluation jobs, summaries, deletion."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request
+
+from deepsynth.config import to_dict
+from deepsynth.config.training import TRAINING_PRESETS, training_config
+from deepsynth.errors import ConfigError
+from deepsynth.jobs.kinds import check_name
+from deepsynth.jobs.manager import JobConflict
+from deepsynth.paths import datasets_dir, models_dir
+from deepsynth.training.checkpoint import list_checkpoints
+from web_ui.api_jobs import find, job_view, manager
+from web_ui.errors import NotFound
+from web_ui.requests_json import body
+
+blueprint = Blueprint("models", __name__)
+SUMMARIZE_TIMEOUT_SECONDS = 120
+MAX_TEXT_CHARS = 50_000
+MAX_IMAGE_BYTES = 10 * 2**20
+_summaries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summarize")
+
+
+def _model_folder(name: str) -> Path:
+    folder = models_dir(current_app.config["DATA_ROOT"]) / check_name("model", name)
+    if not folder.is_dir():
+        raise NotFound(f"no model {name!r}")
+    return folder
+
+
+def _users(kind_name_pairs: list[tuple[str, str]]) -> list[str]:
+    """Jobs that are queued or running and write or read one of these names."""
+    busy = []
+    for record in manager().store.all():
+        if record.status not in ("queued", "running", "pausing", "cancelling"):
+            continue
+        uses = {(record.kind, record.name)}
+        if record.kind == "train":
+            uses.add(("dataset", record.config.get("options", {}).get("dataset")))
+        if record.kind == "evaluate":
+            options = record.config.get("options", {})
+            uses |= {("dataset", options.get("dataset")), ("train", options.get("model"))}
+        if uses & set(kind_name_pairs):
+            busy.append(record.job_id)
+    return busy
+
+
+@blueprint.get("/api/training/optimal-config/<preset>")
+def optimal_config(preset: str):
+    if preset not in TRAINING_PRESETS:
+        raise NotFound(f"no training preset {preset!r}; presets: {', '.join(TRAINING_PRESETS)}")
+    values = to_dict(training_config({"dataset": "-", "out": "-", "preset": preset}))
+    for placeholder in ("dataset", "out"):
+        values.pop(placeholder)
+    return jsonify(preset=preset, config=values)
+
+
+@blueprint.get("/api/training/checkpoints")
+def checkpoints():
+    job_id = request.args.get("job_id")
+    if not job_id:
+        raise ConfigError("job_id", "is required", "a training job id")
+    record = find(job_id)
+    folder = models_dir(current_app.config["DATA_ROOT"]) / (record.name or "-")
+    found = []
+    for path in list_checkpoints(folder):
+        state = json.loads((path / "trainer_state.json").read_text())
+        found.append({"name": path.name, "step": state["step"],
+                      "saved_at": path.stat().st_mtime})
+    return jsonify(job_id=job_id, checkpoints=found)
+
+
+@blueprint.post("/api/evaluate")
+def evaluate():
+    data = body()
+    unknown = set(data) - {"model", "dataset", "split", "max_samples"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "is not a known field",
+                          "model, dataset, split, max_samples")
+    _model_folder(data.get("model", ""))
+    dataset = check_name("dataset", data.get("dataset", ""))
+    if not (datasets_dir(current_app.config["DATA_ROOT"]) / dataset).is_dir():
+        raise NotFound(f"no dataset {dataset!r}")
+    samples = data.get("max_samples")
+    if samples is not None and (not isinstance(samples, int) or samples < 1):
+        raise ConfigError("max_samples", "must be a positive integer", "1 or more")
+    record = manager().submit("evaluate", {"name": f"eval-{data['model']}", "options": data},
+                              name=f"eval-{data['model']}")
+    return jsonify(job_id=record.job_id, kind="evaluate", status=record.status,
+                   job=job_view(record)), 202
+
+
+@blueprint.post("/api/summarize")
+def summarize_endpoint():
+    from deepsynth.evaluation.summarize import summarize
+
+    data = body()
+    model = _model_folder(data.get("model", "")) / "final"
+    text, image = data.get("text"), data.get("image")
+    if bool(text) == bool(image):
+        raise ConfigError("text", "give either text or image (a base64 PNG), not both",
+                          "text or image")
+    if text and (not isinstance(text, str) or len(text) > MAX_TEXT_CHARS):
+        raise ConfigError("text", f"must be a string of at most {MAX_TEXT_CHARS} characters",
+                          f"1-{MAX_TEXT_CHARS} characters")
+    images = None
+    if image:
+        try:
+            raw = base64.b64decode(str(image).split(",")[-1], validate=True)
+        except ValueError:
+            raise ConfigError("image", "must be base64 (optionally a data: URL)",
+                              "base64 PNG") from None
+        if len(raw) > MAX_IMAGE_BYTES:
+            raise ConfigError("image", "is too large", f"at most {MAX_IMAGE_BYTES} bytes")
+        page = Path(tempfile.mkdtemp()) / "page.png"
+        page.write_bytes(raw)
+        images = [str(page)]
+    future = _summaries.submit(summarize, str(model), text=text, images=images,
+                               root=current_app.config["DATA_ROOT"])
+    try:
+        return jsonify(future.result(timeout=SUMMARIZE_TIMEOUT_SECONDS))
+    except TimeoutError:
+        return jsonify(error=f"summarizing took longer than {SUMMARIZE_TIMEOUT_SECONDS} s"), 504
+    finally:
+        if images:
+            shutil.rmtree(Path(images[0]).parent, ignore_errors=True)
+
+
+@blueprint.delete("/api/models/<name>")
+def delete_model(name: str):
+    folder = _model_folder(name)
+    busy = _users([("train", name)])
+    if busy:
+        raise JobConflict(f"model {name!r} is used by job {busy[0]}")
+    shutil.rmtree(folder)
+    return jsonify(deleted=name)
+
+
+@blueprint.delete("/api/datasets/<name>")
+def delete_dataset(name: str):
+    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    if not folder.is_dir():
+        raise NotFound(f"no dataset {name!r}")
+    busy = _users([("generate", name), ("dataset", name)])
+    if busy:
+        raise JobConflict(f"dataset {name!r} is used by job {busy[0]}")
+    shutil.rmtree(folder)
+    return jsonify(deleted=name)
+
+
+@blueprint.get("/api/jobs/<job_id>/samples")
+def job_samples(job_id: str):
+    record = find(job_id)
+    folder = models_dir(current_app.config["DATA_ROOT"]) / (record.name or "-")
+    evaluations = sorted((folder / "eval_samples").glob("step-*.json"))
+    if not evaluations:
+        return jsonify(job_id=job_id, step=None, best=[], worst=[], fixed=[])
+    samples = json.loads(evaluations[-1].read_text())
+    ranked = sorted(samples, key=lambda s: s["rougeL"])
+    return jsonify(job_id=job_id, step=int(evaluations[-1].stem.split("-")[1]),
+                   best=ranked[::-1][:3], worst=ranked[:3], fixed=samples[:6])
