@@ -274,3 +274,80 @@ def test_datasets_in_use_cannot_be_deleted_or_trained_on(tmp_path):
     finally:
         app.config["JOBS"].shutdown(5)
         server.close()
+
+
+def read_events(response, stop_after: int = 100, timeout: float = 30.0) -> list[dict]:
+    """Parse server-sent events from an open response, as they arrive."""
+    events, current = [], {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(events) < stop_after:
+        line = response.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if not line:
+            if "data" in current:
+                events.append(current)
+            current = {}
+            continue
+        key, _, value = line.partition(": ")
+        current[key] = value
+    return events
+
+
+def test_event_stream_is_live_and_limited(tmp_path):
+    from conftest import articles
+
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), threads=4))
+    client = Client(base)
+    try:
+        corpus = "".join(json.dumps(r) + "\n" for r in articles(1500, words=40)).encode()
+        assert upload(base, "big.jsonl", corpus)[0] == 201
+        status, created = client.call("POST", "/api/dataset/generate", {
+            "source": "uploads/big.jsonl", "text_field": "article",
+            "summary_field": "highlights", "name": "big", "page_size": "tiny",
+            "workers": 1, "shard_size": 5})
+        job_id = created["job_id"]
+        stream = urllib.request.urlopen(f"{base}/api/jobs/{job_id}/events", timeout=30)
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        first = read_events(stream, stop_after=3)
+        assert first and first[0]["event"] == "job"
+        assert json.loads(first[-1]["data"])["status"] in ("queued", "running")  # live
+        # threads=4 allows one stream at a time: a second one is refused, not queued.
+        status, error = client.call("GET", f"/api/jobs/{job_id}/events")
+        assert status == 503 and "poll" in error["error"]
+        client.call("POST", f"/api/jobs/{job_id}/pause")
+        rest = read_events(stream)
+        assert json.loads(rest[-1]["data"])["status"] == "paused"  # then the stream ends
+        stream.close()
+        assert client.call("GET", f"/api/jobs/{job_id}")[1]["status"] == "paused"
+        assert client.call("POST", f"/api/jobs/{job_id}/cancel")[0] == 200
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()
+
+
+def test_metric_events_resume_after_last_event_id(tmp_path):
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d")))
+    client = Client(base)
+    try:
+        status, created = client.call("POST", "/api/benchmark/create", {
+            "preset": "scitldr", "max_samples": 4, "name": "ds", "page_size": "256x256",
+            "font_size": 12, "margin": 8, "workers": 1})
+        assert wait_job(client, created["job_id"])["status"] == "completed"
+        status, started = client.call("POST", "/api/model/train", {
+            "dataset": "ds", "preset": "quick_test", "max_steps": 3, "eval_steps": 3,
+            "name": "m"})
+        assert wait_job(client, started["job_id"])["status"] == "completed"
+        url = f"{base}/api/jobs/{started['job_id']}/events"
+        with urllib.request.urlopen(url, timeout=30) as stream:
+            every = [e for e in read_events(stream) if e["event"] == "metrics"]
+        assert [e["id"] for e in every][:3] == ["m1", "m2", "m3"]
+        request = urllib.request.Request(url, headers={"Last-Event-ID": "m2"})
+        with urllib.request.urlopen(request, timeout=30) as stream:
+            later = [e for e in read_events(stream) if e["event"] == "metrics"]
+        assert later[0]["id"] == "m3" and len(later) == len(every) - 2
+        assert json.loads(later[0]["data"])["step"] == 3
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()

@@ -12,7 +12,8 @@ from deepsynth.jobs.manager import JobManager
 from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
 from web_ui import (
-    api_datasets, api_health, api_jobs, api_models, api_previews, api_training, auth, errors,
+    api_datasets, api_events, api_health, api_jobs, api_models, api_previews, api_training,
+    auth, errors,
 )
 
 
@@ -24,10 +25,12 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
         manager = JobManager(JobStore(root / "jobs"), job_functions(root), role=config.role,
                              generate_capacity=config.generate_capacity)
     app.config.update(DEEPSYNTH=config, DATA_ROOT=root, JOBS=manager,
-                      MAX_CONTENT_LENGTH=config.max_upload_mb * 2**20)
+                      MAX_CONTENT_LENGTH=config.max_upload_mb * 2**20,
+                      EVENT_SLOTS=api_events.stream_slots(config.threads))
     errors.register(app)
     auth.register(app, config.api_token)
     for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
-                      api_previews.blueprint, api_training.blueprint, api_models.blueprint):
+                      api_previews.blueprint, api_training.blueprint, api_models.blueprint,
+                      api_events.blueprint):
         app.register_blueprint(blueprint)
     return app

@@ -1,0 +1,73 @@
+"""GET /api/jobs/<id>/events: server-sent events of a job's state and training metrics.
+
+Each stream lives at most ``STREAM_SECONDS`` and then closes; browsers' EventSource reconnects
+by itself and sends ``Last-Event-ID``, from which the stream continues, so a monitor that
+disconnects misses nothing. Streams are counted: they can never take all request threads.
+Watching never touches the job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from deepsynth.paths import models_dir
+from web_ui.api_jobs import find, job_view
+
+blueprint = Blueprint("events", __name__)
+STREAM_SECONDS = 25.0
+POLL_SECONDS = 0.25
+FINAL = ("completed", "failed", "cancelled", "paused", "interrupted", "corrupt")
+
+
+def stream_slots(threads: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(max(1, threads // 4))
+
+
+def _metric_lines(path, start: int) -> list[str]:
+    if not path.exists():
+        return []
+    return path.read_text(encoding="utf-8").splitlines()[start:]
+
+
+def _events(job_id: str, store, history_path, metrics_from: int, slots, seconds: float):
+    try:
+        yield "retry: 1000\n\n"
+        sent_update, sent_lines = None, metrics_from
+        deadline = time.monotonic() + seconds
+        while True:
+            record = store.load(job_id)
+            if history_path is not None:
+                for line in _metric_lines(history_path, sent_lines):
+                    sent_lines += 1
+                    yield f"id: m{sent_lines}\nevent: metrics\ndata: {line}\n\n"
+            if record.updated_at != sent_update:
+                sent_update = record.updated_at
+                yield f"event: job\ndata: {json.dumps(job_view(record))}\n\n"
+            if record.status in FINAL or time.monotonic() > deadline:
+                return
+            time.sleep(POLL_SECONDS)
+    finally:
+        slots.release()
+
+
+@blueprint.get("/api/jobs/<job_id>/events")
+def events(job_id: str):
+    record = find(job_id)
+    slots = current_app.config["EVENT_SLOTS"]
+    if not slots.acquire(blocking=False):
+        return jsonify(error="too many open event streams; poll GET /api/jobs/<id> "
+                             "instead"), 503
+    last = request.headers.get("Last-Event-ID", "")
+    metrics_from = int(last[1:]) if last.startswith("m") and last[1:].isdigit() else 0
+    history = None
+    if record.kind == "train" and record.name:
+        history = models_dir(current_app.config["DATA_ROOT"]) / record.name / \
+            "metrics_history.jsonl"
+    stream = _events(job_id, current_app.config["JOBS"].store, history, metrics_from, slots,
+                     current_app.config.get("EVENT_STREAM_SECONDS", STREAM_SECONDS))
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
