@@ -351,3 +351,19 @@ def test_metric_events_resume_after_last_event_id(tmp_path):
     finally:
         app.config["JOBS"].shutdown(5)
         server.close()
+
+
+def test_work_for_the_other_role_names_that_service(tmp_path):
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), role="cpu",
+                                           gpu_service_url="http://gpu.example:5001"))
+    client = Client(base)
+    try:
+        datasets = tmp_path / "d" / "datasets" / "ds"
+        datasets.mkdir(parents=True)
+        (datasets / "deepsynth-manifest.json").write_text("{}")
+        status, error = client.call("POST", "/api/model/train", {"dataset": "ds"})
+        assert status == 409 and error["service"] == "http://gpu.example:5001"
+        assert "does not run train jobs" in error["error"]
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()

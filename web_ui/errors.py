@@ -30,9 +30,16 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(InvalidTransition)
     @app.errorhandler(JobConflict)
-    @app.errorhandler(RoleError)
     def conflict(exc: DeepSynthError):
         return jsonify(error=str(exc)), 409
+
+    @app.errorhandler(RoleError)
+    def wrong_service(exc: RoleError):
+        config = app.config["DEEPSYNTH"]
+        other = (("cpu", config.cpu_service_url) if app.config["JOBS"].role == "gpu"
+                 else ("gpu", config.gpu_service_url))
+        return jsonify(error=f"{exc}; the {other[0]} service at {other[1]} does",
+                       service=other[1]), 409
 
     @app.errorhandler(DeepSynthError)
     def user_error(exc: DeepSynthError):
