@@ -367,3 +367,35 @@ def test_work_for_the_other_role_names_that_service(tmp_path):
     finally:
         app.config["JOBS"].shutdown(5)
         server.close()
+
+
+def test_openapi_document_covers_every_route_and_matches_validation(api):
+    client, app = api
+    from openapi_spec_validator import validate
+
+    status, spec = client.call("GET", "/api/openapi.json")
+    assert status == 200 and spec["openapi"] == "3.1.0"
+    validate(spec)  # a valid OpenAPI 3.1 document
+    routes = {(rule.rule, method.lower()) for rule in app.url_map.iter_rules()
+              if rule.rule.startswith("/api/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, operations in spec["paths"].items()
+                  for method in operations}
+    as_rules = {(p.replace("{", "<").replace("}", ">"), m) for p, m in documented}
+    normalized = {(r.replace("<int:", "<"), m) for r, m in routes}
+    assert as_rules == normalized
+    train = spec["paths"]["/api/model/train"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    dropout = train["properties"]["expert_dropout_rate"]
+    assert (dropout["minimum"], dropout["maximum"]) == (0.0, 1.0)
+    assert train["properties"]["peft"]["enum"] == ["lora", "qlora", "dora", "adalora", "full"]
+    assert train["additionalProperties"] is False and "dataset" in train["required"]
+    generate = spec["paths"]["/api/dataset/generate"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert {"source", "text_field", "page_size", "font_size", "shard_size", "name"} <= set(
+        generate["properties"])
+    # What the document allows, the server accepts: a field at its documented maximum.
+    status, error = client.call("POST", "/api/dataset/generate", {
+        "name": "x", "source": "builtin:scitldr",
+        "font_size": generate["properties"]["font_size"]["maximum"] + 1})
+    assert status == 400 and error["field"] == "render.font_size"

@@ -13,7 +13,7 @@ from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
 from web_ui import (
     api_datasets, api_events, api_health, api_jobs, api_models, api_previews, api_training,
-    auth, errors,
+    auth, errors, openapi,
 )
 
 
@@ -31,6 +31,6 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     auth.register(app, config.api_token)
     for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
                       api_previews.blueprint, api_training.blueprint, api_models.blueprint,
-                      api_events.blueprint):
+                      api_events.blueprint, openapi.blueprint):
         app.register_blueprint(blueprint)
     return app

@@ -1,0 +1,59 @@
+"""JSON Schema of configuration dataclasses, from the same field declarations that validate
+them (types, choices, ranges, required fields): the API's OpenAPI document uses it."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+
+def _type_schema(tp: Any) -> dict:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _type_schema(options[0])
+        return {**inner, "type": [inner["type"], "null"]} if "type" in inner else inner
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (str,)
+        return {"type": "array", "items": _type_schema(item)}
+    if dataclasses.is_dataclass(tp):
+        return json_schema(tp)
+    return {"type": {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        tp, "string")}
+
+
+def json_schema(cls: type, exclude: tuple[str, ...] = ()) -> dict:
+    """The object schema of ``cls``: unknown fields are not allowed, as in ``from_dict``."""
+    hints = typing.get_type_hints(cls)
+    properties, required = {}, []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or f.metadata.get("secret"):
+            continue
+        schema = _type_schema(hints[f.name])
+        schema["description"] = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            schema["enum"] = list(f.metadata["choices"])
+        if f.metadata.get("min") is not None:
+            schema["minimum"] = f.metadata["min"]
+        if f.metadata.get("max") is not None:
+            schema["maximum"] = f.metadata["max"]
+        if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
+            schema["default"] = f.default
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+        properties[f.name] = schema
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": False}
+
+
+def merged_schema(*parts: dict, extra: dict | None = None,
+                  required: tuple[str, ...] = ()) -> dict:
+    """One flat object schema from several (a request that mixes config sections)."""
+    properties: dict = {}
+    for part in parts:
+        properties.update(part["properties"])
+    properties.update(extra or {})
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
