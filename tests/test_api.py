@@ -399,3 +399,77 @@ def test_openapi_document_covers_every_route_and_matches_validation(api):
         "name": "x", "source": "builtin:scitldr",
         "font_size": generate["properties"]["font_size"]["maximum"] + 1})
     assert status == 400 and error["field"] == "render.font_size"
+
+
+class HubDouble:
+    """TEST DOUBLE of the Hub client (the Hub is unreachable here): records what it gets."""
+
+    instances: list = []
+
+    def __init__(self, token, repo_type):
+        self.token, self.repo_type = token, repo_type
+        self.created, self.uploaded = [], []
+        HubDouble.instances.append(self)
+
+    def create_repo(self, repo_id, *, private):
+        self.created.append((repo_id, private))
+
+    def upload_file(self, local_path, path_in_repo, repo_id):
+        self.uploaded.append(path_in_repo)
+
+    def list_files(self, repo_id):
+        return []
+
+
+def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
+    """Uses HubDouble, a test double of the Hub client."""
+    from deepsynth.jobs.kinds import job_functions
+    from deepsynth.jobs.manager import JobManager
+    from deepsynth.jobs.state import JobStore
+
+    root = tmp_path / "d"
+    config = ServerConfig(data_root=str(root))
+    manager = JobManager(JobStore(root / "jobs"), job_functions(root, hub=HubDouble))
+    app = create_app(config, manager=manager)
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    client = Client(f"http://127.0.0.1:{server.effective_port}")
+    secret = "hf_PLANTED_SECRET_TOKEN_987"
+    try:
+        status, made = client.call("POST", "/api/benchmark/create", {
+            "preset": "scitldr", "max_samples": 3, "name": "ds", "page_size": "256x256",
+            "font_size": 12, "margin": 8, "workers": 1})
+        assert wait_job(client, made["job_id"])["status"] == "completed"
+        status, pushed = client.call("POST", "/api/datasets/ds/push", {
+            "repo_id": "me/ds", "hf_token": secret})
+        assert status == 202, pushed
+        done = wait_job(client, pushed["job_id"])
+        assert done["status"] == "completed", done["error"]
+        hub = HubDouble.instances[-1]
+        assert hub.token == secret and hub.repo_type == "dataset"
+        assert hub.created == [("me/ds", True)]
+        assert {"README.md", "deepsynth-manifest.json"} <= set(hub.uploaded)
+        assert any(p.startswith("data/") for p in hub.uploaded)
+        status, error = client.call("POST", "/api/datasets/ds/push", {"repo_id": "bad"})
+        assert status == 400 and error["field"] == "repo_id"
+        status, started = client.call("POST", "/api/model/train", {
+            "dataset": "ds", "preset": "quick_test", "max_steps": 2, "eval_steps": 2,
+            "name": "m"})
+        assert wait_job(client, started["job_id"])["status"] == "completed"
+        status, pushed = client.call("POST", "/api/models/m/push", {
+            "repo_id": "me/m", "hf_token": secret, "public": True})
+        assert status == 202
+        assert wait_job(client, pushed["job_id"])["status"] == "completed"
+        hub = HubDouble.instances[-1]
+        assert hub.repo_type == "model" and hub.created == [("me/m", False)]
+        assert "model.safetensors" in hub.uploaded
+        # The planted token is in no file and no API response.
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+        for path in ("/api/jobs", f"/api/jobs/{pushed['job_id']}",
+                     f"/api/jobs/{pushed['job_id']}/logs", "/api/datasets", "/api/models"):
+            assert secret not in json.dumps(client.call("GET", path)[1])
+    finally:
+        manager.shutdown(5)
+        server.close()

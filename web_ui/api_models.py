@@ -167,3 +167,36 @@ def job_samples(job_id: str):
     ranked = sorted(samples, key=lambda s: s["rougeL"])
     return jsonify(job_id=job_id, step=int(evaluations[-1].stem.split("-")[1]),
                    best=ranked[::-1][:3], worst=ranked[:3], fixed=samples[:6])
+
+
+def _push_request(kind: str, name: str):
+    data = body()
+    unknown = set(data) - {"repo_id", "public", "hf_token", "merge"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "is not a known field",
+                          "repo_id, public, hf_token, merge")
+    repo = data.get("repo_id")
+    if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
+        raise ConfigError("repo_id", f"must be ORG/NAME; got {repo!r}", "ORG/NAME")
+    token = data.pop("hf_token", None)
+    record = manager().submit(kind, {"name": name, "options": data}, name=name,
+                              secrets={"hf_token": token} if token else None)
+    return jsonify(job_id=record.job_id, kind=kind, status=record.status,
+                   job=job_view(record)), 202
+
+
+@blueprint.post("/api/datasets/<name>/push")
+def push_dataset(name: str):
+    """Upload a dataset to the Hub, or finish an upload (only missing files)."""
+    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    if not (folder / "deepsynth-manifest.json").exists():
+        raise NotFound(f"no dataset {name!r}")
+    return _push_request("push_dataset", name)
+
+
+@blueprint.post("/api/models/<name>/push")
+def push_model(name: str):
+    """Export a trained model (adapters merged) and upload it to the Hub."""
+    if not (_model_folder(name) / "final").is_dir():
+        raise NotFound(f"model {name!r} has no final weights yet")
+    return _push_request("push_model", name)

@@ -16,6 +16,10 @@ from deepsynth.config.training import TrainingConfig
 blueprint = Blueprint("openapi", __name__)
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
 _TOKEN = {"type": "string", "description": "Hub token, used in memory only"}
+_PUSH = {"type": "object", "required": ["repo_id"], "additionalProperties": False,
+         "properties": {"repo_id": {"type": "string", "pattern": "^[^/]+/[^/]+$"},
+                        "public": {"type": "boolean", "default": False},
+                        "merge": {"type": "boolean", "default": True}, "hf_token": _TOKEN}}
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                            "field": {"type": ["string", "null"]},
                                            "allowed": {"type": ["string", "null"]}}}
@@ -52,6 +56,8 @@ def request_bodies() -> dict[str, dict]:
                             "properties": {"model": _NAME, "dataset": _NAME,
                                            "split": {"type": "string"},
                                            "max_samples": {"type": "integer", "minimum": 1}}},
+        "models.push_dataset": _PUSH,
+        "models.push_model": _PUSH,
         "models.summarize_endpoint": {"type": "object", "required": ["model"],
                                       "properties": {"model": _NAME,
                                                      "text": {"type": "string"},

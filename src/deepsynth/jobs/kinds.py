@@ -4,6 +4,7 @@ each taking its config mapping and a JobContext. Outputs go under the data root 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
@@ -12,6 +13,7 @@ from deepsynth.errors import ConfigError
 from deepsynth.jobs.manager import JobContext, JobFunction
 from deepsynth.paths import datasets_dir, models_dir
 
+HubFactory = Callable[[str | None, str], object]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -34,14 +36,19 @@ def generation_config(root: Path, name: str, body: dict) -> GenerationConfig:
         "render": {k: v for k, v in body.items() if k in render_fields}})
 
 
-def _generate(root: Path) -> JobFunction:
+def real_hub(token: str | None, repo_type: str):
+    from deepsynth.hub.upload import HfHubClient
+
+    return HfHubClient(token=token, repo_type=repo_type)
+
+
+def _generate(root: Path, hub: HubFactory) -> JobFunction:
     def run(config: dict, context: JobContext) -> dict:
         from deepsynth.data.generate import generate_dataset
-        from deepsynth.hub.upload import HfHubClient
 
         generation = generation_config(root, config["name"], config["options"])
         token = context.secrets.get("hf_token")
-        client = HfHubClient(token=token) if generation.push_to_hub else None
+        client = hub(token, "dataset") if generation.push_to_hub else None
         result = generate_dataset(generation, progress=context.progress,
                                   should_stop=context.should_stop, hub_client=client)
         context.log(f"generation {result.status}: {result.rows}")
@@ -85,5 +92,37 @@ def _evaluate(root: Path) -> JobFunction:
     return run
 
 
-def job_functions(root: Path) -> dict[str, JobFunction]:
-    return {"generate": _generate(root), "train": _train(root), "evaluate": _evaluate(root)}
+def _push_dataset(root: Path, hub: HubFactory) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.hub.publish import push_dataset
+
+        options = config["options"]
+        folder = datasets_dir(root) / check_name("name", config["name"])
+        client = hub(context.secrets.get("hf_token"), "dataset")
+        report = push_dataset(folder, options["repo_id"], client,
+                              private=not options.get("public", False))
+        context.log(f"pushed {len(report['uploaded'])} files to {options['repo_id']}")
+        return {"status": "completed", **report}
+    return run
+
+
+def _push_model(root: Path, hub: HubFactory) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.models.export import export_model
+
+        options = config["options"]
+        run_dir = models_dir(root) / check_name("name", config["name"])
+        report = export_model(str(run_dir / "final"), str(context.folder / "export"),
+                              merge=options.get("merge", True),
+                              push_to_hub=options["repo_id"],
+                              public=options.get("public", False),
+                              hub_client=hub(context.secrets.get("hf_token"), "model"),
+                              root=root)
+        return {"status": "completed", **report}
+    return run
+
+
+def job_functions(root: Path, hub: HubFactory = real_hub) -> dict[str, JobFunction]:
+    """Every job kind; ``hub`` makes Hub clients (a test double in tests)."""
+    return {"generate": _generate(root, hub), "train": _train(root), "evaluate": _evaluate(root),
+            "push_dataset": _push_dataset(root, hub), "push_model": _push_model(root, hub)}

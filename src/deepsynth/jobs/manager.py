@@ -24,9 +24,10 @@ from deepsynth.jobs.state import (
 from deepsynth.progress import Progress
 
 log = logging.getLogger(__name__)
-ROLE_KINDS = {"cpu": ("generate",), "gpu": ("train", "evaluate"),
-              "all": ("generate", "train", "evaluate")}
-SLOTS = {"generate": "generate", "train": "accelerator", "evaluate": "accelerator"}
+ROLE_KINDS = {"cpu": ("generate", "push_dataset"), "gpu": ("train", "evaluate", "push_model"),
+              "all": ("generate", "push_dataset", "train", "evaluate", "push_model")}
+SLOTS = {"generate": "generate", "push_dataset": "generate", "train": "accelerator",
+         "evaluate": "accelerator", "push_model": "accelerator"}
 RUNNING_LIKE = ACTIVE + ("cancelling",)
 PROGRESS_INTERVAL = 0.5
 
