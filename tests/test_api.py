@@ -473,3 +473,36 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
     finally:
         manager.shutdown(5)
         server.close()
+
+
+def test_browser_session_cookie_and_csrf_header(tmp_path):
+    import http.cookiejar
+
+    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN))
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(method, path, body=None, headers=None):
+        request = urllib.request.Request(base + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  **(headers or {})})
+        try:
+            with opener.open(request, timeout=30) as response:
+                return response.status, response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers
+
+    try:
+        assert call("POST", "/api/login", {"token": "wrong"})[0] == 401
+        status, headers = call("POST", "/api/login", {"token": TOKEN})
+        assert status == 200
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert TOKEN not in cookie
+        assert call("GET", "/api/jobs")[0] == 200  # reading with the cookie
+        assert call("DELETE", "/api/jobs/x")[0] == 403  # changing state without the header
+        assert call("DELETE", "/api/jobs/x", headers={"X-DeepSynth-CSRF": "1"})[0] == 404
+    finally:
+        app.config["JOBS"].shutdown(5)
+        server.close()

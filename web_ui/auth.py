@@ -1,28 +1,55 @@
-"""Bearer-token authentication for the API when a token is configured.
+"""Authentication when a token is configured.
 
-``GET /api/health`` stays open (liveness, role, version only). The browser login that trades
-the token for a session cookie comes with the web UI.
+API clients send ``Authorization: Bearer TOKEN``. A browser trades the token once, at
+``POST /api/login``, for an HttpOnly, SameSite=Strict session cookie; requests that change
+state with that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a cross-site
+form cannot send. ``GET /api/health`` stays open (liveness, role, version only).
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
 
 from flask import Flask, jsonify, request
 
-OPEN_PATHS = ("/api/health",)
+OPEN_PATHS = ("/api/health", "/api/login")
+COOKIE = "deepsynth_session"
+CSRF_HEADER = "X-DeepSynth-CSRF"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def register(app: Flask, token: str | None) -> None:
     if not token:
         return
     expected = f"Bearer {token}".encode()
+    sessions: set[str] = set()  # in memory: a restart logs browsers out
+
+    @app.post("/api/login")
+    def login():
+        """Trade the API token for a browser session cookie."""
+        data = request.get_json(silent=True) or {}
+        given = str(data.get("token", "")).encode()
+        if not hmac.compare_digest(given, token.encode()):
+            return jsonify(error="wrong token", field="token", allowed=None), 401
+        session = secrets.token_urlsafe(32)
+        sessions.add(session)
+        response = jsonify(logged_in=True)
+        response.set_cookie(COOKIE, session, httponly=True, samesite="Strict",
+                            secure=request.is_secure)
+        return response
 
     @app.before_request
     def require_token():
         if request.path in OPEN_PATHS:
             return None
         given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return jsonify(error="missing or wrong API token (Authorization: Bearer ...)"), 401
-        return None
+        if hmac.compare_digest(given, expected):
+            return None
+        session = request.cookies.get(COOKIE)
+        if session and any(hmac.compare_digest(session, s) for s in sessions):
+            if request.method in SAFE_METHODS or request.headers.get(CSRF_HEADER):
+                return None
+            return jsonify(error=f"requests that change state need the {CSRF_HEADER} "
+                                 f"header"), 403
+        return jsonify(error="missing or wrong API token (Authorization: Bearer ...)"), 401

@@ -226,21 +226,23 @@ class JobManager:
                     pass
 
     def recover(self, auto_resume: bool = False) -> list[str]:
-        """After a restart: stale running jobs of our kinds become interrupted (and are queued
-        again with ``auto_resume``); queued jobs are scheduled. Returns what was interrupted."""
+        """After a restart: stale running jobs of our kinds become interrupted; with
+        ``auto_resume`` every interrupted job of our kinds is queued again; queued jobs are
+        scheduled. Returns the jobs found running that were marked interrupted."""
         interrupted = []
         now = time.time()
         for record in self.store.all():
-            if record.kind not in self.kinds or record.status not in RUNNING_LIKE:
+            if record.kind not in self.kinds or record.job_id in self._threads:
                 continue
-            if record.job_id in self._threads:
+            if record.status in RUNNING_LIKE:
+                if now - (record.heartbeat_at or 0) < self.stale_seconds:
+                    continue  # another live service owns it
+                self.store.update(record.job_id, status="interrupted",
+                                  error="the service stopped while this job ran")
+                interrupted.append(record.job_id)
+            elif record.status != "interrupted":
                 continue
-            if now - (record.heartbeat_at or 0) < self.stale_seconds:
-                continue  # another live service owns it
-            self.store.update(record.job_id, status="interrupted",
-                              error="the service stopped while this job ran")
-            interrupted.append(record.job_id)
-            if auto_resume:
+            if auto_resume:  # also jobs a clean shutdown (SIGTERM) marked interrupted
                 self.store.update(record.job_id, status="queued")
                 self._resuming.add(record.job_id)
         self._schedule()
