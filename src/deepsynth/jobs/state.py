@@ -5,6 +5,7 @@ result), a log file and whatever the job writes. Only valid status transitions a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -71,6 +72,7 @@ class JobStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._parsed: dict[str, tuple[tuple, JobRecord]] = {}
 
     def folder(self, job_id: str) -> Path:
         if "/" in job_id or job_id.startswith(".") or not job_id:
@@ -89,16 +91,25 @@ class JobStore:
 
     def load(self, job_id: str) -> JobRecord:
         path = self.folder(job_id) / "job.json"
-        if not path.exists():
-            raise KeyError(job_id)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise KeyError(job_id) from None
+        # Listing 1,000 jobs must stay fast: reparse a job.json only when it changed.
+        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._parsed.get(job_id)
+        if cached is not None and cached[0] == key:
+            return dataclasses.replace(cached[1])  # shallow: fields are replaced, not mutated
         try:
             data = json.loads(path.read_text())
             if data.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"format version {data.get('format_version')}")
-            return JobRecord(**data)
+            record = JobRecord(**data)
         except (OSError, ValueError, TypeError) as exc:
             return JobRecord(job_id, "unknown", status="corrupt",
                              error=f"unreadable job.json: {exc}")
+        self._parsed[job_id] = (key, record)
+        return dataclasses.replace(record)
 
     def update(self, job_id: str, **changes) -> JobRecord:
         """Load, change and save under the job's lock; ``status`` changes are checked."""
@@ -122,6 +133,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id))
+        self._parsed.pop(job_id, None)
 
     def log_path(self, job_id: str) -> Path:
         return self.folder(job_id) / "job.log"
