@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -34,20 +35,23 @@ class Client:
             return error.code, json.loads(error.read() or b"null")
 
 
-def serve(config: ServerConfig):
-    app = create_app(config)
-    server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    return app, server, f"http://127.0.0.1:{server.effective_port}"
+@contextlib.contextmanager
+def running(config: ServerConfig, manager=None):
+    """A real waitress server on a free port, in a thread; stopped with its jobs after."""
+    app = create_app(config, manager=manager)
+    server = create_server(app, host="127.0.0.1", port=0, threads=config.threads)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        yield app, f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        app.config["JOBS"].shutdown(30)
+        server.close()
 
 
 @pytest.fixture
 def api(tmp_path):
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "data")))
-    yield Client(base), app
-    app.config["JOBS"].shutdown(30)
-    server.close()
+    with running(ServerConfig(data_root=str(tmp_path / "data"), threads=8)) as (app, base):
+        yield Client(base), app
 
 
 def wait_job(client: Client, job_id: str, timeout: float = 300) -> dict:
@@ -159,17 +163,13 @@ def test_invalid_transitions_are_409s(api):
 
 
 def test_token_is_required_when_configured(tmp_path):
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN))
-    try:
+    with running(ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN)) as (app, base):
         client = Client(base)
         assert client.call("GET", "/api/health")[0] == 200  # liveness stays open
         assert client.call("GET", "/api/jobs")[0] == 401
         assert client.call("GET", "/api/jobs", token="wrong")[0] == 401
         status, jobs = client.call("GET", "/api/jobs", token=TOKEN)
         assert status == 200 and jobs["total"] == 0
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def test_serving_beyond_loopback_needs_a_token(tmp_path):
@@ -209,9 +209,8 @@ def test_render_preview(api):
 def test_upload_preview_generate_and_browse_pages(tmp_path):
     from conftest import articles
 
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), max_upload_mb=1))
-    client = Client(base)
-    try:
+    with running(ServerConfig(data_root=str(tmp_path / "d"), max_upload_mb=1)) as (app, base):
+        client = Client(base)
         corpus = "".join(json.dumps(r) + "\n" for r in articles(4)).encode()
         status, stored = upload(base, "news.jsonl", corpus)
         assert status == 201 and stored["source"] == "uploads/news.jsonl"
@@ -237,17 +236,13 @@ def test_upload_preview_generate_and_browse_pages(tmp_path):
             assert r.read().startswith(b"\x89PNG")
         status, _ = client.call("GET", "/api/datasets/mine/samples/9/pages/0.png")
         assert status == 404
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def test_datasets_in_use_cannot_be_deleted_or_trained_on(tmp_path):
     from conftest import articles
 
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d")))
-    client = Client(base)
-    try:
+    with running(ServerConfig(data_root=str(tmp_path / "d"))) as (app, base):
+        client = Client(base)
         corpus = "".join(json.dumps(r) + "\n" for r in articles(1500, words=40)).encode()
         assert upload(base, "big.jsonl", corpus)[0] == 201
         status, created = client.call("POST", "/api/dataset/generate", {
@@ -271,9 +266,6 @@ def test_datasets_in_use_cannot_be_deleted_or_trained_on(tmp_path):
         assert client.call("POST", f"/api/jobs/{created['job_id']}/cancel")[0] == 200
         assert wait_job(client, created["job_id"])["status"] == "cancelled"
         assert client.call("DELETE", "/api/datasets/big")[0] == 200
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def read_events(response, stop_after: int = 100, timeout: float = 30.0) -> list[dict]:
@@ -298,9 +290,8 @@ def read_events(response, stop_after: int = 100, timeout: float = 30.0) -> list[
 def test_event_stream_is_live_and_limited(tmp_path):
     from conftest import articles
 
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), threads=4))
-    client = Client(base)
-    try:
+    with running(ServerConfig(data_root=str(tmp_path / "d"), threads=4)) as (app, base):
+        client = Client(base)
         corpus = "".join(json.dumps(r) + "\n" for r in articles(1500, words=40)).encode()
         assert upload(base, "big.jsonl", corpus)[0] == 201
         status, created = client.call("POST", "/api/dataset/generate", {
@@ -322,15 +313,11 @@ def test_event_stream_is_live_and_limited(tmp_path):
         stream.close()
         assert client.call("GET", f"/api/jobs/{job_id}")[1]["status"] == "paused"
         assert client.call("POST", f"/api/jobs/{job_id}/cancel")[0] == 200
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def test_metric_events_resume_after_last_event_id(tmp_path):
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d")))
-    client = Client(base)
-    try:
+    with running(ServerConfig(data_root=str(tmp_path / "d"))) as (app, base):
+        client = Client(base)
         status, created = client.call("POST", "/api/benchmark/create", {
             "preset": "scitldr", "max_samples": 4, "name": "ds", "page_size": "256x256",
             "font_size": 12, "margin": 8, "workers": 1})
@@ -348,25 +335,19 @@ def test_metric_events_resume_after_last_event_id(tmp_path):
             later = [e for e in read_events(stream) if e["event"] == "metrics"]
         assert later[0]["id"] == "m3" and len(later) == len(every) - 2
         assert json.loads(later[0]["data"])["step"] == 3
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def test_work_for_the_other_role_names_that_service(tmp_path):
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), role="cpu",
-                                           gpu_service_url="http://gpu.example:5001"))
-    client = Client(base)
-    try:
+    config = ServerConfig(data_root=str(tmp_path / "d"), role="cpu",
+                          gpu_service_url="http://gpu.example:5001")
+    with running(config) as (app, base):
+        client = Client(base)
         datasets = tmp_path / "d" / "datasets" / "ds"
         datasets.mkdir(parents=True)
         (datasets / "deepsynth-manifest.json").write_text("{}")
         status, error = client.call("POST", "/api/model/train", {"dataset": "ds"})
         assert status == 409 and error["service"] == "http://gpu.example:5001"
         assert "does not run train jobs" in error["error"]
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
 
 
 def test_openapi_document_covers_every_route_and_matches_validation(api):
@@ -428,14 +409,10 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
     from deepsynth.jobs.state import JobStore
 
     root = tmp_path / "d"
-    config = ServerConfig(data_root=str(root))
     manager = JobManager(JobStore(root / "jobs"), job_functions(root, hub=HubDouble))
-    app = create_app(config, manager=manager)
-    server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    threading.Thread(target=server.run, daemon=True).start()
-    client = Client(f"http://127.0.0.1:{server.effective_port}")
     secret = "hf_PLANTED_SECRET_TOKEN_987"
-    try:
+    with running(ServerConfig(data_root=str(root)), manager=manager) as (app, base):
+        client = Client(base)
         status, made = client.call("POST", "/api/benchmark/create", {
             "preset": "scitldr", "max_samples": 3, "name": "ds", "page_size": "256x256",
             "font_size": 12, "margin": 8, "workers": 1})
@@ -470,30 +447,26 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
         for path in ("/api/jobs", f"/api/jobs/{pushed['job_id']}",
                      f"/api/jobs/{pushed['job_id']}/logs", "/api/datasets", "/api/models"):
             assert secret not in json.dumps(client.call("GET", path)[1])
-    finally:
-        manager.shutdown(5)
-        server.close()
 
 
 def test_browser_session_cookie_and_csrf_header(tmp_path):
     import http.cookiejar
 
-    app, server, base = serve(ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN))
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    config = ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN)
+    with running(config) as (app, base):
+        def call(method, path, body=None, headers=None):
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(
+                base + path, method=method, data=data,
+                headers={"Content-Type": "application/json", **(headers or {})})
+            try:
+                with opener.open(request, timeout=30) as response:
+                    return response.status, response.headers
+            except urllib.error.HTTPError as error:
+                return error.code, error.headers
 
-    def call(method, path, body=None, headers=None):
-        request = urllib.request.Request(base + path, method=method,
-                                         data=None if body is None else json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json",
-                                                  **(headers or {})})
-        try:
-            with opener.open(request, timeout=30) as response:
-                return response.status, response.headers
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers
-
-    try:
         assert call("POST", "/api/login", {"token": "wrong"})[0] == 401
         status, headers = call("POST", "/api/login", {"token": TOKEN})
         assert status == 200
@@ -503,6 +476,3 @@ def test_browser_session_cookie_and_csrf_header(tmp_path):
         assert call("GET", "/api/jobs")[0] == 200  # reading with the cookie
         assert call("DELETE", "/api/jobs/x")[0] == 403  # changing state without the header
         assert call("DELETE", "/api/jobs/x", headers={"X-DeepSynth-CSRF": "1"})[0] == 404
-    finally:
-        app.config["JOBS"].shutdown(5)
-        server.close()
