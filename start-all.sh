@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Set up on a fresh machine, then run DeepSynth's main job on the built-in defaults.
-# Today that job is dataset generation from the built-in SciTLDR corpus; the web services
-# (ports 5000 and 5001) take this script over when the REST API and UI land.
+# Set up on a fresh machine, then run DeepSynth on the built-in defaults: the REST API
+# (role all, http://127.0.0.1:5000) over a data root holding a demo dataset rendered from the
+# built-in SciTLDR corpus; training jobs use the tiny demo model, built on first use.
+# Runs in the foreground; Ctrl-C stops it cleanly. (Issue 7 turns this into the two-service
+# launcher with pid files and health checks.)
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
 root="${DEEPSYNTH_DATA_ROOT:-./data}"
-out="$root/datasets/scitldr-demo"
-.venv/bin/deepsynth generate --source builtin:scitldr --out "$out" --max-samples 200
-.venv/bin/deepsynth datasets list "$root/datasets"
-echo "Pages are in $out/data/*.parquet; load them with datasets.load_dataset(\"$out\")."
+demo="$root/datasets/scitldr-demo"
+if [ ! -f "$demo/deepsynth-manifest.json" ]; then
+    .venv/bin/deepsynth generate --source builtin:scitldr --out "$demo" --max-samples 200 \
+        --page-size 256x256 --font-size 12 --margin 8
+fi
+exec .venv/bin/deepsynth serve --data-root "$root" "$@"

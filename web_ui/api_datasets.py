@@ -86,8 +86,8 @@ def _status(name: str, summary: dict) -> str:
 
 
 def _view(summary: dict) -> dict:
-    return {**summary, "splits": summary.pop("rows"), "status": _status(summary["name"],
-                                                                          summary)}
+    splits = summary.pop("rows")
+    return {**summary, "splits": splits, "status": _status(summary["name"], summary)}
 
 
 @blueprint.get("/api/datasets")
