@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from deepsynth.data.catalog import list_datasets, summarize
 from deepsynth.data.presets import PRESETS
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.kinds import check_name, generation_config
+from deepsynth.jobs.manager import JobConflict
 from deepsynth.paths import datasets_dir
 from web_ui.api_jobs import job_view, manager
 from web_ui.errors import NotFound
@@ -78,9 +80,7 @@ def dataset_generate():
 
 
 def _status(name: str, summary: dict) -> str:
-    writing = any(r.kind == "generate" and r.name == name and r.status in
-                  ("queued", "running", "pausing", "cancelling") for r in manager().store.all())
-    if writing:
+    if manager().jobs_using(dataset=name, writers_only=True):
         return "generating"
     return "ready" if summary["status"] == "complete" else summary["status"]
 
@@ -105,3 +105,15 @@ def dataset(name: str):
         raise NotFound(f"no dataset {name!r}") from None
 
 
+
+
+@blueprint.delete("/api/datasets/<name>")
+def delete_dataset(name: str):
+    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    if not folder.is_dir():
+        raise NotFound(f"no dataset {name!r}")
+    busy = manager().jobs_using(dataset=name)
+    if busy:
+        raise JobConflict(f"dataset {name!r} is used by job {busy[0].job_id}")
+    shutil.rmtree(folder)
+    return jsonify(deleted=name)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
+from deepsynth.errors import ConfigError
 from deepsynth.jobs.state import STATUSES, JobRecord
 from deepsynth.paths import models_dir
 from web_ui.errors import NotFound
@@ -35,13 +36,9 @@ def find(job_id: str) -> JobRecord:
 
 @blueprint.get("/api/jobs")
 def list_jobs():
-    from flask import request
-
     records = manager().store.all()
     kind, status = request.args.get("kind"), request.args.get("status")
     if status and status not in STATUSES:
-        from deepsynth.errors import ConfigError
-
         raise ConfigError("status", f"must be one of {', '.join(STATUSES)}",
                           ", ".join(STATUSES))
     chosen = [job_view(r) for r in reversed(records)

@@ -36,23 +36,6 @@ def _model_folder(name: str) -> Path:
     return folder
 
 
-def _users(kind_name_pairs: list[tuple[str, str]]) -> list[str]:
-    """Jobs that are queued or running and write or read one of these names."""
-    busy = []
-    for record in manager().store.all():
-        if record.status not in ("queued", "running", "pausing", "cancelling"):
-            continue
-        uses = {(record.kind, record.name)}
-        if record.kind == "train":
-            uses.add(("dataset", record.config.get("options", {}).get("dataset")))
-        if record.kind == "evaluate":
-            options = record.config.get("options", {})
-            uses |= {("dataset", options.get("dataset")), ("train", options.get("model"))}
-        if uses & set(kind_name_pairs):
-            busy.append(record.job_id)
-    return busy
-
-
 @blueprint.get("/api/training/optimal-config/<preset>")
 def optimal_config(preset: str):
     if preset not in TRAINING_PRESETS:
@@ -137,21 +120,9 @@ def summarize_endpoint():
 @blueprint.delete("/api/models/<name>")
 def delete_model(name: str):
     folder = _model_folder(name)
-    busy = _users([("train", name)])
+    busy = manager().jobs_using(model=name)
     if busy:
-        raise JobConflict(f"model {name!r} is used by job {busy[0]}")
-    shutil.rmtree(folder)
-    return jsonify(deleted=name)
-
-
-@blueprint.delete("/api/datasets/<name>")
-def delete_dataset(name: str):
-    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
-    if not folder.is_dir():
-        raise NotFound(f"no dataset {name!r}")
-    busy = _users([("generate", name), ("dataset", name)])
-    if busy:
-        raise JobConflict(f"dataset {name!r} is used by job {busy[0]}")
+        raise JobConflict(f"model {name!r} is used by job {busy[0].job_id}")
     shutil.rmtree(folder)
     return jsonify(deleted=name)
 

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
 from deepsynth.jobs.kinds import check_name
+from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.paths import datasets_dir, models_dir
 from deepsynth.training.recommend import recommend_lora
@@ -55,11 +56,8 @@ def train_model():
                           "configuration", "false")
     training_config({**data, "dataset": str(datasets_dir(root) / dataset),
                      "out": str(models_dir(root) / name)})  # a bad field is a 400 now
-    writing = [r for r in manager().store.all() if r.kind == "generate" and r.name == dataset
-               and r.status in ("queued", "running", "pausing", "cancelling")]
+    writing = manager().jobs_using(dataset=dataset, writers_only=True)
     if writing:
-        from deepsynth.jobs.manager import JobConflict
-
         raise JobConflict(f"dataset {dataset!r} is still being written by job "
                           f"{writing[0].job_id}")
     record = manager().submit("train", {"name": name, "options": data}, name=name)

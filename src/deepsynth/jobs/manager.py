@@ -201,6 +201,25 @@ class JobManager:
             self._schedule()
             return self.store.load(record.job_id)
 
+    def jobs_using(self, dataset: str | None = None, model: str | None = None,
+                   writers_only: bool = False) -> list[JobRecord]:
+        """Queued or running jobs that write (or, unless ``writers_only``, read) the named
+        dataset or model: what must not be deleted or trained on meanwhile."""
+        found = []
+        for record in self.store.all():
+            if record.status not in ("queued",) + RUNNING_LIKE:
+                continue
+            options = record.config.get("options", {})
+            writes = {("dataset", record.name) if record.kind == "generate" else None,
+                      ("model", record.name) if record.kind == "train" else None}
+            reads = {("dataset", options.get("dataset")), ("model", options.get("model")),
+                     ("dataset", record.name) if record.kind == "push_dataset" else None,
+                     ("model", record.name) if record.kind == "push_model" else None}
+            touched = writes if writers_only else writes | reads
+            if {("dataset", dataset), ("model", model)} & touched:
+                found.append(record)
+        return found
+
     def delete(self, job_id: str) -> None:
         with self._lock:
             record = self.store.load(job_id)
