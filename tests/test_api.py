@@ -436,10 +436,21 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
         assert any(p.startswith("data/") for p in hub.uploaded)
         status, error = client.call("POST", "/api/datasets/ds/push", {"repo_id": "bad"})
         assert status == 400 and error["field"] == "repo_id"
+        status, error = client.call("POST", "/api/model/train", {
+            "dataset": "ds", "preset": "quick_test", "push_to_hub": True, "name": "m"})
+        assert status == 400 and error["field"] == "hub_model_id"
         status, started = client.call("POST", "/api/model/train", {
             "dataset": "ds", "preset": "quick_test", "max_steps": 2, "eval_steps": 2,
-            "name": "m"})
-        assert wait_job(client, started["job_id"])["status"] == "completed"
+            "name": "m", "push_to_hub": True, "hub_model_id": "me/trained",
+            "hf_token": secret})
+        assert status == 202, started
+        trained = wait_job(client, started["job_id"])
+        assert trained["status"] == "completed", trained["error"]
+        assert trained["result"]["hub"]["pushed_to"] == "me/trained"
+        hub = HubDouble.instances[-1]
+        assert (hub.token, hub.repo_type, hub.created) == (secret, "model",
+                                                           [("me/trained", True)])
+        assert "model.safetensors" in hub.uploaded
         status, pushed = client.call("POST", "/api/models/m/push", {
             "repo_id": "me/m", "hf_token": secret, "public": True})
         assert status == 202
@@ -454,6 +465,38 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
         for path in ("/api/jobs", f"/api/jobs/{pushed['job_id']}",
                      f"/api/jobs/{pushed['job_id']}/logs", "/api/datasets", "/api/models"):
             assert secret not in json.dumps(client.call("GET", path)[1])
+
+
+def test_train_resumes_from_a_named_checkpoint_confined_to_the_models_folder(api):
+    client, app = api
+    status, made = client.call("POST", "/api/benchmark/create", {
+        "preset": "scitldr", "max_samples": 4, "name": "ds", "page_size": "256x256",
+        "font_size": 12, "margin": 8, "workers": 1})
+    assert wait_job(client, made["job_id"])["status"] == "completed"
+    status, first = client.call("POST", "/api/model/train", {
+        "dataset": "ds", "preset": "quick_test", "max_steps": 2, "save_steps": 1,
+        "eval_steps": 2, "name": "first"})
+    assert wait_job(client, first["job_id"])["status"] == "completed"
+    status, listed = client.call("GET", "/api/training/checkpoints?model=first")
+    assert status == 200 and [c["step"] for c in listed["checkpoints"]] == [1, 2]
+    ref = listed["checkpoints"][0]["ref"]
+    assert ref == "first/step-000001"
+    for bad in ("../first/step-000001", "/etc/step-000001", "first/step-000009",
+                "latest", "first/../../x", 7):
+        status, error = client.call("POST", "/api/model/train", {
+            "dataset": "ds", "preset": "quick_test", "max_steps": 3, "name": "second",
+            "resume_from_checkpoint": bad})
+        assert status == 400 and error["field"] == "resume_from_checkpoint", (bad, error)
+    status, second = client.call("POST", "/api/model/train", {
+        "dataset": "ds", "preset": "quick_test", "max_steps": 3, "eval_steps": 3,
+        "name": "second", "resume_from_checkpoint": ref})
+    assert status == 202, second
+    done = wait_job(client, second["job_id"])
+    assert done["status"] == "completed" and done["result"]["step"] == 3
+    status, logs = client.call("GET", f"/api/jobs/{second['job_id']}/logs")
+    assert "at step 1" in json.dumps(logs)
+    history = client.call("GET", f"/api/metrics/{second['job_id']}")[1]["history"]
+    assert [row["step"] for row in history if "loss" in row][0] == 2
 
 
 def test_browser_session_cookie_and_csrf_header(tmp_path):

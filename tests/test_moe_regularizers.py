@@ -433,7 +433,7 @@ def test_bidrop_averages_the_passes_and_agreement_keeps_agreeing_signs(tiny_root
     passes = per_pass_grads(model, parameters, batch)
     mean = [sum(g) / len(SEEDS) for g in zip(*passes, strict=True)]
     # Dropout is active: the passes' gradients differ.
-    differing = sum(not torch.allclose(a, b, atol=1e-6) for a, b in zip(passes[0], passes[1]))
+    differing = sum(not torch.allclose(a, b, atol=1e-6) for a, b in zip(*passes[:2], strict=True))
     assert differing > len(parameters) // 2
 
     averaged = run_bidrop(model, bidrop, batch)

@@ -345,7 +345,7 @@ def test_render_images_matches_encoded_pages():
     images = renderer.render_images(LONG_PROSE)
     pages = renderer.render(LONG_PROSE).pages
     assert len(images) == len(pages) > 1
-    for image, png in zip(images, pages):
+    for image, png in zip(images, pages, strict=True):
         assert image.tobytes() == decode(png).tobytes()
 
 

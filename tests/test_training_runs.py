@@ -124,7 +124,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(setting, dataset, 
     assert (saved["step"], saved["epoch"], saved["batches_in_epoch"]) == (4, 1, 2)
     assert not (tmp_path / "B" / "final").exists()
 
-    resumed = train(config(dataset, tmp_path / "B", resume_from="latest", **options),
+    resumed = train(config(dataset, tmp_path / "B", resume_from_checkpoint="latest",
+                           **options),
                     root=root, echo=quiet)
     assert (resumed.status, resumed.step) == ("completed", 8)
     assert resumed.final_model == tmp_path / "B" / "final"
@@ -359,7 +360,8 @@ def test_train_with_missing_dataset_is_a_one_line_user_error(env, tmp_path):
 
 def test_train_resuming_from_a_missing_checkpoint_is_a_user_error(dataset, env, tmp_path):
     done = run_cli("train", "--dataset", str(dataset), "--out", str(tmp_path / "run"),
-                   "--preset", "quick_test", "--resume-from", "/nonexistent/ckpt", env=env)
+                   "--preset", "quick_test", "--resume-from-checkpoint",
+                   "/nonexistent/ckpt", env=env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = error_lines(done.stderr)
@@ -383,7 +385,7 @@ def test_train_resuming_with_another_peft_names_the_mismatch(trained_with, resum
         request.getfixturevalue("paused_lora_run")
     checkpoint = run.run_dir / "checkpoints" / "step-000001"
     done = run_cli("train", "--dataset", str(dataset), "--out", str(tmp_path / "run"),
-                   "--preset", "quick_test", "--peft", resumed_with, "--resume-from",
+                   "--preset", "quick_test", "--peft", resumed_with, "--resume-from-checkpoint",
                    str(checkpoint), env=env)
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 2, done.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from deepsynth.config import to_dict
+from deepsynth.config.spec import hub_repo_id
 from deepsynth.config.training import TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
 from deepsynth.jobs.kinds import check_name
@@ -48,17 +49,19 @@ def optimal_config(preset: str):
 
 @blueprint.get("/api/training/checkpoints")
 def checkpoints():
-    job_id = request.args.get("job_id")
-    if not job_id:
-        raise ConfigError("job_id", "is required", "a training job id")
-    record = find(job_id)
-    folder = models_dir(current_app.config["DATA_ROOT"]) / (record.name or "-")
+    """A run's checkpoints, by training job or model name; ``ref`` is what
+    ``resume_from_checkpoint`` takes to start a new run from one."""
+    job_id, model = request.args.get("job_id"), request.args.get("model")
+    if bool(job_id) == bool(model):
+        raise ConfigError("job_id", "give exactly one of job_id and model",
+                          "a training job id, or model=NAME")
+    name = check_name("model", model) if model else find(job_id).name or "-"
     found = []
-    for path in list_checkpoints(folder):
+    for path in list_checkpoints(models_dir(current_app.config["DATA_ROOT"]) / name):
         state = json.loads((path / "trainer_state.json").read_text())
-        found.append({"name": path.name, "step": state["step"],
+        found.append({"name": path.name, "ref": f"{name}/{path.name}", "step": state["step"],
                       "saved_at": path.stat().st_mtime})
-    return jsonify(job_id=job_id, checkpoints=found)
+    return jsonify(job_id=job_id, model=name, checkpoints=found)
 
 
 @blueprint.post("/api/evaluate")
@@ -147,7 +150,7 @@ def _push_request(kind: str, name: str):
         raise ConfigError(sorted(unknown)[0], "is not a known field",
                           "repo_id, public, hf_token, merge")
     repo = data.get("repo_id")
-    if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
+    if hub_repo_id(repo):
         raise ConfigError("repo_id", f"must be ORG/NAME; got {repo!r}", "ORG/NAME")
     token = data.pop("hf_token", None)
     record = manager().submit(kind, {"name": name, "options": data}, name=name,

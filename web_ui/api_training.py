@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify
 
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
-from deepsynth.jobs.kinds import check_name
+from deepsynth.jobs.kinds import check_name, checkpoint_folder
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.paths import datasets_dir, models_dir
@@ -54,13 +54,17 @@ def train_model():
     if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
         raise ConfigError("trust_remote_code", "is not allowed by this server's "
                           "configuration", "false")
+    token = data.pop("hf_token", None)
     training_config({**data, "dataset": str(datasets_dir(root) / dataset),
                      "out": str(models_dir(root) / name)})  # a bad field is a 400 now
+    if data.get("resume_from_checkpoint") is not None:
+        checkpoint_folder(root, name, data["resume_from_checkpoint"])
     writing = manager().jobs_using(dataset=dataset, writers_only=True)
     if writing:
         raise JobConflict(f"dataset {dataset!r} is still being written by job "
                           f"{writing[0].job_id}")
-    record = manager().submit("train", {"name": name, "options": data}, name=name)
+    record = manager().submit("train", {"name": name, "options": data}, name=name,
+                              secrets={"hf_token": token} if token else None)
     return jsonify(job_id=record.job_id, kind="train", status=record.status, model=name,
                    job=job_view(record)), 202
 

@@ -23,7 +23,8 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     root = Path(config.data_root) if config.data_root else data_root()
     if manager is None:
         manager = JobManager(JobStore(root / "jobs"), job_functions(root), role=config.role,
-                             generate_capacity=config.generate_capacity)
+                             generate_capacity=config.generate_capacity,
+                             accelerator_capacity=config.accelerator_capacity)
     app.config.update(DEEPSYNTH=config, DATA_ROOT=root, JOBS=manager,
                       MAX_CONTENT_LENGTH=config.max_upload_mb * 2**20,
                       EVENT_SLOTS=api_events.stream_slots(config.threads))

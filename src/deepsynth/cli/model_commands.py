@@ -96,11 +96,20 @@ def run_train(args: argparse.Namespace) -> int:
                            echo=lambda text: print(text, file=sys.stderr))
         finally:
             bar.close()
-    print(json.dumps({"run_dir": str(result.run_dir), "status": result.status,
-                      "step": result.step, "final_model": str(result.final_model or ""),
-                      "metrics": result.metrics}, indent=2))
+    report = {"run_dir": str(result.run_dir), "status": result.status, "step": result.step,
+              "final_model": str(result.final_model or ""), "metrics": result.metrics}
+    if result.final_model and config.push_to_hub:
+        from deepsynth.models.export import push_trained_model
+
+        report["hub"] = push_trained_model(result.final_model, config.hub_model_id,
+                                           config.public, result.run_dir / "export")
+    print(json.dumps(report, indent=2))
+    if report.get("hub", {}).get("hub_error"):
+        print(f"the model is saved but the Hub push failed: {report['hub']['hub_error']}; "
+              f"retry with deepsynth export --push-to-hub", file=sys.stderr)
+        return exit_codes.UPLOAD_FAILED
     if result.status == "stopped":
-        print("stopped: a checkpoint was saved; resume with --resume-from latest",
+        print("stopped: a checkpoint was saved; resume with --resume-from-checkpoint latest",
               file=sys.stderr)
         return exit_codes.STOPPED
     return exit_codes.OK

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from deepsynth.config.spec import option
+from deepsynth.config.spec import hub_repo_id, option
 from deepsynth.errors import ConfigError
 
 PAGE_SIZES: dict[str, tuple[int, int]] = {
@@ -142,8 +142,7 @@ class GenerationConfig:
     overwrite: bool = option(False, help="replace a folder generated with another "
                              "configuration")
     push_to_hub: str | None = option(None, help="upload to this Hub dataset repo (ORG/NAME)",
-                                     check=lambda v: None if re.match(
-                                         r"^[\w.-]+/[\w.-]+$", v) else "must be ORG/NAME")
+                                     check=hub_repo_id)
     public: bool = option(False, help="create the Hub repository public, not private")
 
     def check(self) -> None:

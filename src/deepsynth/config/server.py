@@ -22,7 +22,11 @@ class ServerConfig:
     data_root: str | None = option(None, help="data root (default $DEEPSYNTH_DATA_ROOT or "
                                    "./data)")
     auto_resume: bool = option(False, help="resume interrupted jobs at start")
-    generate_capacity: int = option(2, min=1, max=64, help="generation jobs at once")
+    generate_capacity: int = option(2, min=0, max=64, help="generation and dataset upload "
+                                    "jobs at once (0: jobs only queue)")
+    accelerator_capacity: int = option(1, min=0, max=1, help="training, evaluation and model "
+                                       "upload jobs at once: one (they share the device), "
+                                       "or 0 so that jobs only queue")
     threads: int = option(16, min=4, max=256, help="request threads")
     max_upload_mb: int = option(200, min=1, max=100_000, help="largest upload")
     allow_remote_code: bool = option(False, help="allow models that need trust_remote_code")

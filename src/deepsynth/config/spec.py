@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -22,6 +23,12 @@ from typing import Any, TypeVar
 from deepsynth.errors import ConfigError
 
 T = TypeVar("T")
+_HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def hub_repo_id(value: str) -> str | None:
+    """The ``check`` of fields naming a Hub repository: ORG/NAME, nothing else."""
+    return None if isinstance(value, str) and _HUB_REPO_ID.match(value) else "must be ORG/NAME"
 
 
 def option(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deepsynth.config.spec import from_dict, option
+from deepsynth.config.spec import from_dict, hub_repo_id, option
 from deepsynth.errors import ConfigError
 
 DEFAULT_PROMPT = "Summarize this document."
@@ -136,7 +136,13 @@ class TrainingConfig:
                                     "in sign across the passes (the Bi-Drop paper's rule)")
     aux_loss_coef: float = option(0.0, min=0.0, max=1.0, help="router load-balancing loss")
     z_loss_coef: float = option(0.0, min=0.0, max=1.0, help="router z-loss")
-    resume_from: str | None = option(None, help="a checkpoint folder, or 'latest'")
+    resume_from_checkpoint: str | None = option(None, help="a checkpoint folder, or 'latest' "
+                                                "(the newest in --out)")
+    push_to_hub: bool = option(False, help="upload the final model (adapters merged) to "
+                               "hub_model_id when training completes")
+    hub_model_id: str | None = option(None, help="Hub repository for push_to_hub (ORG/NAME)",
+                                      check=hub_repo_id)
+    public: bool = option(False, help="create the Hub repository public, not private")
     report_to: str = option("none", choices=("none", "tensorboard", "wandb"),
                             help="experiment tracker")
     num_beams: int = option(1, min=1, max=16, help="beams when generating summaries")
@@ -200,6 +206,8 @@ def check_conflicts(config: TrainingConfig) -> None:
     if lora_dropout(config) and adapted and config.peft != "full":
         raise ConfigError("lora_dropout", f"must be 0 with lora_preset {config.lora_preset!r}: "
                           f"PEFT cannot apply dropout to adapters of the router or experts")
+    if config.push_to_hub and not config.hub_model_id:
+        raise ConfigError("hub_model_id", "is required with push_to_hub", "ORG/NAME")
     if config.trainer_type == "generic" and config.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
 

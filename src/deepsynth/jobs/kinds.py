@@ -58,8 +58,30 @@ def _generate(root: Path, hub: HubFactory) -> JobFunction:
     return run
 
 
-def _train(root: Path) -> JobFunction:
+def checkpoint_folder(root: Path, run_name: str, value: str) -> str:
+    """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest`` (the
+    run's newest), ``step-N`` (one of the run's checkpoints) or ``MODEL/step-N`` (another
+    run's). Returns the folder to load, or ``latest``."""
+    from deepsynth.training.checkpoint import list_checkpoints
+
+    field = "resume_from_checkpoint"
+    run, _, step = value.rpartition("/") if isinstance(value, str) else ("", "", "")
+    run = check_name(field, run) if run else run_name
+    if value == "latest":
+        if not list_checkpoints(models_dir(root) / run_name):
+            raise ConfigError(field, f"model {run_name!r} has no checkpoint yet",
+                              "latest (when the run has one), step-N or MODEL/step-N")
+        return "latest"
+    found = {p.name: p for p in list_checkpoints(models_dir(root) / run)}
+    if not isinstance(value, str) or step not in found:
+        raise ConfigError(field, f"no checkpoint {value!r}; {run!r} has "
+                          f"{', '.join(found) or 'none'}", "latest, step-N or MODEL/step-N")
+    return str(found[step])
+
+
+def _train(root: Path, hub: HubFactory) -> JobFunction:
     def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.models.export import push_trained_model
         from deepsynth.training.checkpoint import list_checkpoints
         from deepsynth.training.loop import train
 
@@ -68,13 +90,23 @@ def _train(root: Path) -> JobFunction:
         options["out"] = str(out)
         options["dataset"] = str(datasets_dir(root) / check_name("dataset",
                                                                  options["dataset"]))
+        if options.get("resume_from_checkpoint"):
+            options["resume_from_checkpoint"] = checkpoint_folder(
+                root, config["name"], options["resume_from_checkpoint"])
         if context.resume and list_checkpoints(out):
-            options["resume_from"] = "latest"
-        result = train(training_config(options), progress=context.progress,
-                       should_stop=context.should_stop, root=root, echo=context.log)
-        return {"status": "stopped" if result.status == "stopped" else "completed",
-                "model": config["name"], "training_status": result.status,
-                "step": result.step, "metrics": result.metrics}
+            options["resume_from_checkpoint"] = "latest"
+        training = training_config(options)
+        result = train(training, progress=context.progress, should_stop=context.should_stop,
+                       root=root, echo=context.log)
+        outcome = {"status": "stopped" if result.status == "stopped" else "completed",
+                   "model": config["name"], "training_status": result.status,
+                   "step": result.step, "metrics": result.metrics}
+        if result.final_model and training.push_to_hub:
+            context.log(f"pushing the final model to {training.hub_model_id}")
+            outcome["hub"] = push_trained_model(
+                result.final_model, training.hub_model_id, training.public,
+                context.folder / "export", hub(context.secrets.get("hf_token"), "model"), root)
+        return outcome
     return run
 
 
@@ -124,5 +156,6 @@ def _push_model(root: Path, hub: HubFactory) -> JobFunction:
 
 def job_functions(root: Path, hub: HubFactory = real_hub) -> dict[str, JobFunction]:
     """Every job kind; ``hub`` makes Hub clients (a test double in tests)."""
-    return {"generate": _generate(root, hub), "train": _train(root), "evaluate": _evaluate(root),
-            "push_dataset": _push_dataset(root, hub), "push_model": _push_model(root, hub)}
+    return {"generate": _generate(root, hub), "train": _train(root, hub),
+            "evaluate": _evaluate(root), "push_dataset": _push_dataset(root, hub),
+            "push_model": _push_model(root, hub)}

@@ -56,11 +56,11 @@ JobFunction = Callable[[dict, JobContext], dict]
 
 class JobManager:
     def __init__(self, store: JobStore, functions: dict[str, JobFunction], role: str = "all",
-                 generate_capacity: int = 2, heartbeat_seconds: float = 2.0,
-                 stale_seconds: float = 30.0):
+                 generate_capacity: int = 2, accelerator_capacity: int = 1,
+                 heartbeat_seconds: float = 2.0, stale_seconds: float = 30.0):
         self.store, self.functions, self.role = store, functions, role
         self.kinds = ROLE_KINDS[role]
-        self.capacity = {"generate": generate_capacity, "accelerator": 1}
+        self.capacity = {"generate": generate_capacity, "accelerator": accelerator_capacity}
         self.heartbeat_seconds, self.stale_seconds = heartbeat_seconds, stale_seconds
         self.instance_id = uuid.uuid4().hex[:12]
         self._lock = threading.RLock()

@@ -50,3 +50,17 @@ def export_model(model_dir: str, out: str, merge: bool = True, push_to_hub: str 
             uploader.upload(target, name)
         report["pushed_to"] = push_to_hub
     return report
+
+
+def push_trained_model(final_model: Path, repo_id: str, public: bool, scratch: Path,
+                       hub_client: HubClient | None = None, root: Path | None = None) -> dict:
+    """``push_to_hub`` at the end of training: export (merged) to ``scratch`` and upload.
+
+    A Hub failure is reported in the result (``hub_error``), never raised: the trained model
+    is already saved and must not be lost to a network error; push it later by name.
+    """
+    try:
+        return export_model(str(final_model), str(scratch), merge=True, push_to_hub=repo_id,
+                            public=public, hub_client=hub_client, root=root)
+    except DeepSynthError as exc:
+        return {"hub_error": str(exc), "pushed_to": None}

@@ -110,15 +110,16 @@ class Trainer:
 
     def _resume(self) -> TrainerState:
         config = self.config
-        if not config.resume_from:
+        if not config.resume_from_checkpoint:
             return TrainerState()
-        if config.resume_from == "latest":
+        if config.resume_from_checkpoint == "latest":
             found = list_checkpoints(self.run_dir)
             if not found:
-                raise DeepSynthError(f"resume_from latest: no checkpoint in {self.run_dir}")
+                raise DeepSynthError(f"resume_from_checkpoint latest: no checkpoint in "
+                                     f"{self.run_dir}")
             folder = found[-1]
         else:
-            folder = Path(config.resume_from)
+            folder = Path(config.resume_from_checkpoint)
         state, extra = load_checkpoint(folder, self.accelerator.unwrap_model(self.model),
                                        self.optimizer, self.scheduler)
         for hook, hook_state in zip(self.hooks, extra.get("hooks", []), strict=False):
@@ -190,7 +191,7 @@ class Trainer:
         self._prepare()
         config, accelerator = self.config, self.accelerator
         state = self._resume()
-        log = MetricsLog(self.run_dir, state.step if config.resume_from else None)
+        log = MetricsLog(self.run_dir, state.step if config.resume_from_checkpoint else None)
         if accelerator.is_main_process:
             self._write_start_files()
         if config.report_to != "none":
