@@ -144,6 +144,38 @@ def test_restart_recovery_and_corrupt_state(root, tmp_path):
     assert jobs.wait("generate-stale").status == "completed"
 
 
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
+def test_jobs_of_a_dead_service_are_recovered_at_start_and_later(root):
+    import socket
+
+    store = JobStore(root / "jobs")
+    here = socket.gethostname()
+    killed = JobRecord("generate-killed", "generate", status="running", name="k",
+                       owner={"role": "cpu", "instance": "old", "host": here,
+                              "pid": dead_pid()}, heartbeat_at=time.time())
+    elsewhere = JobRecord("generate-elsewhere", "generate", status="running", name="e",
+                          owner={"role": "cpu", "instance": "x", "host": "another-host",
+                                 "pid": dead_pid()}, heartbeat_at=time.time())
+    for record in (killed, elsewhere):
+        store.save(record)
+    jobs = JobManager(store, job_functions(root), role="cpu", heartbeat_seconds=0.05,
+                      stale_seconds=1.0)
+    # Same host, process gone: interrupted at once, although its heartbeat is fresh.
+    assert jobs.recover() == ["generate-killed"]
+    assert store.load("generate-elsewhere").status == "running"  # may be alive elsewhere
+    # Once its heartbeat is older than stale_seconds, the heartbeat thread recovers it.
+    wait_for(lambda: store.load("generate-elsewhere").status == "interrupted", timeout=10)
+    jobs.shutdown(5)
+
+
 def test_auto_resume_requeues_interrupted_jobs(root, tmp_path):
     store = JobStore(root / "jobs")
     store.save(JobRecord("generate-crashed", "generate", status="pausing", name="x",

@@ -9,6 +9,8 @@ Secrets (Hub tokens) are handed to the job in memory and never written.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -30,6 +32,7 @@ SLOTS = {"generate": "generate", "push_dataset": "generate", "train": "accelerat
          "evaluate": "accelerator", "push_model": "accelerator"}
 RUNNING_LIKE = ACTIVE + ("cancelling",)
 PROGRESS_INTERVAL = 0.5
+SWEEP_EVERY_BEATS = 5  # look for jobs of dead services every 5 heartbeats
 
 
 class RoleError(DeepSynthError):
@@ -63,12 +66,15 @@ class JobManager:
         self.capacity = {"generate": generate_capacity, "accelerator": accelerator_capacity}
         self.heartbeat_seconds, self.stale_seconds = heartbeat_seconds, stale_seconds
         self.instance_id = uuid.uuid4().hex[:12]
+        self.owner = {"role": role, "instance": self.instance_id, "host": socket.gethostname(),
+                      "pid": os.getpid()}
         self._lock = threading.RLock()
         self._threads: dict[str, threading.Thread] = {}
         self._stops: dict[str, threading.Event] = {}
         self._secrets: dict[str, dict] = {}
         self._resuming: set[str] = set()
         self._shutting_down = False
+        self._recovered = self._auto_resume = False
         self._beat = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat_loop, daemon=True,
                                            name="deepsynth-heartbeat")
@@ -84,7 +90,7 @@ class JobManager:
                     r.status in RUNNING_LIKE + ("queued",)) for r in self.store.all()):
                 raise JobConflict(f"another {kind} job is already writing {name!r}")
             record = JobRecord(new_job_id(kind), kind, name=name, config=config,
-                               owner={"role": self.role, "instance": self.instance_id})
+                               owner=self.owner)
             self.store.save(record)
             if secrets:
                 self._secrets[record.job_id] = dict(secrets)
@@ -114,7 +120,7 @@ class JobManager:
         self._stops[record.job_id] = stop
         self.store.update(record.job_id, status="running", started_at=time.time(),
                           heartbeat_at=time.time(), error=None,
-                          owner={"role": self.role, "instance": self.instance_id})
+                          owner=self.owner)
         thread = threading.Thread(target=self._run, args=(record, stop), daemon=True,
                                   name=f"job-{record.job_id}")
         self._threads[record.job_id] = thread
@@ -237,34 +243,67 @@ class JobManager:
 
     # Heartbeat, recovery, shutdown.
     def _beat_loop(self) -> None:
+        beats = 0
         while not self._beat.wait(self.heartbeat_seconds):
             for job_id in list(self._threads):
                 try:
                     self.store.update(job_id, heartbeat_at=time.time())
                 except (KeyError, OSError):
                     pass
+            beats += 1
+            if beats % SWEEP_EVERY_BEATS == 0 and self._recovered:
+                self._sweep(self._auto_resume)
+
+    def _owner_gone(self, record: JobRecord) -> bool:
+        """Whether the service that ran the job is certainly dead: it ran on this host (or
+        container) in a process that no longer exists, or in an earlier life of this pid
+        (a restarted container's pid 1)."""
+        owner = record.owner or {}
+        if owner.get("host") != self.owner["host"] or not isinstance(owner.get("pid"), int):
+            return False
+        if owner["pid"] == self.owner["pid"]:
+            return owner.get("instance") != self.instance_id
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # exists, owned by another user
+            return False
+        return False
+
+    def _stale(self, record: JobRecord, now: float) -> bool:
+        return (self._owner_gone(record)
+                or now - (record.heartbeat_at or 0) >= self.stale_seconds)
 
     def recover(self, auto_resume: bool = False) -> list[str]:
-        """After a restart: stale running jobs of our kinds become interrupted; with
+        """After a restart: running jobs of our kinds whose service is gone (dead on this
+        host, or a heartbeat older than ``stale_seconds``) become interrupted; with
         ``auto_resume`` every interrupted job of our kinds is queued again; queued jobs are
-        scheduled. Returns the jobs found running that were marked interrupted."""
+        scheduled. The heartbeat thread repeats the check, so a job whose heartbeat was
+        still fresh at start is recovered once it goes stale. Returns the jobs marked
+        interrupted now."""
+        self._recovered, self._auto_resume = True, auto_resume
+        return self._sweep(auto_resume, resume_interrupted=auto_resume)
+
+    def _sweep(self, auto_resume: bool, resume_interrupted: bool = False) -> list[str]:
         interrupted = []
         now = time.time()
-        for record in self.store.all():
-            if record.kind not in self.kinds or record.job_id in self._threads:
-                continue
-            if record.status in RUNNING_LIKE:
-                if now - (record.heartbeat_at or 0) < self.stale_seconds:
-                    continue  # another live service owns it
-                self.store.update(record.job_id, status="interrupted",
-                                  error="the service stopped while this job ran")
-                interrupted.append(record.job_id)
-            elif record.status != "interrupted":
-                continue
-            if auto_resume:  # also jobs a clean shutdown (SIGTERM) marked interrupted
-                self.store.update(record.job_id, status="queued")
-                self._resuming.add(record.job_id)
-        self._schedule()
+        with self._lock:
+            for record in self.store.all():
+                if record.kind not in self.kinds or record.job_id in self._threads:
+                    continue
+                if record.status in RUNNING_LIKE:
+                    if not self._stale(record, now):
+                        continue  # another live service owns it
+                    self.store.update(record.job_id, status="interrupted",
+                                      error="the service stopped while this job ran")
+                    interrupted.append(record.job_id)
+                elif record.status != "interrupted" or not resume_interrupted:
+                    continue
+                if auto_resume:  # also jobs a clean shutdown (SIGTERM) marked interrupted
+                    self.store.update(record.job_id, status="queued")
+                    self._resuming.add(record.job_id)
+            self._schedule()
         return interrupted
 
     def shutdown(self, grace_seconds: float = 60.0) -> None:
