@@ -112,7 +112,10 @@ def summarize_endpoint():
     future = _summaries.submit(summarize, str(model), text=text, images=images,
                                root=current_app.config["DATA_ROOT"])
     try:
-        return jsonify(future.result(timeout=SUMMARIZE_TIMEOUT_SECONDS))
+        result = future.result(timeout=SUMMARIZE_TIMEOUT_SECONDS)
+        result["pages_png"] = ["data:image/png;base64," + base64.b64encode(png).decode()
+                               for png in result.pop("page_pngs")]
+        return jsonify(result)
     except TimeoutError:
         return jsonify(error=f"summarizing took longer than {SUMMARIZE_TIMEOUT_SECONDS} s"), 504
     finally:

@@ -13,13 +13,13 @@ from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
 from web_ui import (
     api_datasets, api_events, api_health, api_jobs, api_models, api_previews, api_training,
-    auth, errors, openapi,
+    auth, errors, openapi, pages,
 )
 
 
 def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask:
     """The app for one service; ``manager`` defaults to one over the config's data root."""
-    app = Flask("web_ui")
+    app = Flask("web_ui", static_folder=None)
     root = Path(config.data_root) if config.data_root else data_root()
     if manager is None:
         manager = JobManager(JobStore(root / "jobs"), job_functions(root), role=config.role,
@@ -32,6 +32,6 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     auth.register(app, config.api_token)
     for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
                       api_previews.blueprint, api_training.blueprint, api_models.blueprint,
-                      api_events.blueprint, openapi.blueprint):
+                      api_events.blueprint, openapi.blueprint, pages.blueprint):
         app.register_blueprint(blueprint)
     return app

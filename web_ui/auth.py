@@ -3,7 +3,8 @@
 API clients send ``Authorization: Bearer TOKEN``. A browser trades the token once, at
 ``POST /api/login``, for an HttpOnly, SameSite=Strict session cookie; requests that change
 state with that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a cross-site
-form cannot send. ``GET /api/health`` stays open (liveness, role, version only).
+form cannot send. ``GET /api/health`` stays open (liveness, role, version only). Pages
+redirect to the login page until the browser has a session.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 
-OPEN_PATHS = ("/api/health", "/api/login")
+OPEN_PATHS = ("/api/health", "/api/login", "/login")
 COOKIE = "deepsynth_session"
 CSRF_HEADER = "X-DeepSynth-CSRF"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -41,8 +42,13 @@ def register(app: Flask, token: str | None) -> None:
 
     @app.before_request
     def require_token():
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or request.path.startswith("/static/"):
             return None
+        if not request.path.startswith("/api/"):  # a page: the browser logs in first
+            session = request.cookies.get(COOKIE, "")
+            if any(hmac.compare_digest(session, s) for s in sessions):
+                return None
+            return redirect("/login?next=" + request.full_path.rstrip("?"))
         given = request.headers.get("Authorization", "").encode()
         if hmac.compare_digest(given, expected):
             return None

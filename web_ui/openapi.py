@@ -37,7 +37,7 @@ def _generation_body(with_source: bool) -> dict:
 
 def request_bodies() -> dict[str, dict]:
     training = json_schema(TrainingConfig, exclude=("out",))
-    training["properties"]["name"] = _NAME
+    training["properties"].update(name=_NAME, hf_token=_TOKEN)
     return {
         "datasets.benchmark_create": _generation_body(with_source=False),
         "datasets.dataset_generate": _generation_body(with_source=True),

@@ -135,6 +135,7 @@ def run_summarize(args: argparse.Namespace) -> int:
             raise DeepSynthError(f"cannot read --text-file {args.text_file}: {exc}") from None
     result = summarize(args.model, text=text, images=args.image,
                        max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    result.pop("page_pngs")  # the pages are the input files, or rendered from the text
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return exit_codes.OK
 

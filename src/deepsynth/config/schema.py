@@ -39,6 +39,8 @@ def json_schema(cls: type, exclude: tuple[str, ...] = ()) -> dict:
             schema["minimum"] = f.metadata["min"]
         if f.metadata.get("max") is not None:
             schema["maximum"] = f.metadata["max"]
+        if f.metadata.get("guide"):
+            schema["x-guide"] = dict(f.metadata["guide"])
         if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
             schema["default"] = f.default
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

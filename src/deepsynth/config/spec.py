@@ -42,16 +42,18 @@ def option(
     cli: bool = True,
     secret: bool = False,
     check: typing.Callable[[Any], str | None] | None = None,
+    guide: dict[str, str] | None = None,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """Declare a configuration field with its documentation and its allowed values.
 
     ``check`` returns an error message (what is allowed) or None for custom rules.
-    ``secret`` fields are never serialized by :func:`to_dict`.
+    ``secret`` fields are never serialized by :func:`to_dict`. ``guide`` is advice for
+    people choosing a value (``recommended`` range, what it ``costs``), shown by the UI.
     """
     meta = {
         "help": help, "choices": choices, "min": min, "max": max, "flag": flag,
-        "cli": cli, "secret": secret, "check": check,
+        "cli": cli, "secret": secret, "check": check, "guide": guide,
     }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)

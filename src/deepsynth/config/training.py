@@ -126,12 +126,24 @@ class TrainingConfig:
                                                  "without improvement")
     early_stopping_metric: str = option("eval_loss", choices=("eval_loss", "rouge1", "rouge2",
                                                               "rougeL"), help="metric watched")
-    expert_dropout_rate: float = option(0.0, min=0.0, max=1.0,
-                                        help="share of routed experts whose gradients drop")
-    expert_dropout_min_keep: int = option(1, min=1, max=8, help="experts always kept per layer")
-    gate_dropout_rate: float = option(0.0, min=0.0, max=0.95,
-                                      help="share of router gradient entries dropped")
-    bidrop_passes: int = option(1, min=1, max=5, help="forward/backward passes per batch")
+    expert_dropout_rate: float = option(
+        0.0, min=0.0, max=1.0, help="share of routed experts whose gradients drop",
+        guide={"recommended": "0.05-0.2", "what": "each step, the gradients of a random share "
+               "of each layer's routed experts are zeroed, so no expert over-fits a small "
+               "dataset", "cost": "almost free (one mask per layer per step)"})
+    expert_dropout_min_keep: int = option(
+        1, min=1, max=8, help="experts always kept per layer",
+        guide={"recommended": "1-2", "what": "the fewest experts whose gradients survive "
+               "expert dropout in a layer", "cost": "none"})
+    gate_dropout_rate: float = option(
+        0.0, min=0.0, max=0.95, help="share of router gradient entries dropped",
+        guide={"recommended": "0.05-0.1", "what": "drops part of the router's gradient so "
+               "routing does not collapse onto a few experts", "cost": "almost free"})
+    bidrop_passes: int = option(
+        1, min=1, max=5, help="forward/backward passes per batch",
+        guide={"recommended": "1 (off) or 2", "what": "Bi-Drop: several dropout passes per "
+               "batch, averaged, for a steadier update on small data (needs dropout)",
+               "cost": "each pass is a full forward and backward: 2 passes = 2x step time"})
     bidrop_agreement: bool = option(False, help="update only parameters whose gradients agree "
                                     "in sign across the passes (the Bi-Drop paper's rule)")
     aux_loss_coef: float = option(0.0, min=0.0, max=1.0, help="router load-balancing loss")

@@ -67,4 +67,5 @@ def summarize(model: str, text: str | None = None, images: list[str] | None = No
                                  [{"pages": pages, "text": text or ""}], 1, max_new_tokens,
                                  num_beams, dtype)[0]
     return {"summary": summary, "pages": len(pages), "render": rendered_stats,
-            "randomly_initialized_base": loaded.randomly_initialized, "model": model}
+            "randomly_initialized_base": loaded.randomly_initialized, "model": model,
+            "page_pngs": pngs}

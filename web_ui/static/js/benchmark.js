@@ -1,0 +1,110 @@
+// Benchmark Datasets: preset cards, render options, generation with live progress.
+import { ApiError, get, post } from "./api.js";
+import { listDatasets, thumbnail } from "./datasets.js";
+import { follow, summary } from "./jobs.js";
+import { clearErrors, el, showError, toast } from "./ui.js";
+import { collect, field, requestSchema } from "./schema.js";
+
+const MAIN = ["name", "max_samples"];
+const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages",
+                "color_mode", "workers", "shard_size", "dedup"];
+const HUB = ["push_to_hub", "public"];
+const form = document.getElementById("generate-form");
+let chosen = null;
+let schemas = {};
+
+function chooseCard(preset, button) {
+  chosen = preset;
+  for (const other of document.querySelectorAll("#presets .choice")) {
+    other.setAttribute("aria-pressed", String(other === button));
+  }
+  document.getElementById("chosen").textContent = `· ${preset.title}`;
+  const splits = document.getElementById("splits");
+  splits.replaceChildren(...Object.entries(preset.sizes).map(([split, rows]) =>
+    el("label", { for: `split-${split}` },
+       el("input", { type: "checkbox", id: `split-${split}`, name: "split", value: split, checked: true }),
+       ` ${split} (${rows.toLocaleString()} rows)`)));
+  updateCommand();
+}
+
+function presetCard(preset) {
+  const button = el("button", { type: "button", class: "choice", "aria-pressed": "false",
+                                "data-preset": preset.name },
+    el("strong", {}, preset.title), el("br"),
+    el("span", { class: "meta" }, preset.description), el("br"),
+    el("span", { class: "tag" }, preset.license),
+    preset.offline ? el("span", { class: "tag rec" }, "offline") : el("span", { class: "tag" }, "Hub"),
+    el("span", { class: "meta" }, " ", Object.entries(preset.sizes)
+      .map(([s, n]) => `${s} ${n.toLocaleString()}`).join(" · ")));
+  button.addEventListener("click", () => chooseCard(preset, button));
+  return button;
+}
+
+function request() {
+  const { values, invalid } = collect(form, schemas);
+  const picked = [...form.querySelectorAll('input[name="split"]')];
+  const splits = picked.filter((box) => box.checked).map((box) => box.value);
+  if (splits.length && splits.length < picked.length) values.splits = splits;
+  const token = form.querySelector('[name="hf_token"]').value;
+  return { body: { preset: chosen?.name, ...values, ...(token ? { hf_token: token } : {}) }, invalid };
+}
+
+function updateCommand() {
+  const { body } = request();
+  const flags = Object.entries(body).filter(([k]) => !["preset", "hf_token", "name"].includes(k))
+    .flatMap(([k, v]) => Array.isArray(v) ? v.map((s) => `--split ${s}`)
+      : typeof v === "boolean" ? (v ? [`--${k.replaceAll("_", "-")}`] : []) : [`--${k.replaceAll("_", "-")} ${v}`]);
+  document.getElementById("cli-equivalent").textContent =
+    `deepsynth generate --source preset:${body.preset ?? "…"} --out data/datasets/${body.name ?? "NAME"} ${flags.join(" ")}`;
+}
+
+async function generate(event) {
+  event.preventDefault();
+  clearErrors(form);
+  const { body, invalid } = request();
+  if (invalid.length) { invalid[0].focus(); return; }
+  const button = document.getElementById("generate-button");
+  button.disabled = true;
+  const box = document.getElementById("generate-job");
+  try {
+    const started = await post("/api/benchmark/create", body);
+    toast(`Generation job ${started.job_id} started`);
+    const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
+    if (done.status === "completed") {
+      const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
+      box.append(el("div", { class: "thumbs", id: "generated-thumbnail" }, thumbnail(started.dataset, split)));
+      toast(`Dataset ${started.dataset} is ready`);
+    }
+    await listDatasets(document.getElementById("datasets"));
+  } catch (error) {
+    if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function start() {
+  const schema = await requestSchema("/api/benchmark/create");
+  const place = (names, id) => {
+    for (const name of names) {
+      schemas[name] = schema.properties[name];
+      document.getElementById(id).append(field(name, schema.properties[name], { prefix: "g" }));
+    }
+  };
+  place(MAIN, "main-fields");
+  place(RENDER, "render-fields");
+  place(HUB, "hub-fields");
+  form.querySelector('[name="page_size"]').setAttribute("list", "page-sizes");
+  form.append(el("datalist", { id: "page-sizes" },
+                 ["tiny", "small", "base", "large", "256x256"].map((v) => el("option", { value: v }))));
+  const { presets } = await get("/api/datasets/presets");
+  const cards = presets.map(presetCard);
+  document.getElementById("presets").replaceChildren(...cards);
+  const builtin = presets.findIndex((p) => p.offline);
+  chooseCard(presets[builtin], cards[builtin]);
+  form.addEventListener("input", updateCommand);
+  form.addEventListener("submit", generate);
+  await listDatasets(document.getElementById("datasets"));
+}
+
+start().catch((error) => toast(String(error), "error"));

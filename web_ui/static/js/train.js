@@ -1,0 +1,174 @@
+// Train Model: dataset and model pickers, trainer and preset cards, LoRA auto-configure,
+// MoE regularization, resume and Hub push; validated as typed with the API's own ranges.
+import { ApiError, get, post } from "./api.js";
+import { clearErrors, el, showError, toast } from "./ui.js";
+import { collect, field, requestSchema, setValue } from "./schema.js";
+
+const form = document.getElementById("train-form");
+const GROUPS = {
+  "name-slot": ["name"],
+  "adapter-fields": ["peft", "lora_preset", "lora_r", "lora_alpha", "lora_dropout"],
+  "schedule-fields": ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps",
+                      "learning_rate", "save_steps", "eval_steps", "mixed_precision"],
+  "moe-fields": ["expert_dropout_rate", "expert_dropout_min_keep", "gate_dropout_rate",
+                 "bidrop_passes", "bidrop_agreement", "hidden_dropout", "aux_loss_coef",
+                 "z_loss_coef"],
+  "hub-fields": ["push_to_hub", "hub_model_id", "public"],
+};
+const HANDLED = ["dataset", "model", "trainer_type", "preset", "resume_from_checkpoint", "hf_token"];
+const TRAINERS = [
+  { name: "production", title: "Production", tag: "recommended",
+    text: "Frozen vision encoder, MoE regularizers, evaluation with ROUGE, resumable." },
+  { name: "deepsynth", title: "DeepSynth", text: "Frozen vision encoder without MoE regularizers." },
+  { name: "generic", title: "Generic", text: "Text only, no page images: a plain language-model fine-tune." },
+];
+const PRESET_TEXT = {
+  default: "Balanced defaults for one GPU.", low_memory: "Batch 1 and gradient checkpointing.",
+  high_memory: "Large batches for a big GPU.", quick_test: "10 steps to check that everything runs.",
+  cpu_demo: "The tiny model on this CPU.", high_quality: "Full fine-tuning with every MoE regularizer.",
+  balanced: "MoE regularizers at moderate strength.", fast_iteration: "One epoch, no regularizers.",
+};
+let schemas = {};
+let state = { trainer_type: "production", preset: null };
+let datasets = [];
+
+function cardGroup(containerId, items, key, onPick) {
+  const container = document.getElementById(containerId);
+  const buttons = items.map((item) => {
+    const button = el("button", { type: "button", class: "choice", "aria-pressed": "false",
+                                  [`data-${key}`]: item.name },
+      el("strong", {}, item.title), item.tag ? el("span", { class: "tag rec" }, item.tag) : null,
+      el("br"), el("span", { class: "meta" }, item.text));
+    button.addEventListener("click", () => {
+      for (const other of buttons) other.setAttribute("aria-pressed", String(other === button));
+      onPick(item);
+      updateCommands();
+    });
+    return button;
+  });
+  container.replaceChildren(...buttons);
+  return buttons;
+}
+
+function request() {
+  const { values, invalid } = collect(form, schemas);
+  const body = { dataset: form.dataset.value || undefined, model: form.model.value || undefined,
+                 trainer_type: state.trainer_type, ...values };
+  if (state.preset) body.preset = state.preset;
+  if (form.resume_from_checkpoint.value) body.resume_from_checkpoint = form.resume_from_checkpoint.value;
+  for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
+  return { body, invalid };
+}
+
+function updateCommands() {
+  const { body } = request();
+  const flags = Object.entries(body).filter(([k]) => !["dataset", "name"].includes(k))
+    .flatMap(([k, v]) => typeof v === "boolean" ? (v ? [`--${k.replaceAll("_", "-")}`] : [])
+      : [`--${k.replaceAll("_", "-")} ${v}`]);
+  const out = body.name ?? "MODEL";
+  document.getElementById("cli-equivalent").textContent =
+    `deepsynth train --dataset data/datasets/${body.dataset ?? "DATASET"} --out data/models/${out} ${flags.join(" ")}`;
+  document.getElementById("curl-equivalent").textContent =
+    `curl -X POST ${location.origin}/api/model/train -H 'Content-Type: application/json' ` +
+    `-H "Authorization: Bearer $DEEPSYNTH_API_TOKEN" -d '${JSON.stringify(body)}'`;
+}
+
+async function autoConfigure() {
+  const chosen = datasets.find((d) => d.name === form.dataset.value);
+  const rows = chosen?.splits?.train ?? 0;
+  if (!rows) { toast("Choose a dataset with a train split first", "error"); return; }
+  const advice = await post("/api/lora/presets/recommended", { num_samples: rows });
+  for (const [name, value] of Object.entries(advice.config)) setValue(form, name, value);
+  const e = advice.estimates;
+  document.getElementById("recommendation").textContent =
+    `${advice.lora_preset} for ${rows} samples: ${e.optimizer_steps} optimizer steps, ` +
+    `effective batch ${e.effective_batch_size}, each sample seen ${e.updates_per_sample}×. ` +
+    [advice.description, ...advice.notes].join(" ");
+  updateCommands();
+}
+
+async function loadCheckpoints() {
+  const select = form.resume_from_checkpoint;
+  const keep = select.value;
+  const { models } = await get("/api/models?limit=1000");
+  const lists = await Promise.all(models.map((m) => get(`/api/training/checkpoints?model=${encodeURIComponent(m.name)}`)));
+  select.replaceChildren(el("option", { value: "" }, "— start fresh —"),
+    ...lists.flatMap((l) => l.checkpoints.map((c) =>
+      el("option", { value: c.ref, selected: c.ref === keep }, `${l.model} · step ${c.step}`))));
+}
+
+async function submit(event) {
+  event.preventDefault();
+  clearErrors(form);
+  const { body, invalid } = request();
+  if (invalid.length) {
+    invalid[0].closest("details")?.setAttribute("open", "");
+    invalid[0].focus();
+    toast("Fix the highlighted fields first", "error");
+    return;
+  }
+  const button = document.getElementById("train-button");
+  button.disabled = true;
+  try {
+    const started = await post("/api/model/train", body);
+    const link = el("a", { href: `/monitor?job=${started.job_id}`, id: "monitor-link" }, "watch it in the monitor");
+    document.getElementById("train-status").replaceChildren(`Job ${started.job_id} ${started.status}: `, link);
+    toast(`Training job ${started.job_id} started`);
+  } catch (error) {
+    if (error instanceof ApiError) {
+      const input = error.field && form.querySelector(`[name="${error.field.split(".").pop()}"]`);
+      input?.closest("details")?.setAttribute("open", "");
+      showError(form, error);
+    } else toast(String(error), "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function start() {
+  const schema = await requestSchema("/api/model/train");
+  const placed = new Set(HANDLED);
+  for (const [containerId, names] of Object.entries(GROUPS)) {
+    for (const name of names) {
+      schemas[name] = schema.properties[name];
+      placed.add(name);
+      document.getElementById(containerId).append(field(name, schema.properties[name], { prefix: "t" }));
+    }
+  }
+  for (const [name, property] of Object.entries(schema.properties)) {
+    if (placed.has(name)) continue;
+    schemas[name] = property;
+    document.getElementById("more-fields").append(field(name, property, { prefix: "t" }));
+  }
+  const [{ datasets: found }, models, { presets }] = await Promise.all([
+    get("/api/datasets?limit=1000"), get("/api/models?limit=1000"), get("/api/training/presets")]);
+  datasets = found.filter((d) => d.status === "ready");
+  form.dataset.replaceChildren(...(datasets.length ? datasets.map((d) =>
+    el("option", { value: d.name }, `${d.name} (${Object.entries(d.splits).map(([s, n]) => `${s} ${n}`).join(", ")})`))
+    : [el("option", { value: "" }, "no datasets yet: generate one first")]));
+  form.model.replaceChildren(...models.presets.map((m) => el("option", { value: m.name },
+    m.randomly_initialized ? `${m.name} (randomly initialized demo model)` : m.name)));
+  const describeModel = () => {
+    const chosen = models.presets.find((m) => m.name === form.model.value);
+    document.getElementById("t-model-hint").textContent = chosen?.description ?? "";
+  };
+  form.model.addEventListener("change", describeModel);
+  describeModel();
+  const trainerButtons = cardGroup("trainers", TRAINERS, "trainer", (t) => { state.trainer_type = t.name; });
+  trainerButtons[0].setAttribute("aria-pressed", "true");
+  cardGroup("training-presets", Object.keys(presets).map((name) => ({ name, title: name.replaceAll("_", " "),
+    text: PRESET_TEXT[name] ?? "" })), "preset", (preset) => {
+    state.preset = preset.name;
+    for (const [name, value] of Object.entries(presets[preset.name])) setValue(form, name, value);
+  });
+  document.getElementById("auto-configure").addEventListener("click", () => autoConfigure().catch(
+    (error) => toast(error.message, "error")));
+  document.getElementById("refresh-checkpoints").addEventListener("click", () => loadCheckpoints());
+  form.addEventListener("input", updateCommands);
+  form.addEventListener("change", updateCommands);
+  form.addEventListener("submit", submit);
+  updateCommands();
+  await loadCheckpoints();
+}
+
+start().catch((error) => toast(String(error), "error"));

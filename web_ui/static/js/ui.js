@@ -1,0 +1,63 @@
+// Small DOM helpers shared by the pages: elements, toasts, field errors, formatting.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function toast(message, kind = "info") {
+  const box = document.getElementById("toasts");
+  const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
+                  message);
+  box.append(item);
+  setTimeout(() => item.remove(), kind === "error" ? 9000 : 5000);
+}
+
+// Show an API error next to the input it names (or as a toast when no input matches).
+export function showError(form, error) {
+  const field = error.field ? error.field.split(".").pop() : null;
+  const input = field && form?.querySelector(`[name="${field}"]`);
+  if (input) {
+    setFieldError(input, error.message + (error.allowed ? ` (allowed: ${error.allowed})` : ""));
+    input.focus();
+  } else {
+    toast(error.message, "error");
+  }
+}
+
+export function setFieldError(input, message) {
+  const slot = document.getElementById(`${input.id}-error`);
+  input.setAttribute("aria-invalid", message ? "true" : "false");
+  if (slot) slot.textContent = message || "";
+}
+
+export function clearErrors(form) {
+  for (const input of form.querySelectorAll("[aria-invalid]")) setFieldError(input, "");
+}
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+export function percent(progress) {
+  if (!progress || !progress.total) return null;
+  return Math.min(100, Math.round((100 * progress.current) / progress.total));
+}
+
+export function badge(status) {
+  return el("span", { class: `badge ${status}`, "data-status": status }, status);
+}
