@@ -1,0 +1,134 @@
+// Custom Dataset: a source (data-root path, upload or Hub id), its first rows and columns,
+// field mapping, render options with a live page preview and stats, then generation.
+import { ApiError, api, post } from "./api.js";
+import { thumbnail } from "./datasets.js";
+import { follow, summary } from "./jobs.js";
+import { clearErrors, el, showError, toast } from "./ui.js";
+import { collect, field, requestSchema } from "./schema.js";
+
+const form = document.getElementById("custom-form");
+const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages", "color_mode"];
+const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "shard_size", "workers", "on_error"];
+const MAPPING = ["text_field", "summary_field", "id_field"];
+let schemas = {};
+let renderSchemas = {};
+
+function columnSelect(name, columns, guess) {
+  const input = form.querySelector(`[name="${name}"]`);
+  const keep = input.value || guess || "";
+  const select = el("select", { id: input.id, name, "aria-describedby": input.getAttribute("aria-describedby") },
+    el("option", { value: "" }, name === "id_field" ? "— none —" : "— detect —"),
+    columns.map((c) => el("option", { value: c, selected: c === keep }, c)));
+  input.replaceWith(select);
+}
+
+async function previewSource() {
+  clearErrors(form);
+  const box = document.getElementById("source-preview");
+  try {
+    const found = await post("/api/sources/preview", { source: form.source.value });
+    for (const name of MAPPING) columnSelect(name, found.columns, found.fields[name.replace("_field", "")]);
+    box.replaceChildren(el("p", { class: "muted", id: "detected-columns" },
+      `splits: ${found.splits.join(", ")} · columns: ${found.columns.join(", ")}`),
+      el("table", {}, el("tr", {}, found.columns.map((c) => el("th", {}, c))),
+         found.rows.map((row) => el("tr", {}, found.columns.map((c) =>
+           el("td", {}, String(row[c] ?? "").slice(0, 160)))))));
+    const text = found.rows[0]?.[found.fields.text];
+    if (text) { document.getElementById("c-sample").value = text; schedulePreview(); }
+  } catch (error) {
+    if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
+  }
+}
+
+async function upload() {
+  const file = document.getElementById("c-file").files[0];
+  if (!file) return;
+  const data = new FormData();
+  data.append("file", file);
+  try {
+    const stored = await api("POST", "/api/uploads", data);
+    form.source.value = stored.source;
+    toast(`Uploaded ${file.name} (${stored.bytes.toLocaleString()} bytes)`);
+    await previewSource();
+  } catch (error) {
+    toast(error.message, "error");
+  }
+}
+
+let previewTimer = null;
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(renderPreview, 300);
+}
+
+async function renderPreview() {
+  const { values, invalid } = collect(form, renderSchemas);
+  if (invalid.length) return;
+  const text = document.getElementById("c-sample").value;
+  if (!text.trim()) return;
+  try {
+    const shown = await post("/api/render/preview", { text, ...values });
+    const s = shown.stats;
+    document.getElementById("render-preview").replaceChildren(
+      ...shown.pages.slice(0, 2).map((src, i) => el("img", { src, alt: `rendered page ${i + 1}` })));
+    const items = [["pages", s.num_pages], ["missing glyphs", s.missing_glyphs + (s.missing_glyph_chars ? ` (${s.missing_glyph_chars})` : "")],
+                   ["text tokens", s.text_tokens], ["vision tokens", s.vision_tokens],
+                   ["compression ratio", `${s.compression_ratio} text/vision tokens`], ["truncated characters", s.truncated_chars]];
+    document.getElementById("render-stats").replaceChildren(
+      ...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))]));
+  } catch (error) {
+    if (error instanceof ApiError) showError(form, error);
+  }
+}
+
+async function generate(event) {
+  event.preventDefault();
+  clearErrors(form);
+  const { values, invalid } = collect(form, schemas);
+  if (invalid.length) { invalid[0].focus(); return; }
+  for (const name of MAPPING) {
+    const value = form.querySelector(`[name="${name}"]`).value;
+    if (value) values[name] = value;
+  }
+  const button = document.getElementById("custom-generate");
+  button.disabled = true;
+  const box = document.getElementById("custom-job");
+  try {
+    const started = await post("/api/dataset/generate", { source: form.source.value, ...values });
+    toast(`Generation job ${started.job_id} started`);
+    const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
+    if (done.status === "completed") {
+      const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
+      box.append(el("div", { class: "thumbs" }, thumbnail(started.dataset, split)));
+    }
+  } catch (error) {
+    if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function start() {
+  const schema = await requestSchema("/api/dataset/generate");
+  const place = (names, id, into) => {
+    for (const name of names) {
+      into[name] = schema.properties[name];
+      document.getElementById(id).append(field(name, schema.properties[name], { prefix: "c" }));
+    }
+  };
+  place(RENDER, "render-fields", renderSchemas);
+  Object.assign(schemas, renderSchemas);
+  place(OUTPUT, "output-fields", schemas);
+  for (const name of MAPPING) {
+    document.getElementById("mapping-fields").append(field(name, schema.properties[name], { prefix: "c" }));
+  }
+  document.getElementById("preview-source").addEventListener("click", previewSource);
+  document.getElementById("c-file").addEventListener("change", upload);
+  document.getElementById("render-fields").addEventListener("input", schedulePreview);
+  document.getElementById("render-fields").addEventListener("change", schedulePreview);
+  document.getElementById("c-sample").addEventListener("input", schedulePreview);
+  form.addEventListener("submit", generate);
+  renderPreview();
+}
+
+start().catch((error) => toast(String(error), "error"));

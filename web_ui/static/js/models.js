@@ -1,0 +1,59 @@
+// Models: trained models with their metrics; summarize a text or a page image with one.
+import { ApiError, get, post } from "./api.js";
+import { clearErrors, el, showError, toast } from "./ui.js";
+
+const form = document.getElementById("summarize-form");
+const number = (v) => (typeof v === "number" ? v.toFixed(4).replace(/\.?0+$/, "") : "—");
+
+async function listModels() {
+  const { models } = await get("/api/models?limit=1000");
+  const box = document.getElementById("models");
+  if (!models.length) {
+    box.replaceChildren(el("p", { class: "empty" }, "No trained models yet: start one on the Train Model page."));
+  } else {
+    box.replaceChildren(el("table", {},
+      el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L"].map((h) => el("th", {}, h))),
+      models.map((m) => el("tr", { "data-model": m.name }, el("td", {}, m.name),
+        el("td", {}, m.final ? "ready" : m.metrics.status ?? "training"), el("td", {}, m.metrics.steps ?? "—"),
+        el("td", {}, number(m.metrics.best_eval_loss)), el("td", {}, number(m.metrics.rouge?.rouge1)),
+        el("td", {}, number(m.metrics.rouge?.rougeL))))));
+  }
+  const ready = models.filter((m) => m.final);
+  form.model.replaceChildren(...(ready.length ? ready.map((m) => el("option", { value: m.name }, m.name))
+    : [el("option", { value: "" }, "no trained model yet")]));
+}
+
+const asDataUrl = (file) => new Promise((resolve, reject) => {
+  const reader = new FileReader();
+  reader.onload = () => resolve(reader.result);
+  reader.onerror = () => reject(reader.error);
+  reader.readAsDataURL(file);
+});
+
+async function summarize(event) {
+  event.preventDefault();
+  clearErrors(form);
+  const file = form.image.files[0];
+  const body = { model: form.model.value };
+  if (file) body.image = await asDataUrl(file); else body.text = form.text.value;
+  const button = document.getElementById("summarize-button");
+  button.disabled = true;
+  button.textContent = "Summarizing…";
+  try {
+    const result = await post("/api/summarize", body);
+    document.getElementById("summary-result").replaceChildren(
+      el("section", { class: "page-preview" }, el("h3", {}, `Page${result.pages > 1 ? "s" : ""} read by the model`),
+         result.pages_png.map((src, i) => el("img", { src, alt: `page ${i + 1}` }))),
+      el("section", {}, el("h3", {}, "Summary"), el("p", { id: "summary-text" }, result.summary || "(empty)"),
+         result.randomly_initialized_base ? el("p", { class: "muted" },
+           "This model started from random weights: its summaries show only what it learned here.") : null));
+  } catch (error) {
+    if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
+  } finally {
+    button.disabled = false;
+    button.textContent = "Summarize";
+  }
+}
+
+form.addEventListener("submit", summarize);
+listModels().catch((error) => toast(error.message, "error"));
