@@ -41,3 +41,11 @@ def articles(count: int, words: int = 60, prefix: str = "doc") -> list[dict]:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (the UI tests screenshot failures)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -57,7 +57,7 @@ async function refreshList() {
     }
     if (card.dataset.updated !== String(job.updated_at)) {
       card.dataset.updated = String(job.updated_at);
-      card.replaceChildren(...cardContent(job));
+      card.replaceChildren(...cardContent(job).filter(Boolean));
     }
     card.setAttribute("aria-selected", String(job.job_id === selected));
     box.append(card);  // keeps the server's order (newest first)
@@ -97,10 +97,10 @@ class JobWatch {
   update(job) {
     const wasSettled = SETTLED.includes(this.job.status);
     this.job = job;
-    this.head.replaceChildren(el("h2", { id: "detail-title" }, `${job.kind} · ${job.name ?? job.job_id} `, badge(job.status)),
+    this.head.replaceChildren(...[el("h2", { id: "detail-title" }, `${job.kind} · ${job.name ?? job.job_id} `, badge(job.status)),
                               progressLine(job),
                               job.progress?.rate ? el("p", { id: "rate" }, `${job.progress.rate.toFixed(2)} ${job.kind === "generate" ? "rows" : "steps"}/s`) : null,
-                              job.error ? el("p", { class: "field-error" }, job.error) : null);
+                              job.error ? el("p", { class: "field-error" }, job.error) : null].filter(Boolean));
     if (wasSettled && !SETTLED.includes(job.status)) this.reopen?.();
   }
   async poll() {

@@ -1,0 +1,249 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against a live
+server (real waitress, real jobs, tiny model, 256x256 pages). Assertions are on what the
+pages show. A failing test leaves a screenshot in ``test-artifacts/``. With
+``DEEPSYNTH_SCREENSHOTS=DIR`` the tour screenshots for the README are written to DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from deepsynth.config.server import ServerConfig
+from test_api import TOKEN, running
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialing Google's hosts, which this
+# network refuses; the sandbox needs user namespaces that containers (and root) lack.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TOUR = os.environ.get("DEEPSYNTH_SCREENSHOTS")
+SECONDS = 1000  # Playwright timeouts are in milliseconds
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui") / "data"
+    with running(ServerConfig(data_root=str(root), threads=16)) as (app, base):
+        yield base, root
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(30 * SECONDS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def tour(page, name: str) -> None:
+    if TOUR:
+        Path(TOUR).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(TOUR) / f"{name}.png"), full_page=False)
+
+
+def api_get(base: str, path: str) -> dict:
+    with urllib.request.urlopen(base + path, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def job_status(base: str, job_id: str) -> str:
+    return api_get(base, f"/api/jobs/{job_id}")["status"]
+
+
+def test_generate_the_builtin_corpus_from_the_benchmark_tab(server, page):
+    base, root = server
+    page.goto(base + "/")
+    builtin = page.locator('[data-preset="scitldr"]')
+    playwright_api.expect(builtin).to_have_attribute("aria-pressed", "true")
+    page.get_by_label("name").fill("ui-demo")
+    page.get_by_label("max samples").fill("24")
+    page.get_by_text("Render options").click()
+    page.get_by_label("page size").fill("256x256")
+    page.get_by_label("font size").fill("12")
+    page.get_by_label("margin").fill("8")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--page-size 256x256")
+    tour(page, "benchmark")
+    page.get_by_role("button", name="Generate dataset").click()
+    job = page.locator("#generate-job .badge")
+    playwright_api.expect(job).to_have_text("completed", timeout=120 * SECONDS)
+    thumbnail = page.locator("#generated-thumbnail img")
+    playwright_api.expect(thumbnail).to_be_visible()
+    assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 256
+    playwright_api.expect(page.locator('[data-dataset="ui-demo"]')).to_contain_text("train: 24")
+    assert (root / "datasets" / "ui-demo" / "deepsynth-manifest.json").exists()
+
+
+def test_out_of_range_expert_dropout_is_refused_in_the_form(server, page):
+    base, _ = server
+    before = api_get(base, "/api/jobs?kind=train")["total"]
+    page.goto(base + "/train")
+    page.get_by_text("Advanced: MoE regularization").click()
+    rate = page.get_by_label("expert dropout rate")
+    rate.fill("1.5")
+    message = page.locator("#t-expert_dropout_rate-error")
+    playwright_api.expect(message).to_have_text(re.compile("between 0 and 1"))
+    playwright_api.expect(rate).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Start training").click()
+    playwright_api.expect(page.locator(".toast.error")).to_contain_text("Fix the highlighted")
+    assert api_get(base, "/api/jobs?kind=train")["total"] == before
+    # What the browser lets through, the API still checks: its 400 lands next to the field.
+    rate.fill("0.1")
+    playwright_api.expect(message).to_have_text("")
+    page.get_by_role("button", name="Start training").click()
+    playwright_api.expect(message).to_contain_text("lora_preset", timeout=10 * SECONDS)
+    assert api_get(base, "/api/jobs?kind=train")["total"] == before
+
+
+def loss_points(page) -> int:
+    return int(page.locator("#loss-chart").get_attribute("data-points") or 0)
+
+
+def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
+    base, root = server
+    page.goto(base + "/train")
+    page.get_by_label("Dataset").select_option("ui-demo")
+    page.locator('[data-preset="quick_test"]').click()
+    page.get_by_label("name", exact=True).fill("ui-model")
+    page.get_by_label("max steps").fill("150")
+    page.get_by_label("eval steps").fill("50")
+    page.get_by_label("save steps").fill("50")
+    page.get_by_label("peft").select_option("full")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--preset quick_test")
+    tour(page, "train")
+    page.get_by_role("button", name="Start training").click()
+    page.locator("#monitor-link").click()
+    job_id = re.search(r"job=([\w-]+)", page.url).group(1)
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    page.wait_for_function("() => +document.querySelector('#loss-chart')?.dataset.points > 3")
+    card = page.locator(f'.job[data-job="{job_id}"]')
+    status = job_status(base, job_id)
+    assert status == "running", f"the job was {status} before Pause could be clicked"
+    card.get_by_role("button", name="pause").click()
+    playwright_api.expect(card.locator(".badge")).to_have_text("paused", timeout=60 * SECONDS)
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("paused")
+    assert list((root / "models" / "ui-model" / "checkpoints").glob("step-*"))
+    paused_points = loss_points(page)
+    card.get_by_role("button", name="resume").click()
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    page.wait_for_function(
+        f"() => +document.querySelector('#loss-chart')?.dataset.points > {paused_points + 3}")
+    tour(page, "monitor")
+    # Reload mid-training: the chart shows the history so far, and the job runs on.
+    before_reload = loss_points(page)
+    page.reload()
+    page.wait_for_function(
+        f"() => +document.querySelector('#loss-chart')?.dataset.points >= {before_reload}")
+    assert job_status(base, job_id) in ("running", "completed")
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text(
+        "completed", timeout=240 * SECONDS)
+    playwright_api.expect(page.locator('[data-metric="ROUGE-1"]')).to_be_visible()
+    playwright_api.expect(page.locator('[data-metric="steps"]')).to_have_text("150")
+    playwright_api.expect(page.locator("#samples table").first).to_be_visible()
+    assert page.locator("#samples tr").count() >= 4  # header + best predictions
+    assert int(page.locator("#rouge-chart").get_attribute("data-points")) >= 3
+    assert page.locator("#expert-chart rect").count() > 0
+    tour(page, "monitor-completed")
+
+
+def test_models_page_summarizes_and_shows_the_page(server, page):
+    base, _ = server
+    page.goto(base + "/models")
+    playwright_api.expect(page.locator('tr[data-model="ui-model"]')).to_contain_text("ready")
+    page.get_by_label("Text to summarize").fill("A short document about rendering pages.")
+    page.get_by_role("button", name="Summarize").click()
+    playwright_api.expect(page.locator("#summary-text")).to_be_visible(timeout=60 * SECONDS)
+    image = page.locator(".page-preview img").first
+    playwright_api.expect(image).to_be_visible()
+    assert image.evaluate("img => img.naturalWidth") == 256
+    tour(page, "models")
+
+
+def test_custom_dataset_preview_and_render_stats(server, page):
+    base, root = server
+    upload = root / "uploads"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / "mine.jsonl").write_text("".join(json.dumps(
+        {"body": f"Document {i}: café, Привет, 中文 text.", "tldr": f"Summary {i}."}) + "\n"
+        for i in range(5)), encoding="utf-8")
+    page.goto(base + "/custom")
+    page.get_by_label("Source", exact=False).first.fill("uploads/mine.jsonl")
+    page.get_by_role("button", name="Preview source").click()
+    playwright_api.expect(page.locator("#detected-columns")).to_contain_text("body, tldr")
+    page.get_by_label("text field").select_option("body")
+    page.get_by_label("summary field").select_option("tldr")
+    playwright_api.expect(page.locator('[data-stat="pages"]')).to_have_text("1")
+    playwright_api.expect(page.locator('[data-stat="missing glyphs"]')).to_have_text(
+        re.compile(r"^\d+"))
+    page.get_by_label("font size").fill("200")
+    playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
+    page.get_by_label("font size").fill("12")
+    page.get_by_label("page size").fill("256x256")
+    page.get_by_label("name", exact=True).fill("mine")
+    tour(page, "custom")
+    page.get_by_role("button", name="Generate dataset").click()
+    playwright_api.expect(page.locator("#custom-job .badge")).to_have_text(
+        "completed", timeout=120 * SECONDS)
+    playwright_api.expect(page.locator("#custom-job img")).to_be_visible()
+
+
+def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):
+    config = ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN)
+    with running(config) as (app, base):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/train")
+        assert page.url.startswith(base + "/login")
+        page.get_by_label("API token").fill("wrong")
+        page.get_by_role("button", name="Log in").click()
+        playwright_api.expect(page.locator("#token-error")).to_contain_text("wrong token")
+        page.get_by_label("API token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(base + "/train")
+        playwright_api.expect(page.locator("#t-model")).to_contain_text("tiny-deepseek-ocr-2")
+        context.close()
+
+
+def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path):
+    config = ServerConfig(data_root=str(tmp_path / "d"), role="cpu",
+                          gpu_service_url="http://127.0.0.1:5999")
+    with running(config) as (app, base):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/train")
+        link = page.locator("#elsewhere-link")
+        playwright_api.expect(link).to_have_attribute("href", "http://127.0.0.1:5999/train")
+        playwright_api.expect(page.locator("#service-notice")).to_contain_text("cpu service")
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(base + "/")
+        playwright_api.expect(page.locator('[data-preset="scitldr"]')).to_be_visible()
+        time.sleep(0.5)
+        assert requests and all(url.startswith(base) or url.startswith("data:")
+                                for url in requests), requests
+        context.close()
