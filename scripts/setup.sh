@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by run-tests.sh and start-all.sh: a virtual environment in .venv
 # with DeepSynth installed, and (as root) the system fonts the renderer falls back to.
+# With --browser (the tests), also Debian's Chromium for the UI tests (Playwright drives it
+# through its executable path: `playwright install` would download a browser).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,5 +32,16 @@ if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
     else
         echo "setup: warning: Noto CJK fonts are missing (apt-get install fonts-noto-cjk);" \
              "CJK text will render as empty boxes and the font tests will fail" >&2
+    fi
+fi
+
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium (for the browser tests)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: warning: /usr/bin/chromium is missing (apt-get install chromium);" \
+             "the browser tests will fail" >&2
     fi
 fi
