@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from waitress import create_server
@@ -390,9 +391,11 @@ def test_openapi_document_covers_every_route_and_matches_validation(api):
 
 
 class HubDouble:
-    """TEST DOUBLE of the Hub client (the Hub is unreachable here): records what it gets."""
+    """TEST DOUBLE of the Hub client (the Hub is unreachable here): records what it gets and
+    keeps uploaded files in memory, so downloading a repository returns what was uploaded."""
 
     instances: list = []
+    repositories: dict = {}
 
     def __init__(self, token, repo_type):
         self.token, self.repo_type = token, repo_type
@@ -404,9 +407,17 @@ class HubDouble:
 
     def upload_file(self, local_path, path_in_repo, repo_id):
         self.uploaded.append(path_in_repo)
+        files = HubDouble.repositories.setdefault((self.repo_type, repo_id), {})
+        files[path_in_repo] = Path(local_path).read_bytes()
 
     def list_files(self, repo_id):
         return []
+
+    def download(self, repo_id, local_dir):
+        for name, data in HubDouble.repositories[(self.repo_type, repo_id)].items():
+            (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(local_dir) / name).write_bytes(data)
+        return Path(local_dir)
 
 
 def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
@@ -436,6 +447,18 @@ def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
         assert any(p.startswith("data/") for p in hub.uploaded)
         status, error = client.call("POST", "/api/datasets/ds/push", {"repo_id": "bad"})
         assert status == 400 and error["field"] == "repo_id"
+        # Training on a Hub dataset downloads it (here: what the double received) first.
+        status, error = client.call("POST", "/api/model/train", {
+            "dataset": "hf:not a repo", "preset": "quick_test"})
+        assert status == 400 and error["field"] == "dataset"
+        status, started = client.call("POST", "/api/model/train", {
+            "dataset": "hf:me/ds", "preset": "quick_test", "max_steps": 1, "eval_steps": 1,
+            "hf_token": secret})
+        assert status == 202 and started["model"].startswith("hf-me-ds-"), started
+        from_hub = wait_job(client, started["job_id"])
+        assert from_hub["status"] == "completed", from_hub["error"]
+        assert (root / "cache/hub-datasets/me--ds/deepsynth-manifest.json").exists()
+        assert HubDouble.instances[-1].token == secret
         status, error = client.call("POST", "/api/model/train", {
             "dataset": "ds", "preset": "quick_test", "push_to_hub": True, "name": "m"})
         assert status == 400 and error["field"] == "hub_model_id"

@@ -144,6 +144,26 @@ def test_restart_recovery_and_corrupt_state(root, tmp_path):
     assert jobs.wait("generate-stale").status == "completed"
 
 
+@pytest.mark.parametrize("content", ["null", "[]", "1", '"text"', '{"format_version": 1}'])
+def test_a_job_json_that_is_not_a_job_is_corrupt_not_a_crash(root, content):
+    store = JobStore(root / "jobs")
+    store.save(JobRecord("generate-ok", "generate", status="completed", name="x"))
+    bad = JobRecord("generate-bad", "generate", name="y").to_dict()
+    bad["created_at"] = None  # parses, but the wrong type
+    for job_id, text in (("weird", content), ("generate-bad", json.dumps(bad))):
+        (root / "jobs" / job_id).mkdir()
+        (root / "jobs" / job_id / "job.json").write_text(text)
+    records = {r.job_id: r for r in JobManager(store, job_functions(root)).store.all()}
+    assert records["weird"].status == records["generate-bad"].status == "corrupt"
+    assert records["generate-ok"].status == "completed"
+    jobs = JobManager(store, job_functions(root))
+    jobs.recover()
+    with pytest.raises(InvalidTransition, match="corrupt"):
+        jobs.resume("weird")
+    jobs.delete("weird")
+    assert "weird" not in {r.job_id for r in store.all()}
+
+
 def dead_pid() -> int:
     import subprocess
     import sys

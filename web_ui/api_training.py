@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from flask import Blueprint, current_app, jsonify
 
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
-from deepsynth.jobs.kinds import check_name, checkpoint_folder
+from deepsynth.jobs.kinds import check_name, checkpoint_folder, hub_dataset_id
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.paths import datasets_dir, models_dir
@@ -46,16 +47,19 @@ def lora_recommended():
 def train_model():
     root = current_app.config["DATA_ROOT"]
     data = body()
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")
     name = check_name("name", data.pop("name", None) or
-                      f"{data.get('dataset', 'model')}-{time.strftime('%Y%m%d-%H%M%S')}")
-    dataset = check_name("dataset", data.get("dataset"))
-    if not (datasets_dir(root) / dataset / "deepsynth-manifest.json").exists():
-        raise NotFound(f"no dataset {dataset!r}")
+                      f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    dataset = data.get("dataset")
+    if hub_dataset_id(dataset) is None:
+        check_name("dataset", dataset)
+        if not (datasets_dir(root) / dataset / "deepsynth-manifest.json").exists():
+            raise NotFound(f"no dataset {dataset!r}")
     if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
         raise ConfigError("trust_remote_code", "is not allowed by this server's "
                           "configuration", "false")
     token = data.pop("hf_token", None)
-    training_config({**data, "dataset": str(datasets_dir(root) / dataset),
+    training_config({**data, "dataset": str(datasets_dir(root) / "-"),
                      "out": str(models_dir(root) / name)})  # a bad field is a 400 now
     if data.get("resume_from_checkpoint") is not None:
         checkpoint_folder(root, name, data["resume_from_checkpoint"])

@@ -32,6 +32,8 @@ class HubClient(Protocol):
 
     def list_files(self, repo_id: str) -> list[str]: ...
 
+    def download(self, repo_id: str, local_dir: Path) -> Path: ...
+
 
 class HfHubClient:
     """The real client: ``huggingface_hub.HfApi`` on a dataset (or model) repository."""
@@ -53,6 +55,11 @@ class HfHubClient:
 
     def list_files(self, repo_id: str) -> list[str]:
         return list(self._api.list_repo_files(repo_id, repo_type=self.repo_type))
+
+    def download(self, repo_id: str, local_dir: Path) -> Path:
+        """The repository's files into ``local_dir`` (only what changed, on a re-run)."""
+        return Path(self._api.snapshot_download(repo_id, repo_type=self.repo_type,
+                                                local_dir=str(local_dir)))
 
 
 def is_transient(exc: Exception) -> bool:

@@ -236,6 +236,9 @@ class JobManager:
 
     def _own(self, job_id: str) -> JobRecord:
         record = self.store.load(job_id)
+        if record.status == "corrupt":
+            raise InvalidTransition(f"job {job_id} is corrupt ({record.error}); it can only "
+                                    f"be deleted")
         if record.kind not in self.kinds:
             raise RoleError(f"job {job_id} is a {record.kind} job, which this {self.role} "
                             f"service does not run")

@@ -60,6 +60,25 @@ class JobRecord:
         return asdict(self)
 
 
+_FIELD_TYPES = {"job_id": str, "kind": str, "status": str, "config": dict, "progress": dict,
+                "created_at": (int, float), "updated_at": (int, float), "owner": dict,
+                "result": dict}
+
+
+def _parse(data) -> JobRecord:
+    """A record from parsed JSON, or ValueError/TypeError when it is not one of ours."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"format version {data.get('format_version')}")
+    for name, expected in _FIELD_TYPES.items():
+        if name in data and not isinstance(data[name], expected):
+            raise TypeError(f"{name} is a {type(data[name]).__name__}")
+    if data.get("status") not in STATUSES:
+        raise ValueError(f"unknown status {data.get('status')!r}")
+    return JobRecord(**data)
+
+
 def new_job_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -101,13 +120,10 @@ class JobStore:
         if cached is not None and cached[0] == key:
             return dataclasses.replace(cached[1])  # shallow: fields are replaced, not mutated
         try:
-            data = json.loads(path.read_text())
-            if data.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format version {data.get('format_version')}")
-            record = JobRecord(**data)
+            record = _parse(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
-            return JobRecord(job_id, "unknown", status="corrupt",
-                             error=f"unreadable job.json: {exc}")
+            record = JobRecord(job_id, "unknown", status="corrupt", created_at=stat.st_mtime,
+                               updated_at=stat.st_mtime, error=f"unreadable job.json: {exc}")
         self._parsed[job_id] = (key, record)
         return dataclasses.replace(record)
 
