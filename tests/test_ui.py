@@ -161,7 +161,7 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
         f"() => +document.querySelector('#loss-chart')?.dataset.points >= {before_reload}")
     assert job_status(base, job_id) in ("running", "completed")
     playwright_api.expect(page.locator("#detail-title .badge")).to_have_text(
-        "completed", timeout=240 * SECONDS)
+        "completed", timeout=400 * SECONDS)
     playwright_api.expect(page.locator('[data-metric="ROUGE-1"]')).to_be_visible()
     playwright_api.expect(page.locator('[data-metric="steps"]')).to_have_text("150")
     playwright_api.expect(page.locator("#samples table").first).to_be_visible()
