@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 from deepsynth.config import validate
 from deepsynth.config.training import (
-    LORA_PRESETS, TRAINING_PRESETS, TrainingConfig, lora_dropout, training_config,
+    LORA_PRESETS, OCR_LORA_PRESETS, TRAINING_PRESETS, TrainingConfig, lora_dropout, training_config,
 )
 from deepsynth.errors import ConfigError
 from deepsynth.models.registry import load_model
@@ -107,7 +107,7 @@ def adapted(model) -> tuple[list[str], dict[str, str]]:
     return linear, wrapped
 
 
-@pytest.mark.parametrize("preset", [p for p in LORA_PRESETS if p != "qlora_4bit"])
+@pytest.mark.parametrize("preset", [p for p in OCR_LORA_PRESETS if p != "qlora_4bit"])
 def test_lora_preset_builds_a_peft_model(tiny_root, preset):
     from peft import PeftModel
 
@@ -200,6 +200,12 @@ def test_qlora_4bit_lora_preset_is_refused_without_cuda():
      "lora_dropout"),
     ({"peft": "lora", "lora_preset": "router_focused", "lora_dropout": 0.1}, "lora_dropout"),
     ({"trainer_type": "generic", "augment": True}, "augment"),
+    ({"trainer_type": "generic", "model": "tiny-deepseek-ocr-2"}, "model"),
+    ({"trainer_type": "generic", "lora_preset": "balanced"}, "lora_preset"),
+    ({"trainer_type": "generic", "peft": "full", "expert_dropout_rate": 0.1},
+     "expert_dropout_rate"),
+    ({"lora_preset": "all_linear"}, "lora_preset"),
+    ({"model": "tiny-chat-lm"}, "model"),
     ({"preset": "turbo"}, "preset"),
 ])
 def test_conflicts_are_refused_naming_the_field(data, field):

@@ -68,13 +68,6 @@ def test_multi_page_documents_train_and_longer_ones_are_skipped(setup_root):
     assert all(math.isfinite(r["loss"]) for r in history(several) if "loss" in r)
 
 
-def test_text_only_trainer_uses_no_images(setup_root):
-    result = run(setup_root, "generic", trainer_type="generic", peft="full")
-    assert result.status == "completed"
-    info = json.loads((result.final_model / "deepsynth-model.json").read_text())
-    assert info["trainer_type"] == "generic"
-
-
 def test_bf16_gradient_checkpointing_and_augmentation(setup_root):
     result = run(setup_root, "bf16", mixed_precision="bf16", gradient_checkpointing=True,
                  augment=True, peft="full")

@@ -31,6 +31,18 @@ def hub_repo_id(value: str) -> str | None:
     return None if isinstance(value, str) and _HUB_REPO_ID.match(value) else "must be ORG/NAME"
 
 
+def hub_dataset_id(value: str) -> str | None:
+    """``hf:org/name`` (or the alias ``HF::org/name``) -> ``org/name``; None when ``value``
+    names no Hub dataset. A malformed id is a ConfigError naming ``dataset``."""
+    if not isinstance(value, str) or not value.startswith(("hf:", "HF::")):
+        return None
+    repo = value[4:] if value.startswith("HF::") else value[3:]
+    if hub_repo_id(repo):
+        raise ConfigError("dataset", f"a Hub dataset must be hf:ORG/NAME; got {value!r}",
+                          "a dataset name, or hf:ORG/NAME")
+    return repo
+
+
 def option(
     default: Any = dataclasses.MISSING,
     *,

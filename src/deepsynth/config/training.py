@@ -7,6 +7,7 @@ fields; fields given explicitly override it (see :func:`training_config`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,25 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
                           "alpha": 64, "help": "+ routed experts and router: 50+ samples"},
     "qlora_4bit": {"modules": ATTENTION + MLP, "parameters": (), "r": 16, "alpha": 32,
                    "help": "balanced on a 4-bit NF4 base model (CUDA only)"},
+    "all_linear": {"modules": ("all-linear",), "parameters": (), "r": 64, "alpha": 128,
+                   "help": "every linear layer of a causal LM (the generic chat trainer)"},
+}
+OCR_LORA_PRESETS = tuple(name for name in LORA_PRESETS if name != "all_linear")
+CHAT_LORA_PRESETS = ("all_linear", "standard")
+
+# The generic chat trainer's research-based defaults per training type (QLoRA paper, DoRA and
+# AdaLoRA papers, common full fine-tuning practice); preset and explicit fields override them.
+_ADAPTER_DEFAULTS = {"model": "tiny-chat-lm", "lora_preset": "all_linear", "lora_r": 64,
+                     "lora_alpha": 128, "lora_dropout": 0.05, "warmup_ratio": 0.03,
+                     "weight_decay": 0.1, "gradient_accumulation_steps": 16}
+GENERIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": {**_ADAPTER_DEFAULTS, "learning_rate": 2e-4},
+    "qlora": {**_ADAPTER_DEFAULTS, "learning_rate": 2e-4},
+    "dora": {**_ADAPTER_DEFAULTS, "learning_rate": 1e-4},
+    "adalora": {**_ADAPTER_DEFAULTS, "learning_rate": 5e-5},
+    "full": {"model": "tiny-chat-lm", "lora_preset": "all_linear", "learning_rate": 2e-5,
+             "warmup_ratio": 0.03,
+             "weight_decay": 0.1, "gradient_accumulation_steps": 32},
 }
 
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
@@ -71,12 +91,13 @@ TRAINER_TYPES = ("production", "deepsynth", "generic")
 class TrainingConfig:
     """A fine-tuning run."""
 
-    dataset: str = option(help="a dataset folder made by deepsynth generate")
+    dataset: str = option(help="a dataset folder made by deepsynth generate; with "
+                          "trainer_type generic, a chat JSONL file or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
     model: str = option("tiny-deepseek-ocr-2", help="model preset or folder")
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
-        "encoder, no MoE regularizers; generic: text only (no images)"))
+        "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))
     preset: str | None = option(None, choices=tuple(TRAINING_PRESETS),
                                 help="training preset; explicit options override it")
     peft: str = option("lora", choices=("lora", "qlora", "dora", "adalora", "full"),
@@ -159,6 +180,17 @@ class TrainingConfig:
                             help="experiment tracker")
     num_beams: int = option(1, min=1, max=16, help="beams when generating summaries")
     max_new_tokens: int = option(64, min=1, max=4096, help="summary length limit")
+    chat_template: str = option("auto", choices=("auto", "model", "builtin"), help=(
+        "generic: the model's chat template (auto: when its tokenizer has one) or the "
+        "built-in ChatML-style template"))
+    chat_reasoning: str = option("render", choices=("render", "drop"),
+                                 help="generic: render assistant reasoning, or drop it")
+    chat_train_on: str = option("all_assistant", choices=("all_assistant", "last_assistant"),
+                                help="generic: which assistant turns carry labels")
+    skip_invalid_lines: bool = option(False, help="generic: train on the valid lines of a "
+                                      "file with errors (the skipped lines are reported)")
+    eval_dataset: str | None = option(None, help="generic: a chat JSONL file to evaluate on "
+                                      "(default: no evaluation)")
     train_split: str = option("train", help="split to train on")
     eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
                                     "else test)")
@@ -185,6 +217,8 @@ def adapted_parameters(config: TrainingConfig) -> tuple[str, ...]:
 
 def check_conflicts(config: TrainingConfig) -> None:
     """Refuse options that would silently do nothing under the chosen setting."""
+    if config.trainer_type == "generic":
+        check_generic(config)
     if config.trainer_type == "deepsynth" and config.moe_regularized:
         raise ConfigError("trainer_type", "deepsynth trains without MoE regularizers; unset "
                           "expert/gate dropout, bidrop_passes and router losses, or use "
@@ -220,8 +254,32 @@ def check_conflicts(config: TrainingConfig) -> None:
                           f"PEFT cannot apply dropout to adapters of the router or experts")
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("hub_model_id", "is required with push_to_hub", "ORG/NAME")
-    if config.trainer_type == "generic" and config.augment:
+    if config.trainer_type != "generic" and config.lora_preset not in OCR_LORA_PRESETS:
+        raise ConfigError("lora_preset", f"{config.lora_preset} is for causal LMs (trainer_type "
+                          f"generic); it would reach the vision encoder",
+                          ", ".join(OCR_LORA_PRESETS))
+    if config.trainer_type != "generic" and config.model == "tiny-chat-lm":
+        raise ConfigError("model", "tiny-chat-lm is a text-only causal LM: use it with "
+                          "trainer_type generic", "a DeepSeek-OCR preset or folder")
+
+
+def check_generic(config: TrainingConfig) -> None:
+    """The chat trainer trains a text-only causal LM."""
+    from deepsynth.models.registry import MODEL_PRESETS
+
+    if config.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+    preset = MODEL_PRESETS.get(config.model)
+    if preset is not None and preset.family != "causal_lm":
+        raise ConfigError("model", f"{config.model} reads page images; trainer_type generic "
+                          f"trains a causal LM", "tiny-chat-lm, a causal LM folder or ORG/NAME")
+    for name in ("expert_dropout_rate", "gate_dropout_rate", "aux_loss_coef", "z_loss_coef"):
+        if getattr(config, name):
+            raise ConfigError(name, "acts on DeepSeek MoE routers and experts, which the "
+                              "generic chat trainer does not use", "0")
+    if config.lora_preset not in CHAT_LORA_PRESETS:
+        raise ConfigError("lora_preset", f"{config.lora_preset} names DeepSeek-OCR modules; "
+                          f"trainer_type generic adapts", ", ".join(CHAT_LORA_PRESETS))
 
 
 def training_config(data: dict[str, Any]) -> TrainingConfig:
@@ -230,5 +288,33 @@ def training_config(data: dict[str, Any]) -> TrainingConfig:
     if preset is not None and preset not in TRAINING_PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(TRAINING_PRESETS)}; got "
                           f"{preset!r}")
-    merged = {**TRAINING_PRESETS.get(preset, {}), **data} if preset else dict(data)
-    return from_dict(TrainingConfig, merged)
+    chosen = TRAINING_PRESETS.get(preset, {}) if preset else {}
+    underneath = {}
+    if data.get("trainer_type") == "generic":
+        peft = data.get("peft") or chosen.get("peft") or "lora"
+        underneath = GENERIC_DEFAULTS.get(peft, {})
+        if "model" in chosen and "model" not in data:  # an OCR preset's model
+            chosen = {k: v for k, v in chosen.items() if k != "model"}
+    return from_dict(TrainingConfig, {**underneath, **chosen, **data})
+
+
+def train_command(config: TrainingConfig) -> str:
+    """The ``deepsynth train`` command that parses back to ``config``: the fields that differ
+    from what the command's own defaults (trainer type and PEFT method included) give."""
+    import shlex
+
+    baseline = training_config({"dataset": config.dataset, "out": config.out,
+                                "trainer_type": config.trainer_type, "peft": config.peft})
+    words = ["deepsynth", "train"]
+    for f in dataclasses.fields(TrainingConfig):
+        value = getattr(config, f.name)
+        always = f.name in ("dataset", "out", "trainer_type", "peft")
+        if value is None or f.metadata.get("secret") or (
+                not always and value == getattr(baseline, f.name)):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)

@@ -28,12 +28,16 @@ def model_settings(model_dir: str) -> dict:
     info = json.loads(path.read_text()) if path.exists() else {}
     return {"prompt": info.get("prompt", "Summarize this document."),
             "max_length": info.get("max_length", 512),
-            "with_images": info.get("trainer_type", "production") != "generic"}
+            "trainer_type": info.get("trainer_type", "production")}
 
 
 def encoder_for(loaded: LoadedModel, settings: dict) -> ExampleEncoder:
+    if settings["trainer_type"] == "generic" or loaded.family == "causal_lm":
+        raise DeepSynthError("this is a chat model (trainer_type generic): it reads "
+                             "conversations, not pages; it is evaluated during training on "
+                             "its eval_dataset")
     return ExampleEncoder(loaded.tokenizer, loaded.image_token_id, loaded.image_tokens_per_page,
-                          settings["prompt"], settings["max_length"], settings["with_images"])
+                          settings["prompt"], settings["max_length"])
 
 
 def pick_split(dataset: str, split: str | None, max_pages: int):

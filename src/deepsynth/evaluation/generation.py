@@ -1,4 +1,5 @@
-"""Generating summaries from page images (or text, for the text-only trainer) in batches."""
+"""Generating summaries from page images (or, for chat examples, the last assistant turn
+from the turns before it) in batches."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from deepsynth.training.data import ExampleEncoder, pixel_values
 def generate_summaries(model, tokenizer, encoder: ExampleEncoder, items: list[dict],
                        batch_size: int, max_new_tokens: int, num_beams: int = 1,
                        dtype: torch.dtype = torch.float32) -> list[str]:
-    """``items``: dicts with ``pages`` (uint8 [1, H, W] tensors) and ``text``.
+    """``items``: dicts with ``pages`` (uint8 [1, H, W] tensors), or ``prompt_ids``.
 
     Items are grouped by prompt length so no batch needs padding (the prompt length depends
     only on the page count); outputs come back in input order.
     """
     model.eval()
     groups: dict[int, list[int]] = defaultdict(list)
-    prefixes = [encoder.prefix(len(item["pages"]), item.get("text", "")) for item in items]
+    # Chat examples carry their prompt; page examples build it from their page count.
+    prefixes = [item.get("prompt_ids") or encoder.prefix(len(item["pages"]))
+                for item in items]
     for index, prefix in enumerate(prefixes):
         groups[len(prefix)].append(index)
     outputs: list[str] = [""] * len(items)
@@ -31,7 +34,7 @@ def generate_summaries(model, tokenizer, encoder: ExampleEncoder, items: list[di
             ids = torch.tensor([prefixes[i] for i in chunk], device=device)
             kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             pages = [p for i in chunk for p in items[i]["pages"]]
-            if pages and encoder.with_images:
+            if pages:
                 kwargs["pixel_values"] = pixel_values(torch.stack(pages).unsqueeze(1)
                                                       .to(device), dtype)
             generated = model.generate(**kwargs, max_new_tokens=max_new_tokens,

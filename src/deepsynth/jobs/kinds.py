@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
 from deepsynth.config.training import training_config
-from deepsynth.config.spec import hub_repo_id
+from deepsynth.config.spec import hub_dataset_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.manager import JobContext, JobFunction
 from deepsynth.paths import datasets_dir, models_dir
@@ -80,36 +80,38 @@ def checkpoint_folder(root: Path, run_name: str, value: str) -> str:
     return str(found[step])
 
 
-HUB_PREFIXES = ("hf:", "HF::")
+def training_dataset(root: Path, value: str, generic: bool, hub: HubFactory,
+                     token: str | None, log: Callable[[str], None]) -> Path:
+    """What to train on: a generated dataset by name (a chat file under the data root for
+    the generic trainer), or a dataset on the Hub, downloaded (only the missing files on a
+    re-run) under ``cache/hub-datasets``: a DeepSynth dataset, or a chat JSONL."""
+    from deepsynth.chat.data import chat_file_in
 
-
-def hub_dataset_id(value: str) -> str | None:
-    """``hf:org/name`` (or ``HF::org/name``) -> ``org/name``; None for a local dataset name.
-    A malformed Hub id is a ConfigError naming ``dataset``."""
-    if not isinstance(value, str) or not value.startswith(HUB_PREFIXES):
-        return None
-    repo = value.split(":", 2)[-1] if value.startswith("HF::") else value[3:]
-    if hub_repo_id(repo):
-        raise ConfigError("dataset", f"a Hub dataset must be hf:ORG/NAME; got {value!r}",
-                          "a dataset name, or hf:ORG/NAME")
-    return repo
-
-
-def training_dataset(root: Path, value: str, hub: HubFactory, token: str | None,
-                     log: Callable[[str], None]) -> Path:
-    """The folder to train on: a generated dataset by name, or a DeepSynth dataset on the
-    Hub, downloaded (only the missing files on a re-run) under ``cache/hub-datasets``."""
     repo = hub_dataset_id(value)
     if repo is None:
+        if generic:
+            return data_root_path(root, value, "dataset")
         return datasets_dir(root) / check_name("dataset", value)
     folder = root / "cache" / "hub-datasets" / repo.replace("/", "--")
     log(f"downloading the Hub dataset {repo}")
     hub(token, "dataset").download(repo, folder)
+    if generic:
+        return chat_file_in(folder)
     if not (folder / "deepsynth-manifest.json").exists():
         raise DeepSynthError(f"the Hub dataset {repo} was not made by DeepSynth (no "
                              "deepsynth-manifest.json); generate it with deepsynth generate "
                              "--source hf:" + repo)
     return folder
+
+
+def data_root_path(root: Path, value: str, field: str) -> Path:
+    """A file named by a request: relative, inside the data root (no escapes)."""
+    candidate = (Path(root) / str(value)).resolve()
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or \
+            not candidate.is_relative_to(Path(root).resolve()):
+        raise ConfigError(field, f"must be a path inside the data root (for example "
+                          f"uploads/chat.jsonl); got {value!r}", "a relative path")
+    return candidate
 
 
 def _train(root: Path, hub: HubFactory) -> JobFunction:
@@ -121,8 +123,13 @@ def _train(root: Path, hub: HubFactory) -> JobFunction:
         options = dict(config["options"])
         out = models_dir(root) / check_name("name", config["name"])
         options["out"] = str(out)
-        options["dataset"] = str(training_dataset(
-            root, options["dataset"], hub, context.secrets.get("hf_token"), context.log))
+        generic = options.get("trainer_type") == "generic"
+        token = context.secrets.get("hf_token")
+        options["dataset"] = str(training_dataset(root, options["dataset"], generic, hub,
+                                                  token, context.log))
+        if options.get("eval_dataset"):
+            options["eval_dataset"] = str(training_dataset(
+                root, options["eval_dataset"], True, hub, token, context.log))
         if options.get("resume_from_checkpoint"):
             options["resume_from_checkpoint"] = checkpoint_folder(
                 root, config["name"], options["resume_from_checkpoint"])

@@ -25,11 +25,15 @@ DECODER_SCOPE = r".*language_model\.layers\.\d+\.(self_attn|mlp|mlp\.shared_expe
 
 
 def peft_config(method: str, modules: tuple[str, ...], parameters: tuple[str, ...], r: int,
-                alpha: int, dropout: float, total_steps: int):
-    """The PEFT config for ``method`` (lora, dora, adalora, qlora) on the decoder."""
+                alpha: int, dropout: float, total_steps: int, family: str = "deepseek_ocr2"):
+    """The PEFT config for ``method`` (lora, dora, adalora, qlora) on the decoder; a causal
+    LM (no vision side) takes the module names as they are, or PEFT's ``all-linear``."""
     from peft import AdaLoraConfig, LoraConfig
 
-    target = DECODER_SCOPE.format("|".join(modules))
+    if family == "causal_lm":
+        target = "all-linear" if modules == ("all-linear",) else list(modules)
+    else:
+        target = DECODER_SCOPE.format("|".join(modules))
     if method == "adalora":
         if parameters:
             raise DeepSynthError("adalora cannot adapt the router or routed experts "

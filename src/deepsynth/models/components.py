@@ -16,6 +16,7 @@ VISION_PREFIXES = {
                       "model.view_separator"),
     "deepseek_ocr": ("model.sam_model.", "model.vision_model.", "model.projector.",
                      "model.image_newline", "model.view_seperator"),
+    "causal_lm": (),  # text only: nothing to freeze
 }
 _COMPONENTS = (  # (component, pattern), first match wins
     ("adapters", re.compile(r"lora_|\.adapter|ranknum")),

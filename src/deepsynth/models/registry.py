@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
-from deepsynth.models import tiny
+from deepsynth.models import tiny, tiny_chat
 from deepsynth.paths import cache_dir
 from deepsynth.render.tokens import vision_tokens_per_page
 
@@ -23,7 +24,7 @@ MODEL_INFO_NAME = "deepsynth-model.json"
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
-    family: str  # deepseek_ocr2 | deepseek_ocr
+    family: str  # deepseek_ocr2 | deepseek_ocr | causal_lm
     source: str  # a Hub id, or "built-in"
     description: str
     randomly_initialized: bool = False
@@ -43,7 +44,12 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
     ModelPreset("deepseek-ocr", "deepseek_ocr", "deepseek-ai/DeepSeek-OCR",
                 "DeepSeek-OCR v1, loaded with its own remote code (needs trust_remote_code)",
                 needs_remote_code=True),
+    ModelPreset(tiny_chat.NAME, "causal_lm", "built-in",
+                "a Qwen2 causal LM at ~0.2M parameters with RANDOM weights and an offline "
+                "tokenizer: the demo and test model of the generic chat trainer; not "
+                "pretrained", randomly_initialized=True),
 )}
+BUILT_IN = {tiny.NAME: tiny.ensure_tiny_model, tiny_chat.NAME: tiny_chat.ensure_tiny_chat_model}
 
 
 @dataclass
@@ -67,17 +73,32 @@ def _read_info(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def resolve_model(spec: str, root: Path | None = None) -> tuple[str, ModelPreset | None]:
-    """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one."""
+def resolve_model(spec: str, root: Path | None = None,
+                  hub_ids: bool = False) -> tuple[str, ModelPreset | None]:
+    """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one.
+    ``hub_ids``: any ORG/NAME is a Hub model id (the generic chat trainer's models)."""
     if spec in MODEL_PRESETS:
         preset = MODEL_PRESETS[spec]
-        if preset.name == tiny.NAME:
-            return str(tiny.ensure_tiny_model(cache_dir(root))), preset
+        if preset.name in BUILT_IN:
+            return str(BUILT_IN[preset.name](cache_dir(root))), preset
         return preset.source, preset
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), None
+    if hub_ids and not hub_repo_id(spec):
+        return spec, None
     raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}) or a model "
-                      f"folder; got {spec!r}")
+                      f"folder{' or a Hub id ORG/NAME' if hub_ids else ''}; got {spec!r}")
+
+
+def model_family(location: str, preset: ModelPreset | None, info: dict) -> str:
+    if preset:
+        return preset.family
+    if info.get("family"):
+        return info["family"]
+    config = Path(location) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type", "") if config.exists() \
+        else ""
+    return model_type if model_type.startswith("deepseek_ocr") else "causal_lm"
 
 
 def _load_remote_code(location: str, dtype: Any) -> tuple[Any, Any]:
@@ -109,17 +130,20 @@ def _quantization(quantize_4bit: bool) -> dict:
 
 def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool = False,
                dtype: Any = None, attention_dropout: float = 0.0,
-               quantize_4bit: bool = False) -> LoadedModel:
+               quantize_4bit: bool = False, hub_ids: bool = False) -> LoadedModel:
     """Load a preset or folder. ``dtype`` None means float32 (the weights are upcast)."""
     import torch
     from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
 
-    location, preset = resolve_model(spec, root)
+    location, preset = resolve_model(spec, root, hub_ids)
     info = _read_info(Path(location)) if Path(location).is_dir() else {}
     if info.get("adapter"):
         return _load_with_adapter(spec, Path(location), info, root, dtype, attention_dropout)
-    family = preset.family if preset else info.get("family", "deepseek_ocr2")
+    family = model_family(location, preset, info)
     dtype = dtype or torch.float32
+    if family == "causal_lm":
+        return _load_causal_lm(spec, location, preset, info, dtype, quantize_4bit,
+                               trust_remote_code)
     if family == "deepseek_ocr":
         if not trust_remote_code:
             raise ConfigError("trust_remote_code", "must be set to load DeepSeek-OCR v1, which "
@@ -142,6 +166,25 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
                              else False))
     return LoadedModel(model, tokenizer, family, spec, int(image_size),
                        model.config.image_token_id, randomly)
+
+
+def _load_causal_lm(spec: str, location: str, preset: ModelPreset | None, info: dict,
+                    dtype: Any, quantize_4bit: bool, trust_remote_code: bool) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype, trust_remote_code=trust_remote_code,
+            **_quantization(quantize_4bit))
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DeepSynthError(f"cannot load causal LM {spec!r} from {location}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:  # batches need padding; EOS is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    randomly = bool(info.get("randomly_initialized", preset.randomly_initialized if preset
+                             else False))
+    return LoadedModel(model, tokenizer, "causal_lm", spec, 0, -1, randomly)
 
 
 def _load_with_adapter(spec: str, folder: Path, info: dict, root: Path | None, dtype: Any,

@@ -35,19 +35,26 @@ def _corpus() -> Iterator[str]:
                 yield from row["target"]
 
 
-def build_tokenizer():
-    """A byte-level BPE tokenizer (every script round-trips) trained on the built-in corpus."""
+def train_bpe(special_tokens: tuple[str, ...]):
+    """A byte-level BPE tokenizer (every script round-trips) trained on the built-in corpus,
+    with ``special_tokens`` first in its vocabulary."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     core.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     core.train_from_iterator(_corpus(), trainer=trainer)
+    return core
+
+
+def build_tokenizer():
+    from transformers import PreTrainedTokenizerFast
+
+    core = train_bpe(SPECIAL_TOKENS)
     bos, eos, pad, image = SPECIAL_TOKENS
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=bos, eos_token=eos,
                                    pad_token=pad, additional_special_tokens=[image])
@@ -99,17 +106,21 @@ def _build(folder: Path) -> None:
 
 def ensure_tiny_model(cache: Path) -> Path:
     """The cached tiny model folder, built on first use (atomically: a temp folder renamed)."""
-    folder = Path(cache) / "models" / f"{NAME}-v{VERSION}"
+    return cached_build(Path(cache) / "models" / f"{NAME}-v{VERSION}", _build, {
+        "preset": NAME, "family": "deepseek_ocr2", "image_size": IMAGE_SIZE,
+        "randomly_initialized": True, "recipe_version": VERSION})
+
+
+def cached_build(folder: Path, build, info: dict) -> Path:
+    """``folder``, made by ``build(temp folder)`` on first use and renamed into place."""
     marker = folder / "deepsynth-model.json"
     if marker.exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        _build(building)
-        write_json_atomic(building / "deepsynth-model.json", {
-            "preset": NAME, "family": "deepseek_ocr2", "image_size": IMAGE_SIZE,
-            "randomly_initialized": True, "recipe_version": VERSION})
+        build(building)
+        write_json_atomic(building / "deepsynth-model.json", info)
         try:
             building.rename(folder)
         except OSError:  # another process finished first; its copy is identical

@@ -33,31 +33,24 @@ class ExampleEncoder:
     """Builds input ids and labels; plain parameters so any caller can use it."""
 
     def __init__(self, tokenizer, image_token_id: int, tokens_per_page: int, prompt: str,
-                 max_length: int, with_images: bool = True):
+                 max_length: int):
         self.tokenizer = tokenizer
         self.image_token_id = image_token_id
         self.tokens_per_page = tokens_per_page
         self.prompt_ids = tokenizer(prompt + "\n", add_special_tokens=False).input_ids
         self.max_length = max_length
-        self.with_images = with_images
         if len(self.prompt_ids) + 2 > max_length:
             raise DeepSynthError(f"max_length {max_length} leaves no room for a summary after "
                                  f"the {len(self.prompt_ids)}-token prompt")
 
-    def prefix(self, num_pages: int, text: str = "") -> list[int]:
+    def prefix(self, num_pages: int) -> list[int]:
         """Everything before the summary: what generation starts from."""
-        ids = [self.tokenizer.bos_token_id]
-        if self.with_images:
-            ids += [self.image_token_id] * (self.tokens_per_page * num_pages)
-        else:  # text-only (generic trainer): the document itself, cut to leave summary room
-            room = max(self.max_length // 2, 1)
-            ids += self.tokenizer(text + "\n", add_special_tokens=False).input_ids[:room]
-        return ids + self.prompt_ids
+        return ([self.tokenizer.bos_token_id]
+                + [self.image_token_id] * (self.tokens_per_page * num_pages) + self.prompt_ids)
 
-    def encode(self, num_pages: int, summary: str, text: str = "") -> EncodedText:
-        prefix = self.prefix(num_pages, text)
-        text_in_prefix = len(prefix) - 1 - (self.tokens_per_page * num_pages
-                                            if self.with_images else 0)
+    def encode(self, num_pages: int, summary: str) -> EncodedText:
+        prefix = self.prefix(num_pages)
+        text_in_prefix = len(self.prompt_ids)
         summary_ids = self.tokenizer(summary, add_special_tokens=False).input_ids
         room = self.max_length - text_in_prefix - 1
         truncated = len(summary_ids) > room
@@ -117,14 +110,13 @@ class PageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows.table[self.indices[index]]
-        encoded = self.encoder.encode(len(row["images"]), row["summary"], row["text"])
+        encoded = self.encoder.encode(len(row["images"]), row["summary"])
         pages = []
-        if self.encoder.with_images:
-            for image in row["images"]:
-                page = decode_page(image["bytes"], self.image_size)
-                if self.augmenter is not None:
-                    page = self.augmenter(page)
-                pages.append(torch.from_numpy(np.asarray(page, dtype=np.uint8).copy()))
+        for image in row["images"]:
+            page = decode_page(image["bytes"], self.image_size)
+            if self.augmenter is not None:
+                page = self.augmenter(page)
+            pages.append(torch.from_numpy(np.asarray(page, dtype=np.uint8).copy()))
         return {"id": row["id"], "input_ids": encoded.input_ids, "labels": encoded.labels,
                 "pages": pages, "summary": row["summary"], "truncated": encoded.truncated}
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from torch.nn import functional
 
-DECODER_LAYER_CLASS = "DeepseekOcr2TextDecoderLayer"
+# transformers names decoder layers *DecoderLayer (DeepseekOcr2TextDecoderLayer,
+# Qwen2DecoderLayer, LlamaDecoderLayer...); DeepSeek-OCR's vision layers are encoder layers.
+DECODER_LAYER_SUFFIX = "DecoderLayer"
 
 
 class ResidualDropout:
@@ -18,7 +20,8 @@ class ResidualDropout:
         self.rate = rate
         self._handles = []
         for module in model.modules():
-            if type(module).__name__ == DECODER_LAYER_CLASS:
+            if type(module).__name__.endswith(DECODER_LAYER_SUFFIX) and hasattr(
+                    module, "self_attn") and hasattr(module, "mlp"):
                 for part in (module.self_attn, module.mlp):
                     self._handles.append(part.register_forward_hook(self._drop))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from deepsynth.config import to_dict, validate
-from deepsynth.config.training import TrainingConfig
+from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.errors import DeepSynthError
 from deepsynth.models.components import format_summary, parameter_summary
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
@@ -278,6 +278,7 @@ class Trainer:
         (self.run_dir / "parameters.txt").write_text(table + "\n")
         (self.run_dir / "training_config.json").write_text(
             json.dumps(to_dict(self.config), indent=2) + "\n")
+        (self.run_dir / "command.txt").write_text(train_command(self.config) + "\n")
 
     def _finish(self, log: MetricsLog, state: TrainerState, status: str) -> TrainingResult:
         self.accelerator.wait_for_everyone()
@@ -286,7 +287,7 @@ class Trainer:
         summary = {"status": status, "steps": state.step,
                    "parameters_total": sum(r.parameters for r in self.summary),
                    "parameters_trainable": sum(r.trainable for r in self.summary),
-                   "rows_skipped_too_many_pages": self.data.skipped_too_many_pages,
+                   **self.data.skipped,
                    "total_seconds": round(time.time() - log.started, 2)}
         evals = [r["eval"] for r in log.records() if "eval" in r]
         if evals:

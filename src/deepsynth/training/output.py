@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deepsynth.atomic_files import write_json_atomic
 from deepsynth.config import to_dict
-from deepsynth.config.training import TrainingConfig
+from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.data.manifest import package_versions
 from deepsynth.models.adapters import save_adapter
 from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel
@@ -18,14 +18,20 @@ def model_card(info: dict, metrics: dict, config: TrainingConfig) -> str:
     warning = ("\n**This model started from RANDOM weights (the tiny demo model): it knows only "
                "what it was trained on here.**\n" if info["randomly_initialized"] else "")
     rows = "\n".join(f"| {k} | {v} |" for k, v in to_dict(config).items())
+    if config.trainer_type == "generic":
+        tags, what = "[deepsynth, chat, causal-lm]", "A causal language model fine-tuned by " \
+            "DeepSynth on chat conversations (labels on assistant tokens only)."
+    else:
+        tags, what = "[deepsynth, deepseek-ocr, summarization, document-images]", "A " \
+            "DeepSeek-OCR-family model fine-tuned by DeepSynth to summarize a document from " \
+            "images of its pages."
     return f"""---
-tags: [deepsynth, deepseek-ocr, summarization, document-images]
+tags: {tags}
 ---
 
 # {Path(config.out).name}
 
-A DeepSeek-OCR-family model fine-tuned by DeepSynth to summarize a document from images of
-its pages. Base model: `{info['base_model']}`; method: `{info['peft']}`; dataset:
+{what} Base model: `{info['base_model']}`; method: `{info['peft']}`; dataset:
 `{config.dataset}`.
 {warning}
 ## Metrics
@@ -58,5 +64,6 @@ def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingC
     loaded.tokenizer.save_pretrained(folder)
     write_json_atomic(folder / MODEL_INFO_NAME, info)
     write_json_atomic(folder / "training_config.json", to_dict(config))
-    (folder / "README.md").write_text(model_card(info, metrics, config))
+    (folder / "README.md").write_text(model_card(info, metrics, config) + "\n## Reproduce\n\n"
+                                      f"```\n{train_command(config)}\n```\n")
     return folder

@@ -26,10 +26,10 @@ from deepsynth.training.regularizers import (
 
 @dataclass
 class TrainingData:
-    train: PageDataset
-    probe: PageDataset | None
+    train: torch.utils.data.Dataset
+    probe: torch.utils.data.Dataset | None
     eval_split: str | None
-    skipped_too_many_pages: int
+    skipped: dict  # rows left out and why, for metrics.json
 
 
 def lora_values(config: TrainingConfig) -> tuple[int, int, float]:
@@ -43,14 +43,21 @@ def uses_4bit(config: TrainingConfig) -> bool:
 
 
 def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
-    return load_model(config.model, root=root, trust_remote_code=config.trust_remote_code,
-                      attention_dropout=config.attention_dropout,
-                      quantize_4bit=uses_4bit(config))
+    generic = config.trainer_type == "generic"
+    loaded = load_model(config.model, root=root, trust_remote_code=config.trust_remote_code,
+                        attention_dropout=config.attention_dropout,
+                        quantize_4bit=uses_4bit(config), hub_ids=generic)
+    if generic != (loaded.family == "causal_lm"):
+        raise ConfigError("model", f"{config.model} is a {loaded.family} model; trainer_type "
+                          f"{config.trainer_type} needs "
+                          f"{'a causal LM' if generic else 'a DeepSeek-OCR model'}")
+    return loaded
 
 
 def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int):
     """The model with its vision side frozen and its decoder trainable (adapters or full)."""
-    freeze_vision(loaded.model, loaded.family)
+    if loaded.family != "causal_lm":  # a causal LM has no vision side
+        freeze_vision(loaded.model, loaded.family)
     if config.peft == "full":
         unfreeze_decoder(loaded.model, loaded.family)
         model = loaded.model
@@ -64,7 +71,8 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
             loaded.model = prepare_model_for_kbit_training(
                 loaded.model, use_gradient_checkpointing=config.gradient_checkpointing)
         model = apply_adapters(loaded.model, peft_config(
-            method, preset["modules"], preset["parameters"], r, alpha, dropout, total_steps))
+            method, preset["modules"], preset["parameters"], r, alpha, dropout, total_steps,
+            loaded.family))
     if config.gradient_checkpointing:
         loaded.model.gradient_checkpointing_enable()
     if not any(p.requires_grad for p in model.parameters()):
@@ -73,10 +81,10 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
 
 
 def build_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
-    with_images = config.trainer_type != "generic"
+    if config.trainer_type == "generic":
+        return build_chat_data(config, loaded)
     encoder = ExampleEncoder(loaded.tokenizer, loaded.image_token_id,
-                             loaded.image_tokens_per_page, config.prompt, config.max_length,
-                             with_images)
+                             loaded.image_tokens_per_page, config.prompt, config.max_length)
     train_rows = load_split(config.dataset, config.train_split, config.max_pages)
     if not train_rows.indices:
         raise DeepSynthError(
@@ -89,7 +97,28 @@ def build_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
     eval_split, probe_rows = _eval_rows(config)
     probe = PageDataset(probe_rows, encoder, loaded.image_size, limit=config.eval_samples) \
         if probe_rows is not None else None
-    return TrainingData(train, probe, eval_split, train_rows.skipped_too_many_pages)
+    return TrainingData(train, probe, eval_split,
+                        {"rows_skipped_too_many_pages": train_rows.skipped_too_many_pages})
+
+
+def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
+    """Conversations of the chat file (``config.dataset``, already a local path), labeled on
+    assistant tokens; the probe is the first ``eval_samples`` of ``eval_dataset``."""
+    from deepsynth.chat.data import load_chat
+    from deepsynth.chat.template import ChatEncoder
+
+    encoder = ChatEncoder(loaded.tokenizer, config.chat_template, config.chat_reasoning,
+                          config.chat_train_on, config.max_length)
+    train, report, untrained = load_chat(Path(config.dataset), encoder,
+                                         config.skip_invalid_lines)
+    probe = None
+    if config.eval_dataset:
+        probe, _, _ = load_chat(Path(config.eval_dataset), encoder, config.skip_invalid_lines,
+                                limit=config.eval_samples)
+    return TrainingData(train, probe, "eval_dataset" if probe else None, {
+        "lines_skipped_invalid": len(report.invalid_lines),
+        "invalid_lines": report.invalid_lines[:100],
+        "conversations_without_trained_tokens": untrained})
 
 
 def _eval_rows(config: TrainingConfig) -> tuple[str | None, SplitRows | None]:
