@@ -10,7 +10,8 @@ from flask import Blueprint, current_app, jsonify
 
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
-from deepsynth.jobs.kinds import check_name, checkpoint_folder, hub_dataset_id
+from deepsynth.config.spec import hub_dataset_id
+from deepsynth.jobs.kinds import check_name, checkpoint_folder, data_root_path
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.paths import datasets_dir, models_dir
@@ -43,6 +44,24 @@ def lora_recommended():
     return jsonify(recommend_lora(samples))
 
 
+def _check_training_data(root, data: dict) -> None:
+    """The dataset (and eval_dataset) exist: a generated dataset by name, a chat file under
+    the data root (trainer_type generic), or a Hub dataset (downloaded by the job)."""
+    generic = data.get("trainer_type") == "generic"
+    for field in ("dataset", "eval_dataset"):
+        value = data.get(field)
+        if (field == "eval_dataset" and value is None) or hub_dataset_id(value) is not None:
+            continue
+        if generic:
+            if not data_root_path(root, value, field).is_file():
+                raise NotFound(f"no chat file {value!r} under the data root")
+        elif field == "eval_dataset":
+            raise ConfigError(field, "is for trainer_type generic", "null")
+        elif not (datasets_dir(root) / check_name(field, value) /
+                  "deepsynth-manifest.json").exists():
+            raise NotFound(f"no dataset {value!r}")
+
+
 @blueprint.post("/api/model/train")
 def train_model():
     root = current_app.config["DATA_ROOT"]
@@ -51,10 +70,7 @@ def train_model():
     name = check_name("name", data.pop("name", None) or
                       f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
     dataset = data.get("dataset")
-    if hub_dataset_id(dataset) is None:
-        check_name("dataset", dataset)
-        if not (datasets_dir(root) / dataset / "deepsynth-manifest.json").exists():
-            raise NotFound(f"no dataset {dataset!r}")
+    _check_training_data(root, data)
     if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
         raise ConfigError("trust_remote_code", "is not allowed by this server's "
                           "configuration", "false")

@@ -12,8 +12,8 @@ from deepsynth.jobs.manager import JobManager
 from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
 from web_ui import (
-    api_datasets, api_events, api_health, api_jobs, api_models, api_previews, api_training,
-    auth, errors, openapi, pages,
+    api_chat, api_datasets, api_events, api_health, api_jobs, api_models, api_previews,
+    api_training, auth, errors, openapi, pages,
 )
 
 
@@ -32,6 +32,7 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     auth.register(app, config.api_token)
     for blueprint in (api_health.blueprint, api_jobs.blueprint, api_datasets.blueprint,
                       api_previews.blueprint, api_training.blueprint, api_models.blueprint,
-                      api_events.blueprint, openapi.blueprint, pages.blueprint):
+                      api_events.blueprint, api_chat.blueprint, openapi.blueprint,
+                      pages.blueprint):
         app.register_blueprint(blueprint)
     return app

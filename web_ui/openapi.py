@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify
 
 from deepsynth import __version__
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
+from deepsynth.config.chat import ChatInspectConfig
 from deepsynth.config.schema import json_schema, merged_schema
 from deepsynth.config.training import TrainingConfig
 
@@ -56,6 +57,8 @@ def request_bodies() -> dict[str, dict]:
                             "properties": {"model": _NAME, "dataset": _NAME,
                                            "split": {"type": "string"},
                                            "max_samples": {"type": "integer", "minimum": 1}}},
+        "chat.validate": json_schema(ChatInspectConfig),
+        "chat.preview": json_schema(ChatInspectConfig),
         "models.push_dataset": _PUSH,
         "models.push_model": _PUSH,
         "models.summarize_endpoint": {"type": "object", "required": ["model"],

@@ -177,7 +177,7 @@ def parse_line(text: str, line: int) -> tuple[dict | None, list[Problem], list[P
     try:
         data = json.loads(text)
     except ValueError as exc:
-        return None, [Problem(line, "", "invalid_json", f"not valid JSON: {exc}")], []
+        return None, [Problem(line, "$", "invalid_json", f"not valid JSON: {exc}")], []
     problems, warnings = check_conversation(data, line)
     return (None if problems else data), problems, warnings
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from deepsynth.cli import exit_codes
 from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import add_arguments
+from deepsynth.config.spec import hub_dataset_id
 from deepsynth.config.training import TrainingConfig, training_config
 from deepsynth.errors import DeepSynthError
 from deepsynth.models.registry import MODEL_PRESETS
@@ -80,6 +81,15 @@ def run_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items()
              if k in TrainingConfig.__dataclass_fields__ and v is not None}
     config = training_config(given)
+    for field in ("dataset", "eval_dataset"):  # Hub datasets are downloaded first
+        if hub_dataset_id(getattr(config, field)):
+            from deepsynth.jobs.kinds import real_hub, training_dataset
+            from deepsynth.paths import data_root
+
+            given[field] = str(training_dataset(
+                data_root(), getattr(config, field), config.trainer_type == "generic",
+                real_hub, None, lambda text: print(text, file=sys.stderr)))
+            config = training_config(given)
     preset = MODEL_PRESETS.get(config.model)
     if preset and preset.randomly_initialized:
         print(f"note: {config.model} is a randomly initialized demo model, not a pretrained "

@@ -147,8 +147,9 @@ def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(name, f"must be between {_fmt(lo)} and {_fmt(hi)}; got {value}",
-                              f"{_fmt(lo)}-{_fmt(hi)}")
+            raise ConfigError(name, f"must be {_range(lo, hi)}; got {value}",
+                              f"{_fmt(lo)}-{_fmt(hi)}" if None not in (lo, hi) else
+                              _range(lo, hi))
     check = meta.get("check")
     if check is not None:
         problem = check(value)
@@ -156,8 +157,16 @@ def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
             raise ConfigError(name, problem)
 
 
-def _fmt(bound: float | None) -> str:
-    return "-inf/+inf" if bound is None else f"{bound:g}"
+def _fmt(bound: float) -> str:
+    return f"{bound:g}"
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    if hi is None:
+        return f"at least {_fmt(lo)}"
+    if lo is None:
+        return f"at most {_fmt(hi)}"
+    return f"between {_fmt(lo)} and {_fmt(hi)}"
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:

@@ -258,6 +258,9 @@ def check_conflicts(config: TrainingConfig) -> None:
         raise ConfigError("lora_preset", f"{config.lora_preset} is for causal LMs (trainer_type "
                           f"generic); it would reach the vision encoder",
                           ", ".join(OCR_LORA_PRESETS))
+    if config.trainer_type != "generic" and config.eval_dataset:
+        raise ConfigError("eval_dataset", "is for trainer_type generic; the OCR trainers "
+                          "evaluate on the dataset's eval_split", "unset")
     if config.trainer_type != "generic" and config.model == "tiny-chat-lm":
         raise ConfigError("model", "tiny-chat-lm is a text-only causal LM: use it with "
                           "trainer_type generic", "a DeepSeek-OCR preset or folder")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
-from deepsynth.config.training import training_config
+from deepsynth.config.training import train_command, training_config
 from deepsynth.config.spec import hub_dataset_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.manager import JobContext, JobFunction
@@ -140,7 +140,8 @@ def _train(root: Path, hub: HubFactory) -> JobFunction:
                        root=root, echo=context.log)
         outcome = {"status": "stopped" if result.status == "stopped" else "completed",
                    "model": config["name"], "training_status": result.status,
-                   "step": result.step, "metrics": result.metrics}
+                   "step": result.step, "metrics": result.metrics,
+                   "command": train_command(training)}
         if result.final_model and training.push_to_hub:
             context.log(f"pushing the final model to {training.hub_model_id}")
             outcome["hub"] = push_trained_model(

@@ -1,6 +1,6 @@
 // Train Model: dataset and model pickers, trainer and preset cards, LoRA auto-configure,
 // MoE regularization, resume and Hub push; validated as typed with the API's own ranges.
-import { ApiError, get, post } from "./api.js";
+import { ApiError, api, get, post } from "./api.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema, setValue } from "./schema.js";
 
@@ -16,11 +16,12 @@ const GROUPS = {
   "hub-fields": ["push_to_hub", "hub_model_id", "public"],
 };
 const HANDLED = ["dataset", "model", "trainer_type", "preset", "resume_from_checkpoint", "hf_token"];
+// (chat_source, hub_dataset and preview_line are page inputs, not request fields)
 const TRAINERS = [
   { name: "production", title: "Production", tag: "recommended",
     text: "Frozen vision encoder, MoE regularizers, evaluation with ROUGE, resumable." },
   { name: "deepsynth", title: "DeepSynth", text: "Frozen vision encoder without MoE regularizers." },
-  { name: "generic", title: "Generic", text: "Text only, no page images: a plain language-model fine-tune." },
+  { name: "generic", title: "Generic", text: "A causal language model on chat conversations (JSONL), labels on assistant turns." },
 ];
 const PRESET_TEXT = {
   default: "Balanced defaults for one GPU.", low_memory: "Batch 1 and gradient checkpointing.",
@@ -31,6 +32,84 @@ const PRESET_TEXT = {
 let schemas = {};
 let state = { trainer_type: "production", preset: null };
 let datasets = [];
+
+let modelPresets = [];
+
+function showModels() {
+  const family = (m) => (m.family === "causal_lm") === (state.trainer_type === "generic");
+  form.model.replaceChildren(...modelPresets.filter(family).map((m) => el("option", { value: m.name },
+    m.randomly_initialized ? `${m.name} (randomly initialized demo model)` : m.name)));
+  form.model.dispatchEvent(new Event("change"));
+}
+
+function chooseTrainer(trainer) {
+  state.trainer_type = trainer.name;
+  const generic = trainer.name === "generic";
+  document.getElementById("chat-data").hidden = !generic;
+  document.getElementById("dataset-field").hidden = generic;
+  document.getElementById("hub-dataset-field").hidden = generic;
+  document.getElementById("moe-section").hidden = generic;
+  showModels();
+}
+
+function chatRequest() {
+  return { source: form.chat_source.value.trim(), model: form.model.value,
+           line: Number(document.getElementById("t-preview_line").value) || 1 };
+}
+
+async function validateChat() {
+  const box = document.getElementById("chat-report");
+  try {
+    const report = await post("/api/chat/validate", chatRequest());
+    const s = report.summary;
+    box.replaceChildren(
+      el("p", { id: "chat-verdict", class: report.ok ? "" : "field-error" },
+         report.ok ? `Valid: ${s.valid_rows} of ${s.rows} conversations` :
+           `${report.error_count} problems on ${report.invalid_lines.length} lines (training refuses the file unless skip invalid lines is set)`),
+      el("p", { class: "muted" }, `turns ${s.turns} · roles ${Object.entries(s.role_counts).map(([r, n]) => `${r} ${n}`).join(", ")}` +
+         (s.token_lengths.p50 !== null ? ` · tokens p50 ${s.token_lengths.p50}, p90 ${s.token_lengths.p90}, max ${s.token_lengths.max}` : "")),
+      el("ul", { class: "problems", id: "chat-problems" },
+         report.errors.map((p) => el("li", { class: "field-error" }, `line ${p.line} · ${p.path} · ${p.message} [${p.rule}]`)),
+         report.warnings.map((p) => el("li", { class: "muted" }, `warning: line ${p.line} · ${p.path} · ${p.message}`))));
+  } catch (error) {
+    if (error instanceof ApiError) {
+      if (error.field === "source") error.field = "chat_source";
+      showError(form, error);
+    } else toast(String(error), "error");
+  }
+}
+
+async function previewChat() {
+  const box = document.getElementById("chat-preview");
+  try {
+    const shown = await post("/api/chat/preview", chatRequest());
+    box.hidden = false;
+    if (!shown.ok) {
+      box.replaceChildren(`line ${shown.line} is invalid: ` + shown.errors.map((p) => `${p.path}: ${p.message}`).join("; "));
+      return;
+    }
+    box.replaceChildren(...shown.segments.map((s) => s.trained ? el("mark", { title: "trained" }, s.text) : s.text),
+      el("span", { class: "muted" }, `\n\n${shown.trained_tokens} of ${shown.tokens} tokens trained (${shown.template} template)`));
+  } catch (error) {
+    toast(error.message, "error");
+  }
+}
+
+async function uploadChat(event) {
+  const file = event.target.files[0];
+  if (!file) return;
+  const data = new FormData();
+  data.append("file", file);
+  try {
+    const stored = await api("POST", "/api/uploads", data);
+    form.chat_source.value = stored.source;
+    toast(`Uploaded ${file.name}`);
+    updateCommands();
+    await validateChat();
+  } catch (error) {
+    toast(error.message, "error");
+  }
+}
 
 function cardGroup(containerId, items, key, onPick) {
   const container = document.getElementById(containerId);
@@ -52,25 +131,36 @@ function cardGroup(containerId, items, key, onPick) {
 
 function request() {
   const { values, invalid } = collect(form, schemas);
-  const body = { dataset: form.dataset.value || undefined, model: form.model.value || undefined,
+  const hub = form.hub_dataset.value.trim();
+  const generic = state.trainer_type === "generic";
+  const dataset = generic ? form.chat_source.value.trim() : hub || form.dataset.value;
+  const body = { dataset: dataset || undefined, model: form.model.value || undefined,
                  trainer_type: state.trainer_type, ...values };
   if (state.preset) body.preset = state.preset;
   if (form.resume_from_checkpoint.value) body.resume_from_checkpoint = form.resume_from_checkpoint.value;
+  if (form.hf_token.value) body.hf_token = form.hf_token.value;
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
   return { body, invalid };
 }
 
+function datasetPath(body) {
+  if (!body.dataset) return "DATASET";
+  if (body.dataset.startsWith("hf:")) return body.dataset;  // the CLI downloads it too
+  return state.trainer_type === "generic" ? `data/${body.dataset}` : `data/datasets/${body.dataset}`;
+}
+
 function updateCommands() {
   const { body } = request();
-  const flags = Object.entries(body).filter(([k]) => !["dataset", "name"].includes(k))
+  const flags = Object.entries(body).filter(([k]) => !["dataset", "name", "hf_token"].includes(k))
     .flatMap(([k, v]) => typeof v === "boolean" ? (v ? [`--${k.replaceAll("_", "-")}`] : [])
       : [`--${k.replaceAll("_", "-")} ${v}`]);
   const out = body.name ?? "MODEL";
   document.getElementById("cli-equivalent").textContent =
-    `deepsynth train --dataset data/datasets/${body.dataset ?? "DATASET"} --out data/models/${out} ${flags.join(" ")}`;
+    `deepsynth train --dataset ${datasetPath(body)} --out data/models/${out} ${flags.join(" ")}`;
   document.getElementById("curl-equivalent").textContent =
     `curl -X POST ${location.origin}/api/model/train -H 'Content-Type: application/json' ` +
-    `-H "Authorization: Bearer $DEEPSYNTH_API_TOKEN" -d '${JSON.stringify(body)}'`;
+    `-H "Authorization: Bearer $DEEPSYNTH_API_TOKEN" -d '${JSON.stringify(
+      body.hf_token ? { ...body, hf_token: "$HF_TOKEN" } : body)}'`;
 }
 
 async function autoConfigure() {
@@ -116,6 +206,7 @@ async function submit(event) {
     toast(`Training job ${started.job_id} started`);
   } catch (error) {
     if (error instanceof ApiError) {
+      if (state.trainer_type === "generic" && error.field === "dataset") error.field = "chat_source";
       const input = error.field && form.querySelector(`[name="${error.field.split(".").pop()}"]`);
       input?.closest("details")?.setAttribute("open", "");
       showError(form, error);
@@ -146,15 +237,15 @@ async function start() {
   form.dataset.replaceChildren(...(datasets.length ? datasets.map((d) =>
     el("option", { value: d.name }, `${d.name} (${Object.entries(d.splits).map(([s, n]) => `${s} ${n}`).join(", ")})`))
     : [el("option", { value: "" }, "no datasets yet: generate one first")]));
-  form.model.replaceChildren(...models.presets.map((m) => el("option", { value: m.name },
-    m.randomly_initialized ? `${m.name} (randomly initialized demo model)` : m.name)));
+  modelPresets = models.presets;
+  showModels();
   const describeModel = () => {
     const chosen = models.presets.find((m) => m.name === form.model.value);
     document.getElementById("t-model-hint").textContent = chosen?.description ?? "";
   };
   form.model.addEventListener("change", describeModel);
   describeModel();
-  const trainerButtons = cardGroup("trainers", TRAINERS, "trainer", (t) => { state.trainer_type = t.name; });
+  const trainerButtons = cardGroup("trainers", TRAINERS, "trainer", chooseTrainer);
   trainerButtons[0].setAttribute("aria-pressed", "true");
   cardGroup("training-presets", Object.keys(presets).map((name) => ({ name, title: name.replaceAll("_", " "),
     text: PRESET_TEXT[name] ?? "" })), "preset", (preset) => {
@@ -163,6 +254,9 @@ async function start() {
   });
   document.getElementById("auto-configure").addEventListener("click", () => autoConfigure().catch(
     (error) => toast(error.message, "error")));
+  document.getElementById("validate-chat").addEventListener("click", validateChat);
+  document.getElementById("preview-chat").addEventListener("click", previewChat);
+  document.getElementById("t-chat_upload").addEventListener("change", uploadChat);
   document.getElementById("refresh-checkpoints").addEventListener("click", () => loadCheckpoints());
   form.addEventListener("input", updateCommands);
   form.addEventListener("change", updateCommands);
