@@ -212,6 +212,47 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator("#custom-job img")).to_be_visible()
 
 
+CHAT_LINES = [
+    {"messages": [{"role": "developer", "content": "Answer briefly."},
+                  {"role": "user", "content": "Capital of France?"},
+                  {"role": "assistant", "content": "Paris.", "reasoning": "Easy."}]},
+    {"messages": [{"role": "user", "content": "Hi"}]},  # no assistant turn
+]
+
+
+def test_generic_trainer_validates_chat_and_previews_labels(server, page):
+    base, root = server
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    (root / "uploads" / "chat.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in CHAT_LINES) + "not json\n")
+    before = api_get(base, "/api/jobs?kind=train")["total"]
+    page.goto(base + "/train")
+    page.locator('[data-trainer="generic"]').click()
+    playwright_api.expect(page.locator("#t-model")).to_contain_text("tiny-chat-lm")
+    playwright_api.expect(page.locator("#moe-section")).to_be_hidden()
+    page.get_by_label("Chat file").fill("uploads/chat.jsonl")
+    page.get_by_role("button", name="Validate").click()
+    playwright_api.expect(page.locator("#chat-verdict")).to_contain_text(  # builds tiny-chat-lm
+        "2 problems on 2 lines", timeout=120 * SECONDS)
+    problems = page.locator("#chat-problems")
+    playwright_api.expect(problems).to_contain_text("line 2 · messages")
+    playwright_api.expect(problems).to_contain_text("no_assistant")
+    playwright_api.expect(problems).to_contain_text("line 3 · $")
+    page.get_by_role("button", name="Preview labels").click()
+    marked = page.locator("#chat-preview mark")
+    playwright_api.expect(marked.first).to_be_visible(timeout=30 * SECONDS)
+    trained = "".join(marked.all_inner_texts())
+    assert "Paris." in trained and "Easy." in trained
+    assert "Capital of France?" not in trained and "Answer briefly." not in trained
+    tour(page, "chat")
+    # A file with errors is refused by the API; its message lands next to the chat file.
+    page.get_by_label("max steps").fill("2")
+    page.get_by_role("button", name="Start training").click()
+    playwright_api.expect(page.locator("#t-chat_source-error")).to_contain_text(
+        "skip_invalid_lines")
+    assert api_get(base, "/api/jobs?kind=train")["total"] == before
+
+
 def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):
     config = ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN)
     with running(config) as (app, base):

@@ -44,6 +44,22 @@ def lora_recommended():
     return jsonify(recommend_lora(samples))
 
 
+def _check_chat_file(path, field: str, value: str, skip_invalid: bool) -> None:
+    """Refuse a chat file with errors now, not an hour into the job (structure only)."""
+    from deepsynth.chat.data import read_lines
+    from deepsynth.chat.validate import validate_chat
+
+    if not path.is_file():
+        raise NotFound(f"no chat file {value!r} under the data root")
+    report = validate_chat(read_lines(path))
+    if report.error_count and not skip_invalid:
+        first = report.errors[0]
+        raise ConfigError(field, f"{value} has {report.error_count} problems on "
+                          f"{len(report.invalid_lines)} lines (first: {first}); see "
+                          f"POST /api/chat/validate, or set skip_invalid_lines",
+                          "a valid chat JSONL file")
+
+
 def _check_training_data(root, data: dict) -> None:
     """The dataset (and eval_dataset) exist: a generated dataset by name, a chat file under
     the data root (trainer_type generic), or a Hub dataset (downloaded by the job)."""
@@ -53,8 +69,8 @@ def _check_training_data(root, data: dict) -> None:
         if (field == "eval_dataset" and value is None) or hub_dataset_id(value) is not None:
             continue
         if generic:
-            if not data_root_path(root, value, field).is_file():
-                raise NotFound(f"no chat file {value!r} under the data root")
+            _check_chat_file(data_root_path(root, value, field), field, value,
+                             bool(data.get("skip_invalid_lines")))
         elif field == "eval_dataset":
             raise ConfigError(field, "is for trainer_type generic", "null")
         elif not (datasets_dir(root) / check_name(field, value) /
