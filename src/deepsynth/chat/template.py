@@ -141,6 +141,13 @@ class ChatEncoder:
             raise DeepSynthError(f"the model's chat template failed: {type(exc).__name__}: "
                                  f"{exc}; use chat_template builtin") from None
 
+    def _opening(self, tools) -> str:
+        """What the template puts before a first assistant turn (tools, the turn header):
+        the text before a sentinel rendered as that turn's content."""
+        sentinel = "\u2063DEEPSYNTH-OPENING\u2063"
+        probe = self._apply([{"role": "assistant", "content": sentinel}], tools, False)
+        return probe[:probe.find(sentinel)] if sentinel in probe else ""
+
     def _render_with_model(self, conversation: dict) -> tuple[str, list[tuple[int, int]]]:
         messages = self._model_messages(conversation["messages"])
         tools = conversation.get("tools") or None
@@ -149,7 +156,7 @@ class ChatEncoder:
         for i, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
-            before = self._apply(messages[:i], tools, True) if i else ""
+            before = self._apply(messages[:i], tools, True) if i else self._opening(tools)
             through = self._apply(messages[:i + 1], tools, False)
             if not (through.startswith(before) and full.startswith(through)):
                 raise DeepSynthError(

@@ -307,11 +307,12 @@ def train_command(config: TrainingConfig) -> str:
     import shlex
 
     baseline = training_config({"dataset": config.dataset, "out": config.out,
-                                "trainer_type": config.trainer_type, "peft": config.peft})
+                                "trainer_type": config.trainer_type, "peft": config.peft,
+                                "preset": config.preset})
     words = ["deepsynth", "train"]
     for f in dataclasses.fields(TrainingConfig):
         value = getattr(config, f.name)
-        always = f.name in ("dataset", "out", "trainer_type", "peft")
+        always = f.name in ("dataset", "out", "trainer_type", "peft", "preset")
         if value is None or f.metadata.get("secret") or (
                 not always and value == getattr(baseline, f.name)):
             continue
