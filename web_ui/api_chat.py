@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 
 from deepsynth.config import from_dict
 from deepsynth.config.chat import ChatInspectConfig
-from deepsynth.jobs.kinds import data_root_path
+from deepsynth.jobs.kinds import data_root_path, model_spec
 from web_ui.errors import NotFound
 from web_ui.requests_json import body
 
@@ -21,7 +21,8 @@ def _inspect_request():
     path = data_root_path(root, request.source, "source")
     if not path.is_file():
         raise NotFound(f"no file {request.source!r} under the data root")
-    encoder = chat_encoder(request.model, root, request.chat_template, request.chat_reasoning,
+    encoder = chat_encoder(model_spec(root, request.model, generic=True), root,
+                           request.chat_template, request.chat_reasoning,
                            request.chat_train_on, request.max_length)
     return request, path, encoder
 

@@ -11,12 +11,13 @@ from flask import Blueprint, current_app, jsonify
 from deepsynth.data.catalog import list_datasets, summarize
 from deepsynth.data.presets import PRESETS
 from deepsynth.errors import ConfigError, DeepSynthError
-from deepsynth.jobs.kinds import check_name, generation_config
+from deepsynth.data.sources import SourceError, open_source
+from deepsynth.jobs.kinds import check_name, data_root_path, generation_config
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.paths import datasets_dir
 from web_ui.api_jobs import job_view, manager
 from web_ui.errors import NotFound
-from web_ui.requests_json import body, page
+from web_ui.requests_json import body, optional_string, page
 
 blueprint = Blueprint("datasets", __name__)
 _SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
@@ -27,18 +28,31 @@ def resolve_source(root: Path, source: str) -> str:
     if not isinstance(source, str) or not source:
         raise ConfigError("source", "is required", "a path under the data root, builtin:, "
                           "hf: or preset:")
+    if source.startswith(("preset:", "builtin:")):
+        try:
+            open_source(source)  # names the known presets and built-in corpora
+        except SourceError as exc:
+            raise ConfigError("source", str(exc), "preset:NAME, builtin:NAME") from None
+        return source
     if source.startswith(_SCHEMES):
         return source
-    candidate = (root / source).resolve()
-    if Path(source).is_absolute() or not candidate.is_relative_to(root.resolve()):
-        raise ConfigError("source", "must be a path inside the data root (for example "
-                          "uploads/my.jsonl)", "a relative path under the data root")
+    candidate = data_root_path(root, source, "source")
+    if not candidate.exists():
+        raise ConfigError("source", f"no file or folder {source!r} under the data root "
+                          f"(upload it with POST /api/uploads)", "an existing path")
     return str(candidate)
 
 
 def _submit(name: str, options: dict, token: str | None):
     root = current_app.config["DATA_ROOT"]
+    for field in ("out", "render"):  # chosen by the server / given flat
+        if field in options:
+            raise ConfigError(field, "is not a known field" + (
+                " (the output is datasets/NAME: give name)" if field == "out" else
+                " (render options are given flat: font_size, page_size...)"), "name")
     options = {**options, "source": resolve_source(root, options.get("source", ""))}
+    if options.get("tokenizer") is not None:  # a server file: only under the data root
+        options["tokenizer"] = str(data_root_path(root, options["tokenizer"], "tokenizer"))
     generation_config(root, name, options)  # validate now: a bad field is a 400, not a job
     secrets = {"hf_token": token} if token else None
     record = manager().submit("generate", {"name": name, "options": options}, name=name,
@@ -61,11 +75,15 @@ def presets():
 def benchmark_create():
     data = body()
     preset = data.pop("preset", None)
-    if preset not in PRESETS:
+    if "source" in data:
+        raise ConfigError("source", "is the preset's; use POST /api/dataset/generate for "
+                          "another source", "preset")
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}",
                           ", ".join(PRESETS))
     name = check_name("name", data.pop("name", None) or _unique_name(preset))
-    token = data.pop("hf_token", None)
+    token = optional_string(data, "hf_token")
+    data.pop("hf_token", None)
     return _submit(name, {**data, "source": f"preset:{preset}"}, token)
 
 
@@ -75,7 +93,8 @@ def dataset_generate():
     if "name" not in data:
         raise ConfigError("name", "is required", "a folder name")
     name = check_name("name", data.pop("name"))
-    token = data.pop("hf_token", None)
+    token = optional_string(data, "hf_token")
+    data.pop("hf_token", None)
     return _submit(name, data, token)
 
 

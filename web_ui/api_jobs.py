@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, current_app, jsonify, request
 
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.state import STATUSES, JobRecord
 from deepsynth.paths import models_dir
 from web_ui.errors import NotFound
@@ -30,7 +30,7 @@ def manager():
 def find(job_id: str) -> JobRecord:
     try:
         return manager().store.load(job_id)
-    except KeyError:
+    except (KeyError, DeepSynthError):  # unknown, or not a job id at all ("..")
         raise NotFound(f"no job {job_id!r}") from None
 
 

@@ -21,7 +21,7 @@ from deepsynth.paths import datasets_dir, models_dir
 from deepsynth.training.checkpoint import list_checkpoints
 from web_ui.api_jobs import find, job_view, manager
 from web_ui.errors import NotFound
-from web_ui.requests_json import body
+from web_ui.requests_json import body, flag, only, optional_string
 
 blueprint = Blueprint("models", __name__)
 SUMMARIZE_TIMEOUT_SECONDS = 120
@@ -56,6 +56,8 @@ def checkpoints():
         raise ConfigError("job_id", "give exactly one of job_id and model",
                           "a training job id, or model=NAME")
     name = check_name("model", model) if model else find(job_id).name or "-"
+    if model:
+        _model_folder(model)  # 404 for a model that does not exist
     found = []
     for path in list_checkpoints(models_dir(current_app.config["DATA_ROOT"]) / name):
         state = json.loads((path / "trainer_state.json").read_text())
@@ -66,17 +68,15 @@ def checkpoints():
 
 @blueprint.post("/api/evaluate")
 def evaluate():
-    data = body()
-    unknown = set(data) - {"model", "dataset", "split", "max_samples"}
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "is not a known field",
-                          "model, dataset, split, max_samples")
+    data = only(body(), ("model", "dataset", "split", "max_samples"))
     _model_folder(data.get("model", ""))
+    optional_string(data, "split")
     dataset = check_name("dataset", data.get("dataset", ""))
     if not (datasets_dir(current_app.config["DATA_ROOT"]) / dataset).is_dir():
         raise NotFound(f"no dataset {dataset!r}")
     samples = data.get("max_samples")
-    if samples is not None and (not isinstance(samples, int) or samples < 1):
+    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool)
+                                or samples < 1):
         raise ConfigError("max_samples", "must be a positive integer", "1 or more")
     record = manager().submit("evaluate", {"name": f"eval-{data['model']}", "options": data},
                               name=f"eval-{data['model']}")
@@ -88,7 +88,7 @@ def evaluate():
 def summarize_endpoint():
     from deepsynth.evaluation.summarize import summarize
 
-    data = body()
+    data = only(body(), ("model", "text", "image"))
     model = _model_folder(data.get("model", "")) / "final"
     text, image = data.get("text"), data.get("image")
     if bool(text) == bool(image):
@@ -106,6 +106,8 @@ def summarize_endpoint():
                               "base64 PNG") from None
         if len(raw) > MAX_IMAGE_BYTES:
             raise ConfigError("image", "is too large", f"at most {MAX_IMAGE_BYTES} bytes")
+        if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise ConfigError("image", "must be a PNG image", "base64 PNG")
         page = Path(tempfile.mkdtemp()) / "page.png"
         page.write_bytes(raw)
         images = [str(page)]
@@ -147,15 +149,14 @@ def job_samples(job_id: str):
 
 
 def _push_request(kind: str, name: str):
-    data = body()
-    unknown = set(data) - {"repo_id", "public", "hf_token", "merge"}
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "is not a known field",
-                          "repo_id, public, hf_token, merge")
+    data = only(body(), ("repo_id", "public", "hf_token", "merge"))
     repo = data.get("repo_id")
     if hub_repo_id(repo):
         raise ConfigError("repo_id", f"must be ORG/NAME; got {repo!r}", "ORG/NAME")
-    token = data.pop("hf_token", None)
+    flag(data, "public", False)  # a string "false" must not create a public repository
+    flag(data, "merge", True)
+    token = optional_string(data, "hf_token")
+    data.pop("hf_token", None)
     record = manager().submit(kind, {"name": name, "options": data}, name=name,
                               secrets={"hf_token": token} if token else None)
     return jsonify(job_id=record.job_id, kind=kind, status=record.status,

@@ -14,14 +14,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.data.manifest import Manifest
-from deepsynth.data.sources import FORMATS, open_source
+from deepsynth.data.sources import FORMATS, SourceError, open_source
 from deepsynth.errors import ConfigError
-from deepsynth.jobs.kinds import check_name
+from deepsynth.jobs.kinds import check_name, data_root_path
 from deepsynth.paths import datasets_dir
 from deepsynth.render.renderer import build_renderer
 from web_ui.api_datasets import resolve_source
 from web_ui.errors import NotFound
-from web_ui.requests_json import body, int_arg
+from web_ui.requests_json import body, int_arg, only
 
 blueprint = Blueprint("previews", __name__)
 PREVIEW_ROWS = 5
@@ -33,6 +33,9 @@ _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 def render_preview():
     data = body()
     text = data.pop("text", None)
+    if data.get("tokenizer") is not None:  # a server file: only under the data root
+        data["tokenizer"] = str(data_root_path(current_app.config["DATA_ROOT"],
+                                               data["tokenizer"], "tokenizer"))
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("text", "is required (a non-empty string)", "text")
     if len(text) > MAX_PREVIEW_CHARS:
@@ -45,17 +48,34 @@ def render_preview():
 
 @blueprint.post("/api/sources/preview")
 def source_preview():
-    data = body()
+    data = only(body(), ("source",))
     root = current_app.config["DATA_ROOT"]
-    source = open_source(resolve_source(root, data.get("source", "")))
-    splits = source.splits()
-    rows = []
-    for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):
-        rows.append(raw.fields if raw.fields is not None else {"error": raw.error})
+    try:
+        source = open_source(resolve_source(root, data.get("source", "")))
+        splits = source.splits()
+        rows = []
+        for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):
+            rows.append({k: _shown(v) for k, v in raw.fields.items()}
+                        if raw.fields is not None else {"error": raw.error})
+    except SourceError as exc:
+        raise ConfigError("source", str(exc), "a readable corpus") from None
     columns = sorted({k for row in rows for k in row if k != "error"})
     return jsonify(splits=splits, columns=columns, rows=rows,
                    fields={"text": source.fields.text, "summary": source.fields.summary,
                            "id": source.fields.id})
+
+
+def _shown(value):
+    """A cell of a previewed row as JSON can carry it (bytes, such as page images, by size)."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 @blueprint.post("/api/uploads")
@@ -84,15 +104,20 @@ def _dataset(name: str) -> tuple[Path, Manifest]:
     return folder, manifest
 
 
-def _row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
+def _check_split(manifest: Manifest, split: str) -> None:
     if split not in manifest.splits:
-        raise ConfigError("split", f"must be one of {', '.join(manifest.splits)}",
-                          ", ".join(manifest.splits))
+        raise ConfigError("split", f"must be one of {', '.join(manifest.splits)}; got "
+                          f"{split!r}", ", ".join(manifest.splits))
+
+
+def _row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
+    _check_split(manifest, split)
+    position = index
     for shard in manifest.splits[split].shards:
-        if index < shard["rows"]:
+        if position < shard["rows"]:
             table = pq.read_table(folder / shard["file"])
-            return table.slice(index, 1).to_pylist()[0]
-        index -= shard["rows"]
+            return table.slice(position, 1).to_pylist()[0]
+        position -= shard["rows"]
     raise NotFound(f"split {split!r} has no row {index}")
 
 
@@ -100,6 +125,7 @@ def _row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
 def samples(name: str):
     folder, manifest = _dataset(name)
     split = request.args.get("split") or next(iter(manifest.splits))
+    _check_split(manifest, split)
     offset, limit = int_arg("offset", 0), int_arg("limit", 10, 1, 100)
     total = manifest.splits[split].rows if split in manifest.splits else 0
     rows = []

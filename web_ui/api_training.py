@@ -11,14 +11,14 @@ from flask import Blueprint, current_app, jsonify
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.errors import ConfigError
 from deepsynth.config.spec import hub_dataset_id
-from deepsynth.jobs.kinds import check_name, checkpoint_folder, data_root_path
+from deepsynth.jobs.kinds import check_name, checkpoint_folder, data_root_path, model_spec
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.paths import datasets_dir, models_dir
 from deepsynth.training.recommend import recommend_lora
 from web_ui.api_jobs import job_view, manager
 from web_ui.errors import NotFound
-from web_ui.requests_json import body, page
+from web_ui.requests_json import body, only, optional_string, page
 
 blueprint = Blueprint("training", __name__)
 
@@ -37,7 +37,7 @@ def lora_presets():
 
 @blueprint.post("/api/lora/presets/recommended")
 def lora_recommended():
-    samples = body().get("num_samples")
+    samples = only(body(), ("num_samples",)).get("num_samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ConfigError("num_samples", f"must be a positive integer; got {samples!r}",
                           "1 or more")
@@ -86,11 +86,17 @@ def train_model():
     name = check_name("name", data.pop("name", None) or
                       f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
     dataset = data.get("dataset")
+    if "out" in data:
+        raise ConfigError("out", "is chosen by the server (models/NAME): give name instead",
+                          "name")
     _check_training_data(root, data)
+    if data.get("model") is not None:
+        model_spec(root, data["model"], data.get("trainer_type") == "generic")
     if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
         raise ConfigError("trust_remote_code", "is not allowed by this server's "
                           "configuration", "false")
-    token = data.pop("hf_token", None)
+    token = optional_string(data, "hf_token")
+    data.pop("hf_token", None)
     training_config({**data, "dataset": str(datasets_dir(root) / "-"),
                      "out": str(models_dir(root) / name)})  # a bad field is a 400 now
     if data.get("resume_from_checkpoint") is not None:

@@ -20,6 +20,9 @@ from web_ui import (
 def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask:
     """The app for one service; ``manager`` defaults to one over the config's data root."""
     app = Flask("web_ui", static_folder=None)
+    # "/api/datasets//x" must be a 404, not a redirect to "/api/datasets/x": a client
+    # following it would act on another name (DELETE /api/datasets/%2Fx).
+    app.url_map.merge_slashes = False
     root = Path(config.data_root) if config.data_root else data_root()
     if manager is None:
         manager = JobManager(JobStore(root / "jobs"), job_functions(root), role=config.role,

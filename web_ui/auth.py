@@ -29,8 +29,8 @@ def register(app: Flask, token: str | None) -> None:
     @app.post("/api/login")
     def login():
         """Trade the API token for a browser session cookie."""
-        data = request.get_json(silent=True) or {}
-        given = str(data.get("token", "")).encode()
+        data = request.get_json(silent=True)
+        given = str(data.get("token", "") if isinstance(data, dict) else "").encode()
         if not hmac.compare_digest(given, token.encode()):
             return jsonify(error="wrong token", field="token", allowed=None), 401
         session = secrets.token_urlsafe(32)

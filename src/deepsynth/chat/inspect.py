@@ -8,7 +8,7 @@ from pathlib import Path
 from deepsynth.chat.data import read_lines
 from deepsynth.chat.template import ChatEncoder, label_preview
 from deepsynth.chat.validate import ChatReport, parse_line, validate_chat
-from deepsynth.errors import DeepSynthError
+from deepsynth.errors import ConfigError, DeepSynthError
 
 
 def chat_encoder(model: str, root: Path | None = None, template: str = "auto",
@@ -43,4 +43,4 @@ def preview_line(path: Path, line: int, encoder: ChatEncoder) -> dict:
                         "errors": [p.__dict__ for p in problems]}
             return {"line": line, "ok": True, **label_preview(encoder, data),
                     "warnings": [p.__dict__ for p in warnings]}
-    raise DeepSynthError(f"{path} has no line {line}")
+    raise ConfigError("line", f"the file has no line {line}", "a line number of the file")

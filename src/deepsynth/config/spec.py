@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -23,12 +24,13 @@ from typing import Any, TypeVar
 from deepsynth.errors import ConfigError
 
 T = TypeVar("T")
-_HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def hub_repo_id(value: str) -> str | None:
     """The ``check`` of fields naming a Hub repository: ORG/NAME, nothing else."""
-    return None if isinstance(value, str) and _HUB_REPO_ID.match(value) else "must be ORG/NAME"
+    ok = isinstance(value, str) and _HUB_REPO_ID.match(value) and ".." not in value
+    return None if ok else "must be ORG/NAME"
 
 
 def hub_dataset_id(value: str) -> str | None:
@@ -127,9 +129,12 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if isinstance(value, bool):
             raise ConfigError(name, f"must be a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(name, f"must be a string, got {type(value).__name__}")

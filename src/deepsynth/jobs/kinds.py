@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
 from deepsynth.config.training import train_command, training_config
-from deepsynth.config.spec import hub_dataset_id
+from deepsynth.config.spec import hub_dataset_id, hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.manager import JobContext, JobFunction
 from deepsynth.paths import datasets_dir, models_dir
@@ -104,6 +104,23 @@ def training_dataset(root: Path, value: str, generic: bool, hub: HubFactory,
     return folder
 
 
+def model_spec(root: Path, value, generic: bool) -> str:
+    """A request's ``model`` as ``load_model`` takes it: a preset, a model trained here (by
+    name: its ``final`` folder), or for the chat trainer a Hub id. Never a server path."""
+    from deepsynth.models.registry import MODEL_PRESETS
+
+    if value in MODEL_PRESETS:
+        return value
+    if isinstance(value, str) and generic and not hub_repo_id(value):
+        return value
+    if isinstance(value, str) and _NAME.match(value) and ".." not in value and \
+            (models_dir(root) / value / "final").is_dir():
+        return str(models_dir(root) / value / "final")
+    raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), the name of a "
+                      f"model trained here{', or a Hub id ORG/NAME' if generic else ''}; got "
+                      f"{value!r}", "a preset or a trained model's name")
+
+
 def data_root_path(root: Path, value: str, field: str) -> Path:
     """A file named by a request: relative, inside the data root (no escapes)."""
     candidate = (Path(root) / str(value)).resolve()
@@ -124,6 +141,8 @@ def _train(root: Path, hub: HubFactory) -> JobFunction:
         out = models_dir(root) / check_name("name", config["name"])
         options["out"] = str(out)
         generic = options.get("trainer_type") == "generic"
+        if options.get("model") is not None:
+            options["model"] = model_spec(root, options["model"], generic)
         token = context.secrets.get("hf_token")
         options["dataset"] = str(training_dataset(root, options["dataset"], generic, hub,
                                                   token, context.log))

@@ -86,9 +86,7 @@ class JobManager:
         if kind not in self.kinds:
             raise RoleError(f"this {self.role} service does not run {kind} jobs")
         with self._lock:
-            if name and any(r.name == name and r.kind == kind and (
-                    r.status in RUNNING_LIKE + ("queued",)) for r in self.store.all()):
-                raise JobConflict(f"another {kind} job is already writing {name!r}")
+            self._check_writer(kind, name)
             record = JobRecord(new_job_id(kind), kind, name=name, config=config,
                                owner=self.owner)
             self.store.save(record)
@@ -96,6 +94,16 @@ class JobManager:
                 self._secrets[record.job_id] = dict(secrets)
             self._schedule()
             return self.store.load(record.job_id)
+
+    def _check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
+        """One job writes a given output: a queued, running, paused or interrupted job of
+        the same kind keeps its name (it will write there when it goes on)."""
+        holding = RUNNING_LIKE + ("queued", "paused", "interrupted")
+        for other in self.store.all():
+            if name and other.job_id != but and other.name == name and other.kind == kind \
+                    and other.status in holding:
+                raise JobConflict(f"{kind} job {other.job_id} ({other.status}) already writes "
+                                  f"{name!r}; cancel it, or resume it instead")
 
     def _schedule(self) -> None:
         with self._lock:
@@ -109,6 +117,8 @@ class JobManager:
             for record in records:  # oldest first: submission order
                 if record.status != "queued" or record.kind not in self.kinds:
                     continue
+                if record.job_id in self._threads:  # its last run is still winding down
+                    continue
                 slot = SLOTS[record.kind]
                 if busy[slot] >= self.capacity[slot]:
                     continue
@@ -118,15 +128,17 @@ class JobManager:
     def _start(self, record: JobRecord) -> None:
         stop = threading.Event()
         self._stops[record.job_id] = stop
+        resume = record.job_id in self._resuming
+        self._resuming.discard(record.job_id)
         self.store.update(record.job_id, status="running", started_at=time.time(),
                           heartbeat_at=time.time(), error=None,
                           owner=self.owner)
-        thread = threading.Thread(target=self._run, args=(record, stop), daemon=True,
+        thread = threading.Thread(target=self._run, args=(record, stop, resume), daemon=True,
                                   name=f"job-{record.job_id}")
         self._threads[record.job_id] = thread
         thread.start()
 
-    def _context(self, record: JobRecord, stop: threading.Event) -> JobContext:
+    def _context(self, record: JobRecord, stop: threading.Event, resume: bool) -> JobContext:
         folder = self.store.folder(record.job_id)
         log_path = self.store.log_path(record.job_id)
 
@@ -148,11 +160,10 @@ class JobManager:
                 heartbeat_at=time.time())
 
         return JobContext(record.job_id, folder, progress, stop.is_set, write_log,
-                          self._secrets.get(record.job_id, {}),
-                          resume=record.job_id in self._resuming)
+                          self._secrets.get(record.job_id, {}), resume=resume)
 
-    def _run(self, record: JobRecord, stop: threading.Event) -> None:
-        context = self._context(record, stop)
+    def _run(self, record: JobRecord, stop: threading.Event, resume: bool) -> None:
+        context = self._context(record, stop, resume)
         try:
             context.log(f"started {record.kind} job")
             result = self.functions[record.kind](record.config, context)
@@ -164,10 +175,9 @@ class JobManager:
             context.log("failed with an unexpected error:\n" + traceback.format_exc())
             self._finish(record.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
+            with self._lock:  # a resume meanwhile waits in the queue until this is gone
                 self._threads.pop(record.job_id, None)
                 self._stops.pop(record.job_id, None)
-                self._resuming.discard(record.job_id)
             self._schedule()
 
     def _finish(self, job_id: str, outcome: str, **changes) -> None:
@@ -201,7 +211,8 @@ class JobManager:
 
     def resume(self, job_id: str) -> JobRecord:
         with self._lock:
-            self._own(job_id)
+            record = self._own(job_id)
+            self._check_writer(record.kind, record.name, but=job_id)
             record = self.store.update(job_id, status="queued", error=None)
             self._resuming.add(job_id)
             self._schedule()
@@ -222,7 +233,9 @@ class JobManager:
                      ("dataset", record.name) if record.kind == "push_dataset" else None,
                      ("model", record.name) if record.kind == "push_model" else None}
             touched = writes if writers_only else writes | reads
-            if {("dataset", dataset), ("model", model)} & touched:
+            wanted = {("dataset", dataset) if dataset else None,
+                      ("model", model) if model else None} - {None}
+            if wanted & touched:
                 found.append(record)
         return found
 

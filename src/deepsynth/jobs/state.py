@@ -20,7 +20,7 @@ from deepsynth.errors import DeepSynthError
 FORMAT_VERSION = 1
 ACTIVE = ("running", "pausing")
 TRANSITIONS: dict[str, set[str]] = {
-    "queued": {"running", "cancelled"},
+    "queued": {"running", "paused", "cancelled"},  # paused: held in the queue
     "running": {"pausing", "cancelling", "completed", "failed", "interrupted"},
     "pausing": {"paused", "cancelling", "completed", "failed", "interrupted"},
     "cancelling": {"cancelled", "completed", "failed", "interrupted"},

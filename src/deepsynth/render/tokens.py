@@ -56,7 +56,12 @@ class TokenizerTokens:
         if not file.is_file():
             raise ConfigError("tokenizer", f"must be a tokenizer.json file or a folder holding "
                               f"one; not found: {path}")
-        self._tokenizer = Tokenizer.from_file(str(file))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(file))
+        except Exception as exc:  # the tokenizers library raises its own exception types
+            raise ConfigError("tokenizer", f"{path} is not a readable tokenizer.json "
+                              f"({type(exc).__name__})", "a tokenizer.json file or folder") \
+                from None
         self.name = str(file)
 
     def count(self, text: str) -> int:
