@@ -14,6 +14,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.deepsynth-installed
+if { [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; } && [ -x .venv/bin/deepsynth ] \
+        && .venv/bin/python scripts/pyproject_deps.py --check --extra dev >/dev/null 2>&1; then
+    # pyproject.toml is newer than the stamp (an edit, a checkout) but what it asks for is
+    # installed already: reuse the environment as it is.
+    touch "$stamp"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing DeepSynth and its dependencies into .venv"
     .venv/bin/python -m pip install --quiet --upgrade pip
