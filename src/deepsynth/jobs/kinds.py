@@ -123,9 +123,11 @@ def model_spec(root: Path, value, generic: bool) -> str:
 
 def data_root_path(root: Path, value: str, field: str) -> Path:
     """A file named by a request: relative, inside the data root (no escapes)."""
-    candidate = (Path(root) / str(value)).resolve()
-    if not isinstance(value, str) or not value or Path(value).is_absolute() or \
-            not candidate.is_relative_to(Path(root).resolve()):
+    if not isinstance(value, str) or not value or "\x00" in value or Path(value).is_absolute():
+        raise ConfigError(field, f"must be a path inside the data root (for example "
+                          f"uploads/chat.jsonl); got {value!r}", "a relative path")
+    candidate = (Path(root) / value).resolve()
+    if not candidate.is_relative_to(Path(root).resolve()):
         raise ConfigError(field, f"must be a path inside the data root (for example "
                           f"uploads/chat.jsonl); got {value!r}", "a relative path")
     return candidate

@@ -94,7 +94,7 @@ class JobStore:
         self._parsed: dict[str, tuple[tuple, JobRecord]] = {}
 
     def folder(self, job_id: str) -> Path:
-        if "/" in job_id or job_id.startswith(".") or not job_id:
+        if "/" in job_id or "\x00" in job_id or job_id.startswith(".") or not job_id:
             raise DeepSynthError(f"invalid job id {job_id!r}")
         return self.root / job_id
 
