@@ -229,3 +229,24 @@ def test_training_job_pauses_with_a_checkpoint_and_resumes(root, tmp_path):
                     and jobs.store.load(record.job_id), timeout=300)
     assert done.result["step"] == 30
     assert "resumed from" in (root / "jobs" / record.job_id / "job.log").read_text()
+
+
+def test_history_reader_reads_appended_lines_once_and_rereads_a_rewritten_file(tmp_path):
+    from deepsynth.atomic_files import write_bytes_atomic
+    from deepsynth.training.metrics import HistoryReader
+
+    path = tmp_path / "metrics_history.jsonl"
+    reader = HistoryReader()
+    assert reader.lines(path) == []
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    assert [step for step, _ in reader.lines(path)] == [1, 2]
+    with open(path, "a") as handle:  # a line still being written is not served yet
+        handle.write('{"step": 3, "lo')
+    assert [step for step, _ in reader.lines(path)] == [1, 2]
+    with open(path, "a") as handle:
+        handle.write('ss": 1.0}\n')
+    lines = reader.lines(path)
+    assert [step for step, _ in lines] == [1, 2, 3]
+    assert json.loads(lines[-1][1]) == {"step": 3, "loss": 1.0}
+    write_bytes_atomic(path, b'{"step": 1, "loss": 2.0}\n')  # a resume rewrites the file
+    assert [step for step, _ in reader.lines(path)] == [1]

@@ -15,6 +15,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from deepsynth.paths import models_dir
+from deepsynth.training.metrics import HISTORY_NAME
 from web_ui.api_jobs import find, job_view
 
 blueprint = Blueprint("events", __name__)
@@ -27,21 +28,15 @@ def stream_slots(threads: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(max(1, threads // 4))
 
 
-def _metric_lines(path, start: int) -> list[str]:
-    if not path.exists():
-        return []
-    return path.read_text(encoding="utf-8").splitlines()[start:]
-
-
-def _events(job_id: str, store, history_path, metrics_from: int, slots, seconds: float):
+def _events(job_id: str, store, history, metrics_from: int, slots, seconds: float):
     try:
         yield "retry: 1000\n\n"
         sent_update, sent_lines = None, metrics_from
         deadline = time.monotonic() + seconds
         while True:
             record = store.load(job_id)
-            if history_path is not None:
-                for line in _metric_lines(history_path, sent_lines):
+            if history is not None:
+                for _, line in history()[sent_lines:]:
                     sent_lines += 1
                     yield f"id: m{sent_lines}\nevent: metrics\ndata: {line}\n\n"
             if record.updated_at != sent_update:
@@ -65,8 +60,11 @@ def events(job_id: str):
     metrics_from = int(last[1:]) if last.startswith("m") and last[1:].isdigit() else 0
     history = None
     if record.kind == "train" and record.name:
-        history = models_dir(current_app.config["DATA_ROOT"]) / record.name / \
-            "metrics_history.jsonl"
+        path = models_dir(current_app.config["DATA_ROOT"]) / record.name / HISTORY_NAME
+        reader = current_app.config["HISTORY_READER"]
+
+        def history():
+            return reader.lines(path)
     stream = _events(job_id, current_app.config["JOBS"].store, history, metrics_from, slots,
                      current_app.config.get("EVENT_STREAM_SECONDS", STREAM_SECONDS))
     return Response(stream, mimetype="text/event-stream",

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.jobs.state import STATUSES, JobRecord
 from deepsynth.paths import models_dir
+from deepsynth.training.metrics import HISTORY_NAME, SUMMARY_NAME
 from web_ui.errors import NotFound
 from web_ui.requests_json import int_arg, page
 
@@ -79,15 +80,21 @@ def delete_job(job_id: str):
 
 @blueprint.get("/api/metrics/<job_id>")
 def metrics(job_id: str):
+    """A training job's summary and history (steps after ``since``)."""
     record = find(job_id)
     if record.kind != "train":
         raise NotFound(f"job {job_id} is a {record.kind} job; metrics are for training jobs")
     folder = models_dir(current_app.config["DATA_ROOT"]) / (record.name or "")
     since = int_arg("since", 0, 0, 10**9)
-    summary_path, history_path = folder / "metrics.json", folder / "metrics_history.jsonl"
+    summary_path = folder / SUMMARY_NAME
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    history = []
-    if history_path.exists():
-        history = [json.loads(line) for line in history_path.read_text().splitlines() if line]
-    return jsonify(job_id=job_id, summary=summary,
-                   history=[h for h in history if h.get("step", 0) > since])
+    rows = [line for step, line in history_lines(folder / HISTORY_NAME) if step > since]
+    # Polled every second by monitors: the history's lines are joined, never re-serialized.
+    body = (f'{{"job_id": {json.dumps(job_id)}, "summary": {json.dumps(summary)}, '
+            f'"history": [{",".join(rows)}]}}')
+    return current_app.response_class(body, mimetype="application/json")
+
+
+def history_lines(path) -> list[tuple[int, str]]:
+    """(step, JSON line) of a metrics history, read incrementally by the app's reader."""
+    return current_app.config["HISTORY_READER"].lines(path)

@@ -11,6 +11,7 @@ from deepsynth.jobs.kinds import job_functions
 from deepsynth.jobs.manager import JobManager
 from deepsynth.jobs.state import JobStore
 from deepsynth.paths import data_root
+from deepsynth.training.metrics import HistoryReader
 from web_ui import (
     api_chat, api_datasets, api_events, api_health, api_jobs, api_models, api_previews,
     api_training, auth, errors, openapi, pages,
@@ -29,6 +30,7 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
                              generate_capacity=config.generate_capacity,
                              accelerator_capacity=config.accelerator_capacity)
     app.config.update(DEEPSYNTH=config, DATA_ROOT=root, JOBS=manager,
+                      HISTORY_READER=HistoryReader(),
                       MAX_CONTENT_LENGTH=config.max_upload_mb * 2**20,
                       EVENT_SLOTS=api_events.stream_slots(config.threads))
     errors.register(app)
