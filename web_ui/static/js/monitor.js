@@ -148,6 +148,7 @@ class TrainingWatch extends JobWatch {
     this.source?.close();
     this.rows = [];
     this.lastStep = 0;
+    this.summary.replaceChildren();  // a paused run's summary is stale once it runs again
     this.source = new EventSource(`/api/jobs/${this.job.job_id}/events`);
     this.source.addEventListener("metrics", (event) => this.add([JSON.parse(event.data)]));
     this.source.addEventListener("job", (event) => {
