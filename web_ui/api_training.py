@@ -46,12 +46,11 @@ def lora_recommended():
 
 def _check_chat_file(path, field: str, value: str, skip_invalid: bool) -> None:
     """Refuse a chat file with errors now, not an hour into the job (structure only)."""
-    from deepsynth.chat.data import read_lines
-    from deepsynth.chat.validate import validate_chat
+    from deepsynth.chat.inspect import validate_file
 
     if not path.is_file():
         raise NotFound(f"no chat file {value!r} under the data root")
-    report = validate_chat(read_lines(path))
+    report = validate_file(path)
     if report.error_count and not skip_invalid:
         first = report.errors[0]
         raise ConfigError(field, f"{value} has {report.error_count} problems on "
