@@ -18,6 +18,10 @@ class ConfigError(DeepSynthError, ValueError):
         super().__init__(f"{field} {message}")
 
 
+class NotFound(DeepSynthError):
+    """Something a request or command names does not exist (HTTP 404)."""
+
+
 class SourceError(DeepSynthError):
     """A corpus could not be read: a missing file, a bad line, a missing column."""
 

@@ -29,6 +29,11 @@ _PACKAGES = ("deepsynth", "pillow", "numpy", "isal", "fonttools", "pyarrow", "da
              "huggingface_hub", "tokenizers")
 
 
+def is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset made by DeepSynth (it has a manifest)."""
+    return (Path(folder) / MANIFEST_NAME).is_file()
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _PACKAGES:
