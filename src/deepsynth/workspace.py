@@ -137,3 +137,77 @@ class Workspace:
             except ValueError:
                 continue
         return path.name
+
+    # What a training request names.
+    def model_spec(self, value: object, chat: bool) -> str:
+        """A request's ``model`` as ``load_model`` takes it: a preset, a model trained here (by
+        name: its final folder), or for the chat trainer a Hub id. Never a server path."""
+        from deepsynth.config.spec import hub_repo_id
+        from deepsynth.models.registry import MODEL_PRESETS
+
+        if isinstance(value, str) and value in MODEL_PRESETS:
+            return value
+        if isinstance(value, str) and chat and not hub_repo_id(value):
+            return value
+        if isinstance(value, str) and _NAME.match(value) and ".." not in value and \
+                (self.models / value / FINAL_NAME).is_dir():
+            return str(self.models / value / FINAL_NAME)
+        raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), the name of "
+                          f"a model trained here{', or a Hub id ORG/NAME' if chat else ''}; got "
+                          f"{value!r}", "a preset or a trained model's name")
+
+    def checkpoint(self, run_name: str, value: object) -> str:
+        """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest``
+        (the run's newest), ``step-N`` (one of the run's checkpoints) or ``MODEL/step-N``
+        (another run's). Returns the folder to load, or ``latest``."""
+        field = "resume_from_checkpoint"
+        allowed = "latest, step-N or MODEL/step-N"
+        if not isinstance(value, str):
+            raise ConfigError(field, f"must be a string; got {value!r}", allowed)
+        run, _, step = value.rpartition("/")
+        run = check_name(field, run) if run else run_name
+        if value == "latest":
+            if not self.run_folder(run_name, field).checkpoints():
+                raise ConfigError(field, f"model {run_name!r} has no checkpoint yet",
+                                  "latest (when the run has one), step-N or MODEL/step-N")
+            return "latest"
+        found = {p.name: p for p in self.run_folder(run, field).checkpoints()}
+        if step not in found:
+            raise ConfigError(field, f"no checkpoint {value!r}; {run!r} has "
+                              f"{', '.join(found) or 'none'}", allowed)
+        return str(found[step])
+
+    def training_data(self, value: object, chat: bool, field: str = "dataset") -> str:
+        """What a training request trains on, as the config records it: a generated dataset
+        by name (its folder), a chat file under the data root (the chat trainer), or
+        ``hf:ORG/NAME`` (kept: the job downloads it, see :meth:`download_training_data`)."""
+        from deepsynth.config.spec import hub_dataset_id
+
+        if hub_dataset_id(value) is not None:
+            return value
+        if chat:
+            return str(self.existing_file(value, field))
+        if field != "dataset":
+            raise ConfigError(field, "is for trainer_type generic", "null")
+        return str(self.dataset(value, field))
+
+    def download_training_data(self, value: str, chat: bool, client, log) -> Path:
+        """A Hub dataset ``hf:ORG/NAME`` downloaded under ``cache/hub-datasets`` (only the
+        missing files on a re-run): a DeepSynth dataset's folder, or the chat JSONL in it."""
+        from deepsynth.config.spec import hub_dataset_id
+        from deepsynth.data.manifest import MANIFEST_NAME, is_dataset
+        from deepsynth.errors import DeepSynthError
+
+        repo = hub_dataset_id(value)
+        folder = self.hub_download(repo)
+        log(f"downloading the Hub dataset {repo}")
+        client.download(repo, folder)
+        if chat:
+            from deepsynth.chat.data import chat_file_in
+
+            return chat_file_in(folder)
+        if not is_dataset(folder):
+            raise DeepSynthError(f"the Hub dataset {repo} was not made by DeepSynth (no "
+                                 f"{MANIFEST_NAME}); generate it with deepsynth generate "
+                                 f"--source hf:{repo}")
+        return folder
