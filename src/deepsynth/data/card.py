@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from deepsynth.atomic_files import write_text_atomic
-from deepsynth.data.manifest import COUNT_NAMES, Manifest
+from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
 
@@ -91,7 +91,7 @@ pages, overflow policy `{render['overflow']}`, max pages {render['max_pages'] or
 {_stats_table(manifest)}
 
 Status: {manifest.data['status']}. The full configuration and package versions are in
-`deepsynth-manifest.json`.
+`{MANIFEST_NAME}`.
 """
     matter = yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True)
     return f"---\n{matter}---\n\n{body}"

@@ -6,10 +6,8 @@ Split sizes are the published ones (rows per split); they also give generation i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from deepsynth.data.sources import FieldMapping
+from deepsynth.data.fields import FieldMapping
 
 
 @dataclass(frozen=True)
@@ -28,8 +26,6 @@ class BenchmarkPreset:
 
     @property
     def fields(self) -> FieldMapping:
-        from deepsynth.data.sources import FieldMapping
-
         return FieldMapping(self.text_field, self.summary_field, self.id_field)
 
     def to_dict(self) -> dict:

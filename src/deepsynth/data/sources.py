@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deepsynth.config.dataset import normalize_split
+from deepsynth.data.fields import FieldMapping
 from deepsynth.data.presets import PRESETS, preset_names
 from deepsynth.errors import SourceError
 
@@ -28,16 +29,6 @@ log = logging.getLogger(__name__)
 KNOWN_SPLITS = ("train", "validation", "test", "dev", "val", "valid")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".tsv": "tsv", ".parquet": "parquet"}
-
-
-@dataclass(frozen=True)
-class FieldMapping:
-    text: str | None = None
-    summary: str | None = None
-    id: str | None = None
-
-    def override(self, text: str | None, summary: str | None, id: str | None) -> FieldMapping:
-        return FieldMapping(text or self.text, summary or self.summary, id or self.id)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import unicodedata
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -92,14 +91,6 @@ def font_codepoints(path: str) -> frozenset[int]:
 
 def _needs_no_glyph(char: str) -> bool:
     return char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Mn", "Me")
-
-
-@dataclass(frozen=True)
-class FontChoice:
-    """The font list for one size: index 0 is the primary font, the rest are fallbacks."""
-
-    fonts: tuple[ImageFont.FreeTypeFont, ...]
-    paths: tuple[Path, ...]
 
 
 class FontSet:
