@@ -2,75 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from waitress import create_server
+from support.server import TOKEN, Client, HubDouble, running, wait_job
 
 from deepsynth.config.server import ServerConfig
-from web_ui import create_app
-
-TOKEN = "test-api-token-xyz"
-
-
-class Client:
-    def __init__(self, base: str, token: str | None = None):
-        self.base, self.token = base, token
-
-    def call(self, method: str, path: str, body=None, token: str | None = None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token or self.token:
-            request.add_header("Authorization", f"Bearer {token or self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-
-@contextlib.contextmanager
-def running(config: ServerConfig, manager=None):
-    """A real waitress server on a free port, in a thread; stopped with its jobs after."""
-    app = create_app(config, manager=manager)
-    server = create_server(app, host="127.0.0.1", port=0, threads=config.threads)
-
-    def serve_until_closed():
-        try:
-            server.run()
-        except (OSError, ValueError):  # the test closed the sockets under the running loop
-            pass
-
-    threading.Thread(target=serve_until_closed, daemon=True).start()
-    try:
-        yield app, f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        app.config["JOBS"].shutdown(30)
-        server.close()
 
 
 @pytest.fixture
 def api(tmp_path):
     with running(ServerConfig(data_root=str(tmp_path / "data"), threads=8)) as (app, base):
         yield Client(base), app
-
-
-def wait_job(client: Client, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, job = client.call("GET", f"/api/jobs/{job_id}")
-        assert status == 200
-        if job["status"] in ("completed", "failed", "cancelled", "paused"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_health_and_presets(api):
@@ -134,7 +80,7 @@ def test_benchmark_dataset_then_training_job_through_the_api(api):
 
 def test_bad_requests_are_400s_naming_the_field(api):
     client, app = api
-    (app.config["DATA_ROOT"] / "datasets").mkdir(parents=True)
+    app.config["WORKSPACE"].datasets.mkdir(parents=True)
     status, error = client.call("POST", "/api/benchmark/create", {"preset": "nope"})
     assert status == 400 and error["field"] == "preset" and "scitldr" in error["allowed"]
     status, error = client.call("POST", "/api/dataset/generate", {
@@ -390,44 +336,14 @@ def test_openapi_document_covers_every_route_and_matches_validation(api):
     assert status == 400 and error["field"] == "render.font_size"
 
 
-class HubDouble:
-    """TEST DOUBLE of the Hub client (the Hub is unreachable here): records what it gets and
-    keeps uploaded files in memory, so downloading a repository returns what was uploaded."""
-
-    instances: list = []
-    repositories: dict = {}
-
-    def __init__(self, token, repo_type):
-        self.token, self.repo_type = token, repo_type
-        self.created, self.uploaded = [], []
-        HubDouble.instances.append(self)
-
-    def create_repo(self, repo_id, *, private):
-        self.created.append((repo_id, private))
-
-    def upload_file(self, local_path, path_in_repo, repo_id):
-        self.uploaded.append(path_in_repo)
-        files = HubDouble.repositories.setdefault((self.repo_type, repo_id), {})
-        files[path_in_repo] = Path(local_path).read_bytes()
-
-    def list_files(self, repo_id):
-        return []
-
-    def download(self, repo_id, local_dir):
-        for name, data in HubDouble.repositories[(self.repo_type, repo_id)].items():
-            (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
-            (Path(local_dir) / name).write_bytes(data)
-        return Path(local_dir)
-
-
 def test_push_endpoints_use_the_token_in_memory_only(tmp_path):
     """Uses HubDouble, a test double of the Hub client."""
-    from deepsynth.jobs.kinds import job_functions
+    from deepsynth.jobs.kinds import job_kinds
     from deepsynth.jobs.manager import JobManager
     from deepsynth.jobs.state import JobStore
 
     root = tmp_path / "d"
-    manager = JobManager(JobStore(root / "jobs"), job_functions(root, hub=HubDouble))
+    manager = JobManager(JobStore(root / "jobs"), job_kinds(root, hub=HubDouble))
     secret = "hf_PLANTED_SECRET_TOKEN_987"
     with running(ServerConfig(data_root=str(root)), manager=manager) as (app, base):
         client = Client(base)

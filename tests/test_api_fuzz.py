@@ -22,13 +22,13 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 import hypothesis  # noqa: E402
+from conftest import run_cli  # noqa: E402
 from hypothesis import HealthCheck, Phase  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 from schemathesis.checks import not_a_server_error, response_schema_conformance  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
-from test_api import Client, running  # noqa: E402
+from support.server import Client, running  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
 from deepsynth.config.server import ServerConfig  # noqa: E402
 
 # Per operation and kind of input (valid, invalid, existing resources): about 3,400 requests,

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import articles, write_jsonl
-from test_api import Client, running, wait_job
+from support.server import Client, running, wait_job
 
 from deepsynth.config.server import ServerConfig
 

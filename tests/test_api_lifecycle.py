@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import articles, write_jsonl
-from test_api import Client, HubDouble, running, wait_job
+from support.server import Client, HubDouble, running, wait_job
 
 from deepsynth.config.server import ServerConfig
 
@@ -301,11 +301,11 @@ def test_a_queued_job_holds_only_the_dataset_and_model_it_uses(seed, tmp_path):
 
 
 def hub_manager(root: Path, hub, generate_capacity: int, accelerator_capacity: int):
-    from deepsynth.jobs.kinds import job_functions
+    from deepsynth.jobs.kinds import job_kinds
     from deepsynth.jobs.manager import JobManager
     from deepsynth.jobs.state import JobStore
 
-    return JobManager(JobStore(root / "jobs"), job_functions(root, hub=hub),
+    return JobManager(JobStore(root / "jobs"), job_kinds(root, hub=hub),
                       generate_capacity=generate_capacity,
                       accelerator_capacity=accelerator_capacity)
 

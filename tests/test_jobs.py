@@ -8,9 +8,9 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import articles, write_jsonl
-from deepsynth.jobs.kinds import job_functions
+
+from deepsynth.jobs.kinds import job_kinds
 from deepsynth.jobs.manager import JobConflict, JobManager, RoleError
 from deepsynth.jobs.state import InvalidTransition, JobRecord, JobStore
 
@@ -35,7 +35,7 @@ def root(tmp_path):
 
 
 def manager(root, **options) -> JobManager:
-    return JobManager(JobStore(root / "jobs"), job_functions(root), **options)
+    return JobManager(JobStore(root / "jobs"), job_kinds(root), **options)
 
 
 def generate_job(source, **options) -> dict:
@@ -133,7 +133,7 @@ def test_restart_recovery_and_corrupt_state(root, tmp_path):
         store.save(record)
     (root / "jobs" / "broken").mkdir()
     (root / "jobs" / "broken" / "job.json").write_text("{not json")
-    jobs = JobManager(store, job_functions(root), role="cpu")
+    jobs = JobManager(store, job_kinds(root), role="cpu")
     assert jobs.recover() == ["generate-stale"]
     assert store.load("generate-stale").status == "interrupted"
     assert store.load("generate-fresh").status == "running"  # a live service owns it
@@ -153,10 +153,10 @@ def test_a_job_json_that_is_not_a_job_is_corrupt_not_a_crash(root, content):
     for job_id, text in (("weird", content), ("generate-bad", json.dumps(bad))):
         (root / "jobs" / job_id).mkdir()
         (root / "jobs" / job_id / "job.json").write_text(text)
-    records = {r.job_id: r for r in JobManager(store, job_functions(root)).store.all()}
+    records = {r.job_id: r for r in JobManager(store, job_kinds(root)).store.all()}
     assert records["weird"].status == records["generate-bad"].status == "corrupt"
     assert records["generate-ok"].status == "completed"
-    jobs = JobManager(store, job_functions(root))
+    jobs = JobManager(store, job_kinds(root))
     jobs.recover()
     with pytest.raises(InvalidTransition, match="corrupt"):
         jobs.resume("weird")
@@ -186,7 +186,7 @@ def test_jobs_of_a_dead_service_are_recovered_at_start_and_later(root):
                                  "pid": dead_pid()}, heartbeat_at=time.time())
     for record in (killed, elsewhere):
         store.save(record)
-    jobs = JobManager(store, job_functions(root), role="cpu", heartbeat_seconds=0.05,
+    jobs = JobManager(store, job_kinds(root), role="cpu", heartbeat_seconds=0.05,
                       stale_seconds=1.0)
     # Same host, process gone: interrupted at once, although its heartbeat is fresh.
     assert jobs.recover() == ["generate-killed"]
@@ -202,7 +202,7 @@ def test_auto_resume_requeues_interrupted_jobs(root, tmp_path):
                          config=generate_job(write_jsonl(tmp_path / "c.jsonl", articles(3)),
                                              name="x"),
                          heartbeat_at=time.time() - 3600))
-    jobs = JobManager(store, job_functions(root))
+    jobs = JobManager(store, job_kinds(root))
     jobs.recover(auto_resume=True)
     assert jobs.wait("generate-crashed").status == "completed"
 
@@ -233,20 +233,26 @@ def test_training_job_pauses_with_a_checkpoint_and_resumes(root, tmp_path):
 
 def test_history_reader_reads_appended_lines_once_and_rereads_a_rewritten_file(tmp_path):
     from deepsynth.atomic_files import write_bytes_atomic
-    from deepsynth.training.metrics import HistoryReader
+    from deepsynth.training.run_folder import HistoryReader, RunFolder
 
-    path = tmp_path / "metrics_history.jsonl"
+    run = RunFolder(tmp_path)
+    path = run.history_path
     reader = HistoryReader()
-    assert reader.lines(path) == []
+
+    def steps(since=0):
+        return [json.loads(line)["step"] for line in reader.lines(run, since)]
+
+    assert reader.lines(run) == []
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
-    assert [step for step, _ in reader.lines(path)] == [1, 2]
+    assert steps() == [1, 2]
     with open(path, "a") as handle:  # a line still being written is not served yet
         handle.write('{"step": 3, "lo')
-    assert [step for step, _ in reader.lines(path)] == [1, 2]
+    assert steps() == [1, 2]
     with open(path, "a") as handle:
         handle.write('ss": 1.0}\n')
-    lines = reader.lines(path)
-    assert [step for step, _ in lines] == [1, 2, 3]
-    assert json.loads(lines[-1][1]) == {"step": 3, "loss": 1.0}
+    lines = reader.lines(run)
+    assert steps() == [1, 2, 3]
+    assert json.loads(lines[-1]) == {"step": 3, "loss": 1.0}
+    assert steps(since=2) == [3]
     write_bytes_atomic(path, b'{"step": 1, "loss": 2.0}\n')  # a resume rewrites the file
-    assert [step for step, _ in reader.lines(path)] == [1]
+    assert steps() == [1]

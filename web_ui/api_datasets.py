@@ -1,65 +1,55 @@
-"""Datasets: presets, benchmark and custom generation jobs, the generated datasets."""
+"""Datasets, ``/api/datasets/*`` (with ``/api/dataset/generate`` and
+``/api/benchmark/create``): presets, generation jobs, the generated datasets, their rows and
+pages, deletion and upload to the Hub."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
-from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-from deepsynth.data.catalog import list_datasets, summarize
+from deepsynth.config import to_dict
+from deepsynth.config.requests import (
+    PageQuery,
+    PushRequest,
+    SamplesQuery,
+    SplitQuery,
+    parse_body,
+)
+from deepsynth.data.catalog import check_split, list_datasets, read_row, summarize
+from deepsynth.data.manifest import Manifest
 from deepsynth.data.presets import PRESETS
-from deepsynth.errors import ConfigError, DeepSynthError
-from deepsynth.data.sources import SourceError, open_source
-from deepsynth.jobs.kinds import check_name, data_root_path, generation_config
+from deepsynth.errors import ConfigError, DeepSynthError, NotFound
+from deepsynth.jobs.kinds import generation_config
 from deepsynth.jobs.manager import JobConflict
-from deepsynth.paths import datasets_dir
-from web_ui.api_jobs import job_view, manager
-from web_ui.errors import NotFound
-from web_ui.requests_json import body, optional_string, page
+from deepsynth.workspace import check_name
+from web_ui import schemas
+from web_ui.app_context import manager, submit_job, workspace
+from web_ui.requests_json import body, declares, page, parsed_query
 
 blueprint = Blueprint("datasets", __name__)
-_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
 
 
-def resolve_source(root: Path, source: str) -> str:
-    """Sources are scheme specs or paths inside the data root (no escapes)."""
-    if not isinstance(source, str) or not source:
-        raise ConfigError("source", "is required", "a path under the data root, builtin:, "
-                          "hf: or preset:")
-    if source.startswith(("preset:", "builtin:")):
-        try:
-            open_source(source)  # names the known presets and built-in corpora
-        except SourceError as exc:
-            raise ConfigError("source", str(exc), "preset:NAME, builtin:NAME") from None
-        return source
-    if source.startswith(_SCHEMES):
-        return source
-    candidate = data_root_path(root, source, "source")
-    if not candidate.exists():
-        raise ConfigError("source", f"no file or folder {source!r} under the data root "
-                          f"(upload it with POST /api/uploads)", "an existing path")
-    return str(candidate)
-
-
-def _submit(name: str, options: dict, token: str | None):
-    root = current_app.config["DATA_ROOT"]
+def _generation(name: str, options: dict) -> dict:
+    """The generate job's config: the request checked now (a bad field is a 400, not a
+    failed job), its source and tokenizer confined to the data root."""
     for field in ("out", "render"):  # chosen by the server / given flat
         if field in options:
             raise ConfigError(field, "is not a known field" + (
                 " (the output is datasets/NAME: give name)" if field == "out" else
                 " (render options are given flat: font_size, page_size...)"), "name")
-    options = {**options, "source": resolve_source(root, options.get("source", ""))}
-    if options.get("tokenizer") is not None:  # a server file: only under the data root
-        options["tokenizer"] = str(data_root_path(root, options["tokenizer"], "tokenizer"))
-    generation_config(root, name, options)  # validate now: a bad field is a 400, not a job
-    secrets = {"hf_token": token} if token else None
-    record = manager().submit("generate", {"name": name, "options": options}, name=name,
-                              secrets=secrets)
-    view = job_view(record)
-    return jsonify(job_id=record.job_id, kind="generate", status=record.status,
-                   dataset=name, job=view), 202
+    options = {**options, "source": workspace().source(options.get("source", ""))}
+    if options.get("tokenizer") is not None:
+        options["tokenizer"] = workspace().tokenizer(options["tokenizer"])
+    generation_config(workspace(), name, options)
+    return {"name": name, "options": options}
+
+
+def _generate(name: str, data: dict):
+    return submit_job("generate", name, data, lambda options: _generation(name, options),
+                      dataset=name)
 
 
 def _unique_name(base: str) -> str:
@@ -72,6 +62,7 @@ def presets():
 
 
 @blueprint.post("/api/benchmark/create")
+@declares(body=lambda: schemas.generation_body(with_source=False))
 def benchmark_create():
     data = body()
     preset = data.pop("preset", None)
@@ -82,20 +73,16 @@ def benchmark_create():
         raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}",
                           ", ".join(PRESETS))
     name = check_name("name", data.pop("name", None) or _unique_name(preset))
-    token = optional_string(data, "hf_token")
-    data.pop("hf_token", None)
-    return _submit(name, {**data, "source": f"preset:{preset}"}, token)
+    return _generate(name, {**data, "source": f"preset:{preset}"})
 
 
 @blueprint.post("/api/dataset/generate")
+@declares(body=lambda: schemas.generation_body(with_source=True))
 def dataset_generate():
     data = body()
     if "name" not in data:
         raise ConfigError("name", "is required", "a folder name")
-    name = check_name("name", data.pop("name"))
-    token = optional_string(data, "hf_token")
-    data.pop("hf_token", None)
-    return _submit(name, data, token)
+    return _generate(check_name("name", data.pop("name")), data)
 
 
 def _status(name: str, summary: dict) -> str:
@@ -110,25 +97,24 @@ def _view(summary: dict) -> dict:
 
 
 @blueprint.get("/api/datasets")
+@declares(query=PageQuery)
 def datasets():
-    found = list_datasets(datasets_dir(current_app.config["DATA_ROOT"]))
+    found = list_datasets(workspace().datasets)
     return jsonify(page([_view(s) for s in found], "datasets"))
 
 
 @blueprint.get("/api/datasets/<name>")
 def dataset(name: str):
-    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    folder = workspace().dataset_folder(name, "name")
     try:
         return jsonify(_view(summarize(folder)))
     except DeepSynthError:
         raise NotFound(f"no dataset {name!r}") from None
 
 
-
-
 @blueprint.delete("/api/datasets/<name>")
 def delete_dataset(name: str):
-    folder = datasets_dir(current_app.config["DATA_ROOT"]) / check_name("name", name)
+    folder = workspace().dataset_folder(name, "name")
     if not folder.is_dir():
         raise NotFound(f"no dataset {name!r}")
     busy = manager().jobs_using(dataset=name)
@@ -136,3 +122,48 @@ def delete_dataset(name: str):
         raise JobConflict(f"dataset {name!r} is used by job {busy[0].job_id}")
     shutil.rmtree(folder)
     return jsonify(deleted=name)
+
+
+@blueprint.post("/api/datasets/<name>/push")
+@declares(body=PushRequest)
+def push_dataset(name: str):
+    """Upload a dataset to the Hub, or finish an upload (only missing files)."""
+    workspace().dataset(name, "name")
+    return submit_job("push_dataset", name, body(), lambda options: {
+        "name": name, "options": to_dict(parse_body(PushRequest, options))})
+
+
+def _manifest(name: str) -> tuple:
+    folder = workspace().dataset_folder(name, "name")
+    manifest = Manifest.load(folder) if folder.is_dir() else None
+    if manifest is None:
+        raise NotFound(f"no dataset {name!r}")
+    return folder, manifest
+
+
+@blueprint.get("/api/datasets/<name>/samples")
+@declares(query=SamplesQuery)
+def samples(name: str):
+    folder, manifest = _manifest(name)
+    query = parsed_query(SamplesQuery)
+    split = query.split or next(iter(manifest.splits))
+    check_split(manifest, split)
+    offset, limit = query.offset, query.limit
+    total = manifest.splits[split].rows
+    rows = []
+    for index in range(offset, min(offset + limit, total)):
+        row = read_row(folder, manifest, split, index)
+        pages = row.pop("images")
+        rows.append({**row, "index": index, "pages": len(pages)})
+    return jsonify(split=split, samples=rows, total=total, offset=offset, limit=limit)
+
+
+@blueprint.get("/api/datasets/<name>/samples/<int:index>/pages/<int:page>.png")
+@declares(query=SplitQuery)
+def page_png(name: str, index: int, page: int):
+    folder, manifest = _manifest(name)
+    split = parsed_query(SplitQuery).split or next(iter(manifest.splits))
+    pages = read_row(folder, manifest, split, index)["images"]
+    if page >= len(pages):
+        raise NotFound(f"row {index} has {len(pages)} pages")
+    return Response(io.BytesIO(pages[page]["bytes"]).getvalue(), mimetype="image/png")

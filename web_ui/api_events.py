@@ -1,4 +1,5 @@
-"""GET /api/jobs/<id>/events: server-sent events of a job's state and training metrics.
+"""The event stream of ``GET /api/jobs/<id>/events``: server-sent events of a job's state and
+training metrics (the route is in ``api_jobs``).
 
 Each stream lives at most ``STREAM_SECONDS`` and then closes; browsers' EventSource reconnects
 by itself and sends ``Last-Event-ID``, from which the stream continues, so a monitor that
@@ -12,13 +13,11 @@ import json
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import current_app, request
 
-from deepsynth.paths import models_dir
-from deepsynth.training.metrics import HISTORY_NAME
-from web_ui.api_jobs import find, job_view
+from deepsynth.jobs.state import JobRecord
+from web_ui.app_context import job_view, workspace
 
-blueprint = Blueprint("events", __name__)
 STREAM_SECONDS = 25.0
 POLL_SECONDS = 0.25
 FINAL = ("completed", "failed", "cancelled", "paused", "interrupted", "corrupt")
@@ -36,7 +35,7 @@ def _events(job_id: str, store, history, metrics_from: int, slots, seconds: floa
         while True:
             record = store.load(job_id)
             if history is not None:
-                for _, line in history()[sent_lines:]:
+                for line in history()[sent_lines:]:
                     sent_lines += 1
                     yield f"id: m{sent_lines}\nevent: metrics\ndata: {line}\n\n"
             if record.updated_at != sent_update:
@@ -49,23 +48,17 @@ def _events(job_id: str, store, history, metrics_from: int, slots, seconds: floa
         slots.release()
 
 
-@blueprint.get("/api/jobs/<job_id>/events")
-def events(job_id: str):
-    record = find(job_id)
-    slots = current_app.config["EVENT_SLOTS"]
-    if not slots.acquire(blocking=False):
-        return jsonify(error="too many open event streams; poll GET /api/jobs/<id> "
-                             "instead"), 503
+def stream(record: JobRecord, slots):
+    """The events of ``record``'s job, from the request's ``Last-Event-ID`` on; releases
+    one of ``slots`` (already taken) when it ends."""
     last = request.headers.get("Last-Event-ID", "")
     metrics_from = int(last[1:]) if last.startswith("m") and last[1:].isdigit() else 0
     history = None
     if record.kind == "train" and record.name:
-        path = models_dir(current_app.config["DATA_ROOT"]) / record.name / HISTORY_NAME
+        run = workspace().run_folder(record.name)
         reader = current_app.config["HISTORY_READER"]
 
         def history():
-            return reader.lines(path)
-    stream = _events(job_id, current_app.config["JOBS"].store, history, metrics_from, slots,
-                     current_app.config.get("EVENT_STREAM_SECONDS", STREAM_SECONDS))
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return reader.lines(run)
+    return _events(record.job_id, current_app.config["JOBS"].store, history, metrics_from,
+                   slots, current_app.config.get("EVENT_STREAM_SECONDS", STREAM_SECONDS))

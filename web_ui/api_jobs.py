@@ -1,49 +1,28 @@
-"""Jobs: list, inspect, logs, metrics, pause, resume, cancel, delete."""
+"""Jobs, ``/api/jobs/*`` and ``/api/metrics/*``: list, inspect, logs, pause, resume, cancel,
+delete, a training job's metrics, evaluation samples and its event stream."""
 
 from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
-from deepsynth.errors import ConfigError, DeepSynthError
-from deepsynth.jobs.state import STATUSES, JobRecord
-from deepsynth.paths import models_dir
-from deepsynth.training.metrics import HISTORY_NAME, SUMMARY_NAME
-from web_ui.errors import NotFound
-from web_ui.requests_json import int_arg, page
+from deepsynth.config.requests import JobsQuery, LogsQuery, MetricsQuery
+from deepsynth.errors import NotFound
+from web_ui import api_events
+from web_ui.app_context import find, job_view, manager, workspace
+from web_ui.requests_json import declares, page, parsed_query
 
 blueprint = Blueprint("jobs", __name__)
 
 
-def job_view(record: JobRecord) -> dict:
-    return {"job_id": record.job_id, "kind": record.kind, "status": record.status,
-            "name": record.name, "progress": record.progress, "config": record.config,
-            "created_at": record.created_at, "updated_at": record.updated_at,
-            "started_at": record.started_at, "finished_at": record.finished_at,
-            "error": record.error, "result": record.result}
-
-
-def manager():
-    return current_app.config["JOBS"]
-
-
-def find(job_id: str) -> JobRecord:
-    try:
-        return manager().store.load(job_id)
-    except (KeyError, DeepSynthError):  # unknown, or not a job id at all ("..")
-        raise NotFound(f"no job {job_id!r}") from None
-
-
 @blueprint.get("/api/jobs")
+@declares(query=JobsQuery)
 def list_jobs():
-    records = manager().store.all()
-    kind, status = request.args.get("kind"), request.args.get("status")
-    if status and status not in STATUSES:
-        raise ConfigError("status", f"must be one of {', '.join(STATUSES)}",
-                          ", ".join(STATUSES))
-    chosen = [job_view(r) for r in reversed(records)
-              if (not kind or r.kind == kind) and (not status or r.status == status)]
+    query = parsed_query(JobsQuery)
+    chosen = [job_view(r) for r in reversed(manager().store.all())
+              if (not query.kind or r.kind == query.kind)
+              and (not query.status or r.status == query.status)]
     return jsonify(page(chosen, "jobs"))
 
 
@@ -53,11 +32,12 @@ def get_job(job_id: str):
 
 
 @blueprint.get("/api/jobs/<job_id>/logs")
+@declares(query=LogsQuery)
 def job_logs(job_id: str):
     find(job_id)
     path = manager().store.log_path(job_id)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    tail = int_arg("tail", 200, 1, 10_000)
+    tail = parsed_query(LogsQuery).tail
     return jsonify(job_id=job_id, lines=lines[-tail:])
 
 
@@ -79,22 +59,45 @@ def delete_job(job_id: str):
 
 
 @blueprint.get("/api/metrics/<job_id>")
+@declares(query=MetricsQuery)
 def metrics(job_id: str):
     """A training job's summary and history (steps after ``since``)."""
+    from deepsynth.training.run_folder import RunFolder
+
     record = find(job_id)
     if record.kind != "train":
         raise NotFound(f"job {job_id} is a {record.kind} job; metrics are for training jobs")
-    folder = models_dir(current_app.config["DATA_ROOT"]) / (record.name or "")
-    since = int_arg("since", 0, 0, 10**9)
-    summary_path = folder / SUMMARY_NAME
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    rows = [line for step, line in history_lines(folder / HISTORY_NAME) if step > since]
+    run = RunFolder(workspace().models / (record.name or "-"))
+    since = parsed_query(MetricsQuery).since
+    rows = current_app.config["HISTORY_READER"].lines(run, since)
     # Polled every second by monitors: the history's lines are joined, never re-serialized.
-    body = (f'{{"job_id": {json.dumps(job_id)}, "summary": {json.dumps(summary)}, '
+    body = (f'{{"job_id": {json.dumps(job_id)}, "summary": {json.dumps(run.summary())}, '
             f'"history": [{",".join(rows)}]}}')
     return current_app.response_class(body, mimetype="application/json")
 
 
-def history_lines(path) -> list[tuple[int, str]]:
-    """(step, JSON line) of a metrics history, read incrementally by the app's reader."""
-    return current_app.config["HISTORY_READER"].lines(path)
+@blueprint.get("/api/jobs/<job_id>/samples")
+def job_samples(job_id: str):
+    """A training job's latest evaluation: its best, worst and first predictions."""
+    from deepsynth.training.run_folder import RunFolder
+
+    record = find(job_id)
+    step, samples = RunFolder(workspace().models / (record.name or "-")).latest_eval_samples()
+    if step is None:
+        return jsonify(job_id=job_id, step=None, best=[], worst=[], fixed=[])
+    ranked = sorted(samples, key=lambda s: s["rougeL"])
+    return jsonify(job_id=job_id, step=step, best=ranked[::-1][:3], worst=ranked[:3],
+                   fixed=samples[:6])
+
+
+@blueprint.get("/api/jobs/<job_id>/events")
+def events(job_id: str):
+    """Server-sent events of a job's state and training metrics."""
+    record = find(job_id)
+    slots = current_app.config["EVENT_SLOTS"]
+    if not slots.acquire(blocking=False):
+        return jsonify(error="too many open event streams; poll GET /api/jobs/<id> "
+                             "instead"), 503
+    stream = api_events.stream(record, slots)
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,24 +1,30 @@
-"""Training: presets, LoRA presets and recommendation, training jobs, trained models."""
+"""Training, ``/api/training/*`` and ``/api/lora/*`` (with ``/api/model/train``): presets,
+LoRA presets and recommendation, a run's checkpoints, and training jobs.
+
+A training request is resolved once, here, into a complete TrainingConfig through the
+Workspace; the job stores that config and runs exactly it.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 from flask import Blueprint, current_app, jsonify
 
+from deepsynth.config import to_dict
+from deepsynth.config.requests import CheckpointsQuery, LoraRecommendationRequest
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
-from deepsynth.errors import ConfigError
-from deepsynth.config.spec import hub_dataset_id
-from deepsynth.jobs.kinds import check_name, checkpoint_folder, data_root_path, model_spec
+from deepsynth.errors import ConfigError, NotFound
 from deepsynth.jobs.manager import JobConflict
-from deepsynth.models.registry import MODEL_PRESETS
-from deepsynth.paths import datasets_dir, models_dir
+from deepsynth.jobs.train_job import train_record
 from deepsynth.training.recommend import recommend_lora
-from web_ui.api_jobs import job_view, manager
-from web_ui.errors import NotFound
-from web_ui.requests_json import body, only, optional_string, page
+from deepsynth.training.request import resolve_training
+from deepsynth.training.run_folder import RunFolder
+from deepsynth.workspace import check_name
+from web_ui import schemas
+from web_ui.app_context import find, manager, submit_job, workspace
+from web_ui.requests_json import body, declares, parsed_body, parsed_query
 
 blueprint = Blueprint("training", __name__)
 
@@ -26,6 +32,33 @@ blueprint = Blueprint("training", __name__)
 @blueprint.get("/api/training/presets")
 def training_presets():
     return jsonify(presets=TRAINING_PRESETS)
+
+
+@blueprint.get("/api/training/optimal-config/<preset>")
+def optimal_config(preset: str):
+    if preset not in TRAINING_PRESETS:
+        raise NotFound(f"no training preset {preset!r}; presets: {', '.join(TRAINING_PRESETS)}")
+    values = to_dict(training_config({"dataset": "-", "out": "-", "preset": preset}))
+    for placeholder in ("dataset", "out"):
+        values.pop(placeholder)
+    return jsonify(preset=preset, config=values)
+
+
+@blueprint.get("/api/training/checkpoints")
+@declares(query=CheckpointsQuery)
+def checkpoints():
+    """A run's checkpoints, by training job or model name; ``ref`` is what
+    ``resume_from_checkpoint`` takes to start a new run from one."""
+    query = parsed_query(CheckpointsQuery)
+    if bool(query.job_id) == bool(query.model):
+        raise ConfigError("job_id", "give exactly one of job_id and model",
+                          "a training job id, or model=NAME")
+    if query.model:
+        run = workspace().existing_run(query.model)  # 404 for a model that does not exist
+    else:
+        run = RunFolder(workspace().models / (find(query.job_id).name or "-"))
+    found = [{**row, "ref": f"{run.name}/{row['name']}"} for row in run.checkpoint_list()]
+    return jsonify(job_id=query.job_id, model=run.name, checkpoints=found)
 
 
 @blueprint.get("/api/lora/presets")
@@ -36,88 +69,52 @@ def lora_presets():
 
 
 @blueprint.post("/api/lora/presets/recommended")
+@declares(body=LoraRecommendationRequest)
 def lora_recommended():
-    samples = only(body(), ("num_samples",)).get("num_samples")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ConfigError("num_samples", f"must be a positive integer; got {samples!r}",
-                          "1 or more")
-    return jsonify(recommend_lora(samples))
+    return jsonify(recommend_lora(parsed_body(LoraRecommendationRequest).num_samples))
 
 
-def _check_chat_file(path, field: str, value: str, skip_invalid: bool) -> None:
+def _check_chat_files(values: dict) -> None:
     """Refuse a chat file with errors now, not an hour into the job (structure only)."""
     from deepsynth.chat.inspect import validate_file
+    from deepsynth.config.spec import hub_dataset_id
 
-    if not path.is_file():
-        raise NotFound(f"no chat file {value!r} under the data root")
-    report = validate_file(path)
-    if report.error_count and not skip_invalid:
-        first = report.errors[0]
-        raise ConfigError(field, f"{value} has {report.error_count} problems on "
-                          f"{len(report.invalid_lines)} lines (first: {first}); see "
-                          f"POST /api/chat/validate, or set skip_invalid_lines",
-                          "a valid chat JSONL file")
-
-
-def _check_training_data(root, data: dict) -> None:
-    """The dataset (and eval_dataset) exist: a generated dataset by name, a chat file under
-    the data root (trainer_type generic), or a Hub dataset (downloaded by the job)."""
-    generic = data.get("trainer_type") == "generic"
+    if values.get("trainer_type") != "generic":
+        return
     for field in ("dataset", "eval_dataset"):
-        value = data.get(field)
-        if (field == "eval_dataset" and value is None) or hub_dataset_id(value) is not None:
+        value = values.get(field)
+        if value is None or hub_dataset_id(value) is not None:
             continue
-        if generic:
-            _check_chat_file(data_root_path(root, value, field), field, value,
-                             bool(data.get("skip_invalid_lines")))
-        elif field == "eval_dataset":
-            raise ConfigError(field, "is for trainer_type generic", "null")
-        elif not (datasets_dir(root) / check_name(field, value) /
-                  "deepsynth-manifest.json").exists():
-            raise NotFound(f"no dataset {value!r}")
+        report = validate_file(workspace().existing_file(value, field))
+        if report.error_count and not values.get("skip_invalid_lines"):
+            raise ConfigError(field, f"{value} has {report.error_count} problems on "
+                              f"{len(report.invalid_lines)} lines (first: "
+                              f"{report.errors[0]}); see POST /api/chat/validate, or set "
+                              f"skip_invalid_lines", "a valid chat JSONL file")
 
 
-@blueprint.post("/api/model/train")
-def train_model():
-    root = current_app.config["DATA_ROOT"]
-    data = body()
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")
-    name = check_name("name", data.pop("name", None) or
-                      f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
-    dataset = data.get("dataset")
-    if "out" in data:
-        raise ConfigError("out", "is chosen by the server (models/NAME): give name instead",
-                          "name")
-    _check_training_data(root, data)
-    if data.get("model") is not None:
-        model_spec(root, data["model"], data.get("trainer_type") == "generic")
-    if data.get("trust_remote_code") and not current_app.config["DEEPSYNTH"].allow_remote_code:
+def _training_job(name: str, values: dict) -> dict:
+    """The train job's config: the request resolved once into a complete TrainingConfig."""
+    if values.get("trust_remote_code") and not current_app.config[
+            "DEEPSYNTH"].allow_remote_code:
         raise ConfigError("trust_remote_code", "is not allowed by this server's "
                           "configuration", "false")
-    token = optional_string(data, "hf_token")
-    data.pop("hf_token", None)
-    training_config({**data, "dataset": str(datasets_dir(root) / "-"),
-                     "out": str(models_dir(root) / name)})  # a bad field is a 400 now
-    if data.get("resume_from_checkpoint") is not None:
-        checkpoint_folder(root, name, data["resume_from_checkpoint"])
+    config = resolve_training(values, workspace(), name)
+    _check_chat_files(values)
+    dataset = values.get("dataset")
     writing = manager().jobs_using(dataset=dataset, writers_only=True)
     if writing:
         raise JobConflict(f"dataset {dataset!r} is still being written by job "
                           f"{writing[0].job_id}")
-    record = manager().submit("train", {"name": name, "options": data}, name=name,
-                              secrets={"hf_token": token} if token else None)
-    return jsonify(job_id=record.job_id, kind="train", status=record.status, model=name,
-                   job=job_view(record)), 202
+    return train_record(config, name)
 
 
-@blueprint.get("/api/models")
-def models():
-    root = current_app.config["DATA_ROOT"]
-    found = []
-    folder = models_dir(root)
-    for run in sorted(folder.iterdir()) if folder.is_dir() else []:
-        metrics = run / "metrics.json"
-        found.append({"name": run.name, "final": (run / "final").is_dir(),
-                      "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}})
-    presets = [p.to_dict() for p in MODEL_PRESETS.values()]
-    return jsonify({**page(found, "models"), "presets": presets})
+@blueprint.post("/api/model/train")
+@declares(body=schemas.training_body)
+def train_model():
+    data = body()
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")
+    name = check_name("name", data.pop("name", None) or
+                      f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return submit_job("train", name, data, lambda values: _training_job(name, values),
+                      model=name)

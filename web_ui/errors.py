@@ -8,15 +8,11 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import ConfigError, DeepSynthError, NotFound
 from deepsynth.jobs.manager import JobConflict, RoleError
 from deepsynth.jobs.state import InvalidTransition
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(DeepSynthError):
-    """Something named in the request does not exist (HTTP 404)."""
 
 
 def register(app: Flask) -> None:

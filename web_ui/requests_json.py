@@ -1,10 +1,27 @@
-"""Reading request bodies and queries into plain values, with 400s that name the field."""
+"""Reading request bodies and queries into plain values, with 400s that name the field.
+
+Views declare what they take with :func:`declares` (request dataclasses of
+``deepsynth.config.requests``, or a function giving a body's JSON Schema) and parse with
+:func:`parsed_body` / :func:`parsed_query`; the OpenAPI document reads the same declarations.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import request
 
+from deepsynth.config.requests import PageQuery, parse_body, parse_query
 from deepsynth.errors import ConfigError
+
+
+def declares(body: type | Callable[[], dict] | None = None,
+             query: type | None = None):
+    """Record on a view what its request body and query parameters are."""
+    def mark(view):
+        view.request_body, view.request_query = body, query
+        return view
+    return mark
 
 
 def body() -> dict:
@@ -15,40 +32,19 @@ def body() -> dict:
     return data
 
 
-def int_arg(name: str, default: int, low: int = 0, high: int = 100_000) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be an integer; got {raw!r}", f"{low}-{high}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}; got {value}",
-                          f"{low}-{high}")
-    return value
+def parsed_body(cls: type):
+    return parse_body(cls, body())
+
+
+def parsed_query(cls: type):
+    return parse_query(cls, request.args)
 
 
 def page(items: list, key: str) -> dict:
-    offset, limit = int_arg("offset", 0), int_arg("limit", 100, 1, 1000)
+    query = parsed_query(PageQuery)
+    offset, limit = query.offset, query.limit
     return {key: items[offset:offset + limit], "total": len(items), "offset": offset,
             "limit": limit}
-
-
-def only(data: dict, allowed: tuple[str, ...]) -> dict:
-    """Refuse fields a request does not take, naming the first one."""
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ConfigError(unknown[0], "is not a known field", ", ".join(allowed))
-    return data
-
-
-def flag(data: dict, name: str, default: bool) -> bool:
-    """A boolean field: true or false, never a string that merely looks like one."""
-    value = data.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(name, f"must be true or false; got {value!r}", "true, false")
-    return value
 
 
 def optional_string(data: dict, name: str) -> str | None:

@@ -24,6 +24,8 @@ _NAME = re.compile(NAME_PATTERN)
 NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at most 100 "
              "characters)")
 FINAL_NAME = "final"  # a run's final model, also named by models/NAME/final in requests
+SOURCE_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
+_UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
 def data_root() -> Path:
@@ -108,6 +110,19 @@ class Workspace:
             raise NotFound(f"model {name!r} has no final weights yet")
         return run.final
 
+    def name_in(self, folder: Path, value: object) -> str | None:
+        """Which entry of ``folder`` (``datasets/``, ``models/``) a request or a resolved
+        config names: a plain name as it is, a path inside the folder by its first part
+        (``models/NAME/final`` is ``NAME``); anything else (a Hub id, a file) is None."""
+        if not isinstance(value, str) or not value:
+            return None
+        if _NAME.match(value) and ".." not in value:
+            return value
+        for path, base in ((Path(value), folder), (Path(value).resolve(), folder.resolve())):
+            if path.is_relative_to(base) and path != base:
+                return path.relative_to(base).parts[0]
+        return None
+
     # Files named by a request.
     def file(self, value: object, field: str) -> Path:
         """A path named by a request: relative, and inside the data root once resolved."""
@@ -127,6 +142,45 @@ class Workspace:
         if not path.is_file():
             raise NotFound(f"no file {value!r} under the data root")
         return path
+
+    def tokenizer(self, value: object) -> str:
+        """A render request's ``tokenizer`` is a server file: only under the data root."""
+        return str(self.file(value, "tokenizer"))
+
+    def source(self, value: object) -> str:
+        """A generation request's ``source``: a scheme spec (``preset:``, ``builtin:``,
+        ``hf:``, ``HF::``) or an existing file or folder under the data root."""
+        from deepsynth.data.sources import SourceError, open_source
+
+        if not isinstance(value, str) or not value:
+            raise ConfigError("source", "is required", "a path under the data root, "
+                              "builtin:, hf: or preset:")
+        if value.startswith(("preset:", "builtin:")):
+            try:
+                open_source(value)  # names the known presets and built-in corpora
+            except SourceError as exc:
+                raise ConfigError("source", str(exc), "preset:NAME, builtin:NAME") from None
+            return value
+        if value.startswith(SOURCE_SCHEMES):
+            return value
+        candidate = self.file(value, "source")
+        if not candidate.exists():
+            raise ConfigError("source", f"no file or folder {value!r} under the data root "
+                              f"(upload it with POST /api/uploads)", "an existing path")
+        return str(candidate)
+
+    def upload(self, filename: object) -> Path:
+        """Where an uploaded corpus file goes: ``uploads/NAME``, a plain file name with a
+        corpus format's extension (optionally .gz)."""
+        from deepsynth.data.sources import FORMATS
+
+        suffixes = tuple(FORMATS) + tuple(ext + ".gz" for ext in FORMATS)
+        if not isinstance(filename, str) or Path(filename).name != filename or \
+                not _UPLOAD_NAME.match(filename) or not filename.lower().endswith(suffixes):
+            raise ConfigError("file", f"must be a corpus file named with letters, digits, . _ "
+                              f"- and one of {', '.join(sorted(FORMATS))}; got {filename!r}",
+                              ", ".join(sorted(FORMATS)))
+        return self.uploads / filename
 
     def relative(self, path: Path | str) -> str:
         """How a path inside the root is shown to a client: relative to the root."""

@@ -12,15 +12,19 @@ from tqdm import tqdm
 from deepsynth.cli import exit_codes
 from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import (
-    GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
+    GenerationConfig,
+    RenderConfig,
+    SourceConfig,
+    add_arguments,
+    from_namespace,
 )
 from deepsynth.data.catalog import describe_dataset, list_datasets
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
-from deepsynth.paths import datasets_dir
 from deepsynth.hub.upload import HfHubClient
 from deepsynth.progress import Progress
+from deepsynth.workspace import Workspace
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -91,7 +95,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    root = Path(args.root) if args.root else datasets_dir()
+    root = Path(args.root) if args.root else Workspace().datasets
     found = list_datasets(root)
     if not found:
         print(f"no datasets under {root}")

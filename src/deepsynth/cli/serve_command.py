@@ -6,7 +6,6 @@ import argparse
 import logging
 import signal
 import sys
-from pathlib import Path
 
 from deepsynth.config import add_arguments, from_namespace
 from deepsynth.config.server import ServerConfig
@@ -61,7 +60,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    root = Path(app.config["DATA_ROOT"]).resolve()
+    root = app.config["WORKSPACE"].root.resolve()
     print(f"deepsynth {config.role} service on http://{config.host}:{config.effective_port} "
           f"(data root {root})", file=sys.stderr, flush=True)
     server.run()

@@ -1,9 +1,10 @@
 """The job manager: runs jobs in threads with per-kind capacity, persists their state, pauses,
 resumes and cancels them cooperatively, and recovers after a restart. Never imports Flask.
 
-A job is a plain function ``run(config, context) -> result`` (see ``deepsynth.jobs.kinds``)
-reporting through ``context.progress`` and stopping when ``context.should_stop()`` says so.
-Secrets (Hub tokens) are handed to the job in memory and never written.
+Each kind of job is a :class:`~deepsynth.jobs.kind.JobKind` (see ``deepsynth.jobs.kinds``):
+a plain function ``run(config, context) -> result`` reporting through ``context.progress``
+and stopping when ``context.should_stop()`` says so, with its role, capacity slot and what it
+reads and writes. Secrets (Hub tokens) are handed to the job in memory and never written.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from deepsynth.errors import DeepSynthError
+from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, kinds_by_name
 from deepsynth.jobs.state import (
-    ACTIVE, TRANSITIONS, InvalidTransition, JobRecord, JobStore, new_job_id,
+    ACTIVE,
+    TRANSITIONS,
+    InvalidTransition,
+    JobRecord,
+    JobStore,
+    new_job_id,
 )
 from deepsynth.progress import Progress
 
+__all__ = ["JobConflict", "JobContext", "JobFunction", "JobKind", "JobManager", "RoleError"]
 log = logging.getLogger(__name__)
-ROLE_KINDS = {"cpu": ("generate", "push_dataset"), "gpu": ("train", "evaluate", "push_model"),
-              "all": ("generate", "push_dataset", "train", "evaluate", "push_model")}
-SLOTS = {"generate": "generate", "push_dataset": "generate", "train": "accelerator",
-         "evaluate": "accelerator", "push_model": "accelerator"}
+ROLES = ("cpu", "gpu", "all")
 RUNNING_LIKE = ACTIVE + ("cancelling",)
 PROGRESS_INTERVAL = 0.5
 SWEEP_EVERY_BEATS = 5  # look for jobs of dead services every 5 heartbeats
@@ -43,26 +45,16 @@ class JobConflict(DeepSynthError):
     """Another job writes the same output, or the job is in the way (HTTP 409)."""
 
 
-@dataclass
-class JobContext:
-    job_id: str
-    folder: Path
-    progress: Callable[[Progress], None]
-    should_stop: Callable[[], bool]
-    log: Callable[[str], None]
-    secrets: dict = field(default_factory=dict)
-    resume: bool = False
-
-
-JobFunction = Callable[[dict, JobContext], dict]
-
-
 class JobManager:
-    def __init__(self, store: JobStore, functions: dict[str, JobFunction], role: str = "all",
+    def __init__(self, store: JobStore, kinds, role: str = "all",
                  generate_capacity: int = 2, accelerator_capacity: int = 1,
                  heartbeat_seconds: float = 2.0, stale_seconds: float = 30.0):
-        self.store, self.functions, self.role = store, functions, role
-        self.kinds = ROLE_KINDS[role]
+        """``kinds``: the JobKinds this data root knows (a sequence, or a mapping by name);
+        this service runs those of its ``role``."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+        self.store, self.role = store, role
+        self.kinds: dict[str, JobKind] = kinds_by_name(kinds)
         self.capacity = {"generate": generate_capacity, "accelerator": accelerator_capacity}
         self.heartbeat_seconds, self.stale_seconds = heartbeat_seconds, stale_seconds
         self.instance_id = uuid.uuid4().hex[:12]
@@ -83,7 +75,7 @@ class JobManager:
     # Submitting and scheduling.
     def submit(self, kind: str, config: dict, name: str | None = None,
                secrets: dict | None = None) -> JobRecord:
-        if kind not in self.kinds:
+        if not self.runs(kind):
             raise RoleError(f"this {self.role} service does not run {kind} jobs")
         with self._lock:
             self._check_writer(kind, name)
@@ -94,6 +86,10 @@ class JobManager:
                 self._secrets[record.job_id] = dict(secrets)
             self._schedule()
             return self.store.load(record.job_id)
+
+    def runs(self, kind: str) -> bool:
+        """Whether this service runs jobs of ``kind``."""
+        return kind in self.kinds and self.kinds[kind].runs_on(self.role)
 
     def _check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
         """One job writes a given output: a queued, running, paused or interrupted job of
@@ -112,14 +108,14 @@ class JobManager:
             records = self.store.all()
             busy = {slot: 0 for slot in self.capacity}
             for record in records:
-                if record.job_id in self._threads and record.kind in SLOTS:
-                    busy[SLOTS[record.kind]] += 1
+                if record.job_id in self._threads and record.kind in self.kinds:
+                    busy[self.kinds[record.kind].slot] += 1
             for record in records:  # oldest first: submission order
-                if record.status != "queued" or record.kind not in self.kinds:
+                if record.status != "queued" or not self.runs(record.kind):
                     continue
                 if record.job_id in self._threads:  # its last run is still winding down
                     continue
-                slot = SLOTS[record.kind]
+                slot = self.kinds[record.kind].slot
                 if busy[slot] >= self.capacity[slot]:
                     continue
                 busy[slot] += 1
@@ -166,7 +162,7 @@ class JobManager:
         context = self._context(record, stop, resume)
         try:
             context.log(f"started {record.kind} job")
-            result = self.functions[record.kind](record.config, context)
+            result = self.kinds[record.kind].run(record.config, context)
             self._finish(record.job_id, result.pop("status", "completed"), result=result)
         except DeepSynthError as exc:
             context.log(f"failed: {exc}")
@@ -224,15 +220,9 @@ class JobManager:
         dataset or model: what must not be deleted or trained on meanwhile."""
         found = []
         for record in self.store.all():
-            if record.status not in ("queued",) + RUNNING_LIKE:
+            if record.status not in ("queued",) + RUNNING_LIKE or record.kind not in self.kinds:
                 continue
-            options = record.config.get("options", {})
-            writes = {("dataset", record.name) if record.kind == "generate" else None,
-                      ("model", record.name) if record.kind == "train" else None}
-            reads = {("dataset", options.get("dataset")), ("model", options.get("model")),
-                     ("dataset", record.name) if record.kind == "push_dataset" else None,
-                     ("model", record.name) if record.kind == "push_model" else None}
-            touched = writes if writers_only else writes | reads
+            touched = self.kinds[record.kind].touches(record, writers_only)
             wanted = {("dataset", dataset) if dataset else None,
                       ("model", model) if model else None} - {None}
             if wanted & touched:
@@ -252,7 +242,7 @@ class JobManager:
         if record.status == "corrupt":
             raise InvalidTransition(f"job {job_id} is corrupt ({record.error}); it can only "
                                     f"be deleted")
-        if record.kind not in self.kinds:
+        if not self.runs(record.kind):
             raise RoleError(f"job {job_id} is a {record.kind} job, which this {self.role} "
                             f"service does not run")
         return record
@@ -306,7 +296,7 @@ class JobManager:
         now = time.time()
         with self._lock:
             for record in self.store.all():
-                if record.kind not in self.kinds or record.job_id in self._threads:
+                if not self.runs(record.kind) or record.job_id in self._threads:
                     continue
                 if record.status in RUNNING_LIKE:
                     if not self._stale(record, now):

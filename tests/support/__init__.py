@@ -1,0 +1,1 @@
+"""Helpers shared by test modules (imported as ``support.*``; tests/ is on sys.path)."""
