@@ -1,6 +1,6 @@
 """Fuzzing the REST API with schemathesis, from the live ``/api/openapi.json``.
 
-The real app runs on a real waitress server in a thread (``running`` from test_api) with both
+The real app runs on a real waitress server in a thread (``running`` from support.server) with both
 job capacities at zero, so the jobs that requests create only queue and nothing runs. Every
 operation gets a bounded number of generated requests, valid and invalid by the schema, and
 once more with its path parameters set to things that exist (a small dataset, a queued

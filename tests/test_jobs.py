@@ -256,3 +256,28 @@ def test_history_reader_reads_appended_lines_once_and_rereads_a_rewritten_file(t
     assert steps(since=2) == [3]
     write_bytes_atomic(path, b'{"step": 1, "loss": 2.0}\n')  # a resume rewrites the file
     assert steps() == [1]
+
+def test_jobs_using_reads_resolved_and_older_training_records(root):
+    """A train job's record holds its resolved config (paths under the data root) or, when
+    written before, the REST body's names: either way it reads that dataset and model and
+    writes its own model."""
+    from deepsynth.jobs.train_job import TRAINING_KEY
+    from deepsynth.workspace import Workspace
+
+    workspace = Workspace(root)
+    jobs = manager(root, accelerator_capacity=0)
+    resolved = {"dataset": str(workspace.datasets / "news"),
+                "model": str(workspace.models / "base" / "final"),
+                "out": str(workspace.models / "new")}
+    jobs.submit("train", {"name": "new", TRAINING_KEY: resolved}, name="new")
+    jobs.submit("train", {"name": "old", "options": {"dataset": "older", "model": "base"}},
+                name="old")
+    assert [r.name for r in jobs.jobs_using(dataset="news")] == ["new"]
+    assert [r.name for r in jobs.jobs_using(dataset="older")] == ["old"]
+    assert {r.name for r in jobs.jobs_using(model="base")} == {"new", "old"}
+    assert jobs.jobs_using(model="base", writers_only=True) == []
+    assert [r.name for r in jobs.jobs_using(model="new", writers_only=True)] == ["new"]
+    hub = {"dataset": "hf:org/data", "out": str(workspace.models / "hub")}
+    jobs.submit("train", {"name": "hub", TRAINING_KEY: hub}, name="hub")
+    assert [r.name for r in jobs.jobs_using(model="hub")] == ["hub"]
+    jobs.shutdown(1)

@@ -23,7 +23,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
 NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at most 100 "
              "characters)")
-FINAL_NAME = "final"  # a run's final model, also named by models/NAME/final in requests
 SOURCE_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -204,8 +203,8 @@ class Workspace:
         if isinstance(value, str) and chat and not hub_repo_id(value):
             return value
         if isinstance(value, str) and _NAME.match(value) and ".." not in value and \
-                (self.models / value / FINAL_NAME).is_dir():
-            return str(self.models / value / FINAL_NAME)
+                self.run_folder(value).has_final():
+            return str(self.run_folder(value).final)
         raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), the name of "
                           f"a model trained here{', or a Hub id ORG/NAME' if chat else ''}; got "
                           f"{value!r}", "a preset or a trained model's name")
