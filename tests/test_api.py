@@ -465,3 +465,26 @@ def test_browser_session_cookie_and_csrf_header(tmp_path):
         assert call("GET", "/api/jobs")[0] == 200  # reading with the cookie
         assert call("DELETE", "/api/jobs/x")[0] == 403  # changing state without the header
         assert call("DELETE", "/api/jobs/x", headers={"X-DeepSynth-CSRF": "1"})[0] == 404
+
+
+def test_a_training_request_is_resolved_once_and_stored_as_its_config(tmp_path):
+    """The job's record holds the complete config the view resolved (names turned into
+    paths under the data root, every preset value filled in), never the Hub token."""
+    root = tmp_path / "data"
+    config = ServerConfig(data_root=str(root), accelerator_capacity=0)
+    with running(config) as (app, base):
+        client = Client(base)
+        (root / "datasets" / "ds").mkdir(parents=True)
+        (root / "datasets" / "ds" / "deepsynth-manifest.json").write_text("{}")
+        status, made = client.call("POST", "/api/model/train", {
+            "dataset": "ds", "preset": "quick_test", "max_steps": 3, "name": "run",
+            "hf_token": "hf_NOT_STORED_123"})
+        assert status == 202 and made["model"] == "run" and made["status"] == "queued", made
+        stored = made["job"]["config"]
+        assert set(stored) == {"name", "training"} and stored["name"] == "run"
+        training = stored["training"]
+        assert training["dataset"] == str(app.config["WORKSPACE"].dataset("ds"))
+        assert training["out"] == str(app.config["WORKSPACE"].run_folder("run").path)
+        assert training["max_steps"] == 3 and training["preset"] == "quick_test"
+        assert "hf_NOT_STORED_123" not in (root / "jobs" / made["job_id"] / "job.json").read_text()
+        assert [r.job_id for r in app.config["JOBS"].jobs_using(dataset="ds")] == [made["job_id"]]
