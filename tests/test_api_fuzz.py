@@ -1,10 +1,10 @@
 """Fuzzing the REST API with schemathesis, from the live ``/api/openapi.json``.
 
-The real app runs on a real waitress server in a thread (``running`` from support.server) with both
-job capacities at zero, so the jobs that requests create only queue and nothing runs. Every
-operation gets a bounded number of generated requests, valid and invalid by the schema, and
-once more with its path parameters set to things that exist (a small dataset, a queued
-training job). No response may be a 5xx, and a 400 must have the documented error shape.
+The real app runs on a real waitress server in a thread (``running`` from tests/support)
+with both job capacities at zero, so the jobs that requests create only queue and nothing
+runs. Every operation gets a bounded number of generated requests, valid and invalid by the
+schema, and once more with its path parameters set to things that exist (a small dataset,
+a queued training job). No response may be a 5xx, and a 400 must have the documented error shape.
 Generation is derandomized (the same requests on every run) and Hypothesis writes nothing
 outside the test's temporary folder.
 
@@ -22,13 +22,13 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 import hypothesis  # noqa: E402
-from conftest import run_cli  # noqa: E402
 from hypothesis import HealthCheck, Phase  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 from schemathesis.checks import not_a_server_error, response_schema_conformance  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
 from support.server import Client, running  # noqa: E402
 
+from conftest import run_cli  # noqa: E402
 from deepsynth.config.server import ServerConfig  # noqa: E402
 
 # Per operation and kind of input (valid, invalid, existing resources): about 3,400 requests,

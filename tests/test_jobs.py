@@ -8,8 +8,8 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import articles, write_jsonl
 
+from conftest import articles, write_jsonl
 from deepsynth.jobs.kinds import job_kinds
 from deepsynth.jobs.manager import JobConflict, JobManager, RoleError
 from deepsynth.jobs.state import InvalidTransition, JobRecord, JobStore

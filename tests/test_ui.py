@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.server import TOKEN, running
 
 from deepsynth.config.server import ServerConfig
+from support.server import TOKEN, running
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"

@@ -12,11 +12,7 @@ from flask import Blueprint, Response, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    PageQuery,
-    PushRequest,
-    SamplesQuery,
-    SplitQuery,
-    parse_body,
+    PageQuery, PushRequest, SamplesQuery, SplitQuery, parse_body,
 )
 from deepsynth.data.catalog import check_split, list_datasets, read_row, summarize
 from deepsynth.data.manifest import Manifest

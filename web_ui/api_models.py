@@ -13,11 +13,7 @@ from flask import Blueprint, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    EvaluateRequest,
-    PageQuery,
-    PushRequest,
-    SummarizeRequest,
-    parse_body,
+    EvaluateRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
 )
 from deepsynth.errors import ConfigError, NotFound
 from deepsynth.jobs.manager import JobConflict

@@ -12,18 +12,8 @@ from deepsynth.jobs.state import JobStore
 from deepsynth.training.run_folder import HistoryReader
 from deepsynth.workspace import Workspace
 from web_ui import (
-    api_chat,
-    api_datasets,
-    api_events,
-    api_health,
-    api_jobs,
-    api_models,
-    api_previews,
-    api_training,
-    auth,
-    errors,
-    openapi,
-    pages,
+    api_chat, api_datasets, api_events, api_health, api_jobs, api_models, api_previews,
+    api_training, auth, errors, openapi, pages,
 )
 
 

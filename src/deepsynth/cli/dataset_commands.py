@@ -12,11 +12,7 @@ from tqdm import tqdm
 from deepsynth.cli import exit_codes
 from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import (
-    GenerationConfig,
-    RenderConfig,
-    SourceConfig,
-    add_arguments,
-    from_namespace,
+    GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
 from deepsynth.data.catalog import describe_dataset, list_datasets
 from deepsynth.data.generate import generate_dataset

@@ -20,12 +20,7 @@ import uuid
 from deepsynth.errors import DeepSynthError
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, kinds_by_name
 from deepsynth.jobs.state import (
-    ACTIVE,
-    TRANSITIONS,
-    InvalidTransition,
-    JobRecord,
-    JobStore,
-    new_job_id,
+    ACTIVE, TRANSITIONS, InvalidTransition, JobRecord, JobStore, new_job_id,
 )
 from deepsynth.progress import Progress
 
