@@ -21,10 +21,17 @@ from deepsynth.models.tiny import NAME as TINY
 from deepsynth.training.data import IGNORE, pixel_values
 from deepsynth.training.moe import RouterMonitor, expert_slices, router_parameters
 from deepsynth.training.regularizers import (
-    BiDrop, ExpertGradientDropout, GateGradientDropout, RouterLosses, drop_choice,
+    BiDrop,
+    ExpertGradientDropout,
+    GateGradientDropout,
+    RouterLosses,
+    drop_choice,
 )
 from deepsynth.training.setup import (
-    build_bidrop, build_hooks, build_optimizer, load_base_model, make_trainable,
+    build_hooks,
+    build_optimizer,
+    load_base_model,
+    make_trainable,
 )
 
 # The vision side of the model, spelled out here (not taken from the library's prefix table).
@@ -397,7 +404,12 @@ def bidrop_setup(root: Path, agreement: bool):
                for layer in loaded.model.model.language_model.layers)
     model = make_trainable(loaded, cfg, 10)
     model.train()
-    return loaded, model, build_bidrop(cfg, model)
+    monitor = RouterMonitor(model)
+    try:
+        (bidrop,) = build_hooks(cfg, model, monitor)  # Bi-Drop is the only hook here
+    finally:
+        monitor.close()
+    return loaded, model, bidrop
 
 
 def run_bidrop(model, bidrop: BiDrop, batch: dict) -> list[torch.Tensor]:

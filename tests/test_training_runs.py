@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 
 from deepsynth.config.training import training_config
 from deepsynth.models.tiny import ensure_tiny_model
-from deepsynth.paths import cache_dir
 from deepsynth.training.loop import train
+from deepsynth.workspace import Workspace
 
 TESTS = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -42,7 +42,7 @@ def root(tmp_path_factory) -> Path:
     """One data root for the module, with the tiny model built once and cached there (every
     run then starts from the same state, and the torchrun ranks only read the cache)."""
     folder = tmp_path_factory.mktemp("data-root")
-    built = ensure_tiny_model(cache_dir(folder))
+    built = ensure_tiny_model(Workspace(folder).cache)
     assert (built / "model.safetensors").exists()
     return folder
 

@@ -15,8 +15,8 @@ from typing import Any
 from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.models import tiny, tiny_chat
-from deepsynth.paths import cache_dir
 from deepsynth.render.tokens import vision_tokens_per_page
+from deepsynth.workspace import Workspace
 
 MODEL_INFO_NAME = "deepsynth-model.json"
 
@@ -80,7 +80,7 @@ def resolve_model(spec: str, root: Path | None = None,
     if spec in MODEL_PRESETS:
         preset = MODEL_PRESETS[spec]
         if preset.name in BUILT_IN:
-            return str(BUILT_IN[preset.name](cache_dir(root))), preset
+            return str(BUILT_IN[preset.name](Workspace(root).cache)), preset
         return preset.source, preset
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), None
