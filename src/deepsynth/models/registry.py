@@ -46,7 +46,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
                 needs_remote_code=True),
     ModelPreset(tiny_chat.NAME, "causal_lm", "built-in",
                 "a Qwen2 causal LM at ~0.2M parameters with RANDOM weights and an offline "
-                "tokenizer: the demo and test model of the generic chat trainer; not "
+                "tokenizer: the demo and test model of the chat trainer; not "
                 "pretrained", randomly_initialized=True),
 )}
 BUILT_IN = {tiny.NAME: tiny.ensure_tiny_model, tiny_chat.NAME: tiny_chat.ensure_tiny_chat_model}
@@ -76,7 +76,7 @@ def _read_info(folder: Path) -> dict:
 def resolve_model(spec: str, root: Path | None = None,
                   hub_ids: bool = False) -> tuple[str, ModelPreset | None]:
     """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one.
-    ``hub_ids``: any ORG/NAME is a Hub model id (the generic chat trainer's models)."""
+    ``hub_ids``: any ORG/NAME is a Hub model id (the chat trainer's models)."""
     if spec in MODEL_PRESETS:
         preset = MODEL_PRESETS[spec]
         if preset.name in BUILT_IN:

@@ -78,8 +78,8 @@ class Trainer:
 
         self.config, self.progress, self.should_stop, self.echo = config, progress, \
             should_stop, echo
-        self.run = RunFolder(config.task.out)
-        self.run_dir = self.run.path
+        self.folder = RunFolder(config.task.out)
+        self.run_dir = self.folder.path
         self.run_dir.mkdir(parents=True, exist_ok=True)
         trackers = None if config.hub.report_to == "none" else config.hub.report_to
         # accelerate keeps one state per process and refuses another mixed precision later;
@@ -126,7 +126,7 @@ class Trainer:
         if not config.schedule.resume_from_checkpoint:
             return TrainerState()
         if config.schedule.resume_from_checkpoint == "latest":
-            found = self.run.checkpoints()
+            found = self.folder.checkpoints()
             if not found:
                 raise DeepSynthError(f"resume_from_checkpoint latest: no checkpoint in "
                                      f"{self.run_dir}")
@@ -198,7 +198,7 @@ class Trainer:
         self._prepare()
         config, accelerator = self.config, self.accelerator
         state = self._resume()
-        log = MetricsLog(self.run, state.step if config.schedule.resume_from_checkpoint
+        log = MetricsLog(self.folder, state.step if config.schedule.resume_from_checkpoint
                          else None)
         if accelerator.is_main_process:
             self._write_start_files()
@@ -251,7 +251,7 @@ class Trainer:
         self.monitor.enabled = False
         try:
             results = self.evaluator.run(self.accelerator.unwrap_model(self.model), self.dtype,
-                                         self.run, state.step)
+                                         self.folder, state.step)
         finally:
             self.monitor.enabled = True
             self.model.train()
@@ -272,18 +272,18 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        folder = self.run.checkpoint_folder(state.step)
+        folder = self.folder.checkpoint_folder(state.step)
         adapter = self.config.adapter
         state.extra["setup"] = {"peft": adapter.peft, "lora_preset": adapter.lora_preset,
                                 "model": self.config.task.model}
         save_checkpoint(folder, self.accelerator.unwrap_model(self.model), self.optimizer,
                         self.scheduler, state, {"hooks": self.hooks.state_dict()})
-        self.run.prune_checkpoints(self.config.schedule.keep_last)
+        self.folder.prune_checkpoints(self.config.schedule.keep_last)
 
     def _write_start_files(self) -> None:
         table = format_summary(self.summary)
         self.echo(table)
-        self.run.write_start(to_dict(self.config), train_command(self.config), table)
+        self.folder.write_start(to_dict(self.config), train_command(self.config), table)
 
     def _finish(self, log: MetricsLog, state: TrainerState, status: str) -> TrainingResult:
         self.accelerator.wait_for_everyone()
@@ -302,7 +302,7 @@ class Trainer:
                                   ("rouge1", "rouge2", "rougeL")})
         if self.accelerator.is_main_process:
             if status != "stopped":
-                final = save_final_model(self.run.final, self.accelerator.unwrap_model(
+                final = save_final_model(self.folder.final, self.accelerator.unwrap_model(
                     self.model), self.loaded, self.config, summary)
             log.save_summary(**summary)
         if self.config.hub.report_to != "none":

@@ -5,7 +5,7 @@ workspace, the request names things in the data root (REST: a dataset by name, a
 under the root, a model trained here, a checkpoint as ``latest``/``step-N``/``MODEL/step-N``,
 and the run by ``name``); without one, it gives paths (the CLI). Either way the result has
 every preset value filled in, so it is the whole run: what the job stores and runs, what
-``training_config.json`` records and what ``train_command`` is derived from.
+the run folder records as its config and what ``train_command`` is derived from.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class TrainingData:
     train: torch.utils.data.Dataset
     probe: torch.utils.data.Dataset | None
     eval_split: str | None
-    skipped: dict  # rows left out and why, for metrics.json
+    skipped: dict  # rows left out and why, for the run's summary
 
 
 def uses_4bit(config: TrainingConfig) -> bool:
