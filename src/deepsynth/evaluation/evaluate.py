@@ -17,7 +17,7 @@ from deepsynth.errors import DeepSynthError
 from deepsynth.evaluation.generation import generate_summaries
 from deepsynth.evaluation.loss import mean_loss
 from deepsynth.evaluation.rouge import mean_rouge, rouge
-from deepsynth.models.registry import LoadedModel, load_model
+from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel, load_model
 from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
 
 CASES = 3
@@ -25,7 +25,7 @@ CASES = 3
 
 def model_settings(model_dir: str) -> dict:
     """What the model was trained with (prompt, max_length, trainer type), if DeepSynth did."""
-    path = Path(model_dir) / "deepsynth-model.json"
+    path = Path(model_dir) / MODEL_INFO_NAME
     info = json.loads(path.read_text()) if path.exists() else {}
     return {"prompt": info.get("prompt", "Summarize this document."),
             "max_length": info.get("max_length", 512),
