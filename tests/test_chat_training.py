@@ -13,34 +13,24 @@ from pathlib import Path
 import pytest
 import torch
 
-# Fixtures are imported from chat_samples and requested by name (hence F401/F811 below).
-from chat_samples import (  # noqa: F401
-    FULL,
-    MULTI,
-    USER,
-    qa,
-    quiet,
-    root,
-    tokenizer,
-    write_lines,
-)
-
 from deepsynth.chat.data import ChatFileError
 from deepsynth.cli.main import build_parser
 from deepsynth.cli.model_commands import run_train
 from deepsynth.config import to_dict
 from deepsynth.config.spec import build, flat_fields
 from deepsynth.config.training import CHAT_DEFAULTS as GENERIC_DEFAULTS
-from deepsynth.config.training import (
-    TrainingConfig,
-    train_command,
-    training_config,
-)
+from deepsynth.config.training import TrainingConfig, train_command, training_config
 from deepsynth.config.training_checks import check_chat as check_generic
 from deepsynth.errors import ConfigError
 from deepsynth.models.registry import load_model
 from deepsynth.training import loop
 from deepsynth.training.loop import train
+
+# Fixtures are imported from chat_samples and requested by name (hence F401/F811 below).
+from chat_samples import (  # noqa: F401
+    FULL, MULTI, USER, qa, quiet, root, tokenizer, write_lines,
+)
+
 
 # ================================================================== 5. config
 
@@ -79,7 +69,8 @@ def test_generic_defaults_per_training_type(peft, request):
     config = training_config({**BASE, "trainer_type": "generic", "peft": peft,
                               "learning_rate": 1e-3, "gradient_accumulation_steps": 2,
                               "weight_decay": 0.0, "lora_r": 8})
-    assert (config.schedule.learning_rate, config.schedule.gradient_accumulation_steps, config.schedule.weight_decay,
+    schedule = config.schedule
+    assert (schedule.learning_rate, schedule.gradient_accumulation_steps, schedule.weight_decay,
             config.adapter.lora_r) == (1e-3, 2, 0.0, 8)
     assert config.schedule.warmup_ratio == 0.03 and config.task.model == "tiny-chat-lm"
 
@@ -87,10 +78,11 @@ def test_generic_defaults_per_training_type(peft, request):
 def test_presets_and_other_trainer_types_with_generic_defaults():
     # A training preset sits above the generic defaults; its OCR model is not taken.
     config = training_config({**BASE, "trainer_type": "generic", "preset": "quick_test"})
-    assert (config.schedule.learning_rate, config.schedule.gradient_accumulation_steps, config.adapter.lora_r,
-            config.task.model) == (1e-3, 1, 64, "tiny-chat-lm")
+    assert (config.schedule.learning_rate, config.schedule.gradient_accumulation_steps,
+            config.adapter.lora_r, config.task.model) == (1e-3, 1, 64, "tiny-chat-lm")
     config = training_config({**BASE, "trainer_type": "generic", "preset": "cpu_demo"})
-    assert (config.task.model, config.adapter.peft, config.schedule.learning_rate, config.schedule.weight_decay) == (
+    assert (config.task.model, config.adapter.peft, config.schedule.learning_rate,
+            config.schedule.weight_decay) == (
         "tiny-chat-lm", "full", 2e-3, 0.1)
     # The OCR trainers do not get them.
     config = training_config(BASE)

@@ -21,18 +21,9 @@ from deepsynth.models.tiny import NAME as TINY
 from deepsynth.training.data import IGNORE, pixel_values
 from deepsynth.training.moe import RouterMonitor, expert_slices, router_parameters
 from deepsynth.training.regularizers import (
-    BiDrop,
-    ExpertGradientDropout,
-    GateGradientDropout,
-    RouterLosses,
-    drop_choice,
+    BiDrop, ExpertGradientDropout, GateGradientDropout, RouterLosses, drop_choice,
 )
-from deepsynth.training.setup import (
-    build_hooks,
-    build_optimizer,
-    load_base_model,
-    make_trainable,
-)
+from deepsynth.training.setup import build_hooks, build_optimizer, load_base_model, make_trainable
 
 # The vision side of the model, spelled out here (not taken from the library's prefix table).
 VISION = ("model.vision_tower.", "model.multi_modal_projector.", "model.view_separator")

@@ -12,11 +12,7 @@ from conftest import run_cli
 from deepsynth.config import to_dict, validate
 from deepsynth.config.spec import build
 from deepsynth.config.training import (
-    LORA_PRESETS,
-    OCR_LORA_PRESETS,
-    TRAINING_PRESETS,
-    TrainingConfig,
-    training_config,
+    LORA_PRESETS, OCR_LORA_PRESETS, TRAINING_PRESETS, TrainingConfig, training_config,
 )
 from deepsynth.errors import ConfigError
 from deepsynth.models.registry import load_model
@@ -66,7 +62,8 @@ def test_training_preset_applies_its_values(name):
 def test_explicit_fields_override_the_preset(name):
     config = training_config({**BASE, "preset": name, "learning_rate": 0.1, "batch_size": 3,
                               "seed": 7})
-    assert (config.schedule.learning_rate, config.schedule.batch_size, config.schedule.seed) == (0.1, 3, 7)
+    schedule = config.schedule
+    assert (schedule.learning_rate, schedule.batch_size, schedule.seed) == (0.1, 3, 7)
     # The rest of the preset still applies.
     for field, value in TRAINING_PRESETS[name].items():
         if field not in ("learning_rate", "batch_size", "seed"):
@@ -75,7 +72,8 @@ def test_explicit_fields_override_the_preset(name):
 
 def test_preset_values_differ_from_defaults_where_documented():
     assert training_config({**BASE, "preset": "quick_test"}).schedule.max_steps == 10
-    assert training_config({**BASE, "preset": "low_memory"}).schedule.gradient_checkpointing is True
+    assert training_config({**BASE, "preset": "low_memory"}).schedule.gradient_checkpointing \
+        is True
     assert training_config({**BASE, "preset": "cpu_demo"}).schedule.mixed_precision == "no"
     assert training_config({**BASE, "preset": "high_quality"}).moe.bidrop_passes == 3
     assert training_config({**BASE, "preset": "cpu_demo", "max_steps": 5}).schedule.max_steps == 5

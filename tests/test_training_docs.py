@@ -24,7 +24,7 @@ def _row(f: dataclasses.Field) -> str:
     if meta.get("choices"):
         allowed = ", ".join(str(c) for c in meta["choices"])
     elif lo is not None or hi is not None:
-        allowed = f"{_number(lo) if lo is not None else ''}–{_number(hi) if hi is not None else ''}"
+        allowed = "–".join("" if bound is None else _number(bound) for bound in (lo, hi))
     else:
         allowed = ""
     return f"| `--{f.name.replace('_', '-')}` | {default} | {allowed} | {meta['help']} |"

@@ -13,10 +13,7 @@ import torch
 from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from deepsynth.training.hooks import AdaLoraBudget, HookChain, NullHook
 from deepsynth.training.regularizers import (
-    BiDrop,
-    ExpertGradientDropout,
-    GateGradientDropout,
-    RouterLosses,
+    BiDrop, ExpertGradientDropout, GateGradientDropout, RouterLosses,
 )
 
 

@@ -16,13 +16,8 @@ from deepsynth.config import from_dict, to_dict
 from deepsynth.config.schema import json_schema
 from deepsynth.config.spec import build, flat_fields
 from deepsynth.config.training import (
-    CHAT_LORA_PRESETS,
-    LORA_PRESETS,
-    OCR_LORA_PRESETS,
-    TRAINING_PRESETS,
-    TrainingConfig,
-    train_command,
-    training_config,
+    CHAT_LORA_PRESETS, LORA_PRESETS, OCR_LORA_PRESETS, TRAINING_PRESETS, TrainingConfig,
+    train_command, training_config,
 )
 from deepsynth.errors import ConfigError
 from deepsynth.training.regularizers import REGULARIZERS

@@ -79,9 +79,9 @@ def run_train(args: argparse.Namespace) -> int:
     from deepsynth.training.loop import train
     from deepsynth.training.request import resolve_training
 
-    given = {k: v for k, v in vars(args).items() if k in flat_fields(TrainingConfig)
-             and v is not None}
-    config = resolve_training(given)
+    names = flat_fields(TrainingConfig)
+    config = resolve_training({k: v for k, v in vars(args).items()
+                               if k in names and v is not None})  # parsed once, here
     run_config = _with_hub_data(config)
     preset = MODEL_PRESETS.get(config.task.model)
     if preset and preset.randomly_initialized:

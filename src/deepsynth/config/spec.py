@@ -201,7 +201,7 @@ def flat_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
         inner = flat_fields(hints[f.name]) if _is_section(f) else {f.name: (f, hints[f.name])}
         clash = set(inner) & set(found)
         if clash:
-            raise TypeError(f"{cls.__name__}: field {sorted(clash)[0]} is declared twice")
+            raise TypeError(f"{cls.__name__}: field {min(clash)} is declared twice")
         found.update(inner)
     return found
 

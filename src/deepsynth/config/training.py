@@ -14,28 +14,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from deepsynth.config.spec import (
-    flat_fields,
-    from_dict,
-    hub_repo_id,
-    option,
-    section,
-    to_dict,
-)
+from deepsynth.config.spec import flat_fields, from_dict, hub_repo_id, option, section, to_dict
 from deepsynth.config.training_presets import (
-    ATTENTION,
-    CHAT_DEFAULTS,
-    CHAT_LORA_PRESETS,
-    DEFAULT_PROMPT,
-    EXPERTS,
-    LORA_PRESETS,
-    MLP,
-    OCR_LORA_PRESETS,
-    ROUTER,
-    TASKS,
-    TRAINER_TYPES,
-    TRAINING_PRESETS,
-    default_lora_dropout,
+    ATTENTION, CHAT_DEFAULTS, CHAT_LORA_PRESETS, DEFAULT_PROMPT, EXPERTS, LORA_PRESETS, MLP,
+    OCR_LORA_PRESETS, ROUTER, TASKS, TRAINER_TYPES, TRAINING_PRESETS, default_lora_dropout,
     task_kind,
 )
 from deepsynth.errors import ConfigError

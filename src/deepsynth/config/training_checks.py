@@ -12,10 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deepsynth.config.training_presets import (
-    CHAT_LORA_PRESETS,
-    LORA_PRESETS,
-    OCR_LORA_PRESETS,
-    default_lora_dropout,
+    CHAT_LORA_PRESETS, LORA_PRESETS, OCR_LORA_PRESETS, default_lora_dropout,
 )
 from deepsynth.errors import ConfigError
 

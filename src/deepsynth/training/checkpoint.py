@@ -17,9 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from deepsynth.errors import DeepSynthError
 from deepsynth.training.run_folder import (
-    CHECKPOINT_STATE_NAME,
-    CHECKPOINT_TRAINING_STATE_NAME,
-    CHECKPOINT_WEIGHTS_NAME,
+    CHECKPOINT_STATE_NAME, CHECKPOINT_TRAINING_STATE_NAME, CHECKPOINT_WEIGHTS_NAME,
 )
 
 FORMAT_VERSION = 1

@@ -20,19 +20,9 @@ from deepsynth.config import to_dict, validate
 from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.errors import DeepSynthError
 from deepsynth.models.components import format_summary, parameter_summary
-from deepsynth.progress import (
-    ProgressCallback,
-    RateMeter,
-    StopFlag,
-    never_stop,
-    no_progress,
-)
+from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.training import setup
-from deepsynth.training.checkpoint import (
-    TrainerState,
-    load_checkpoint,
-    save_checkpoint,
-)
+from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from deepsynth.training.data import Collator, pixel_values
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator

@@ -19,12 +19,7 @@ from deepsynth.config.training import EXPERTS, ROUTER, MoeConfig, TrainingConfig
 from deepsynth.config.training_checks import lora_dropout_of
 from deepsynth.errors import ConfigError
 from deepsynth.training.hooks import NullHook, StepHook
-from deepsynth.training.moe import (
-    ExpertSlices,
-    RouterMonitor,
-    expert_slices,
-    router_parameters,
-)
+from deepsynth.training.moe import ExpertSlices, RouterMonitor, expert_slices, router_parameters
 
 
 def drop_choice(rng: random.Random, experts: int, rate: float, min_keep: int) -> list[int]:
