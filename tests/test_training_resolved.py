@@ -162,3 +162,30 @@ def test_every_regularizer_counts_as_moe_regularized(name):
     with pytest.raises(ConfigError) as caught:
         training_config({**data, "trainer_type": "deepsynth"})
     assert caught.value.field == "trainer_type"
+
+
+# --- the CLI: Hub datasets stay in the config, downloaded for the run only -----------------
+
+class FakeHub:
+    def __init__(self):
+        self.downloads = []
+
+    def download(self, repo, folder):
+        self.downloads.append(repo)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.jsonl").write_text("{}\n")
+
+
+def test_cli_downloads_hub_datasets_for_the_run_only(tmp_path, monkeypatch):
+    from deepsynth.cli import model_commands
+    from deepsynth.jobs import kinds
+
+    hub = FakeHub()
+    monkeypatch.setenv("DEEPSYNTH_DATA_ROOT", str(tmp_path))
+    monkeypatch.setattr(kinds, "real_hub", lambda token, repo_type: hub)
+    config = training_config({**BASE, "trainer_type": "generic", "dataset": "hf:org/chat"})
+    local = model_commands._with_hub_data(config)
+    assert hub.downloads == ["org/chat"]
+    assert config.task.dataset == "hf:org/chat"  # the resolved config keeps the Hub id
+    assert local.task.dataset == str(tmp_path / "cache/hub-datasets/org--chat/train.jsonl")
+    assert dataclasses.replace(local, task=config.task) == config
