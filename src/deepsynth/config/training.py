@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepsynth.config.spec import flat_fields, from_dict, hub_repo_id, option, section, to_dict
+from deepsynth.config.training_checks import active_regularizers, check_conflicts
 from deepsynth.config.training_presets import (
     ATTENTION, CHAT_DEFAULTS, CHAT_LORA_PRESETS, DEFAULT_PROMPT, EXPERTS, LORA_PRESETS, MLP,
     OCR_LORA_PRESETS, ROUTER, TASKS, TRAINER_TYPES, TRAINING_PRESETS, default_lora_dropout,
@@ -195,14 +196,10 @@ class TrainingConfig:
     hub: HubConfig = section(HubConfig, help="tracking and publishing")
 
     def check(self) -> None:
-        from deepsynth.config.training_checks import check_conflicts
-
         check_conflicts(self)
 
     @property
     def moe_regularized(self) -> bool:
-        from deepsynth.config.training_checks import active_regularizers
-
         return bool(active_regularizers(self))
 
 
