@@ -51,7 +51,7 @@ def hand_written(dataset: Path, root: Path, steps: int) -> float:
     freeze_vision(loaded.model, loaded.family)
     unfreeze_decoder(loaded.model, loaded.family)
     data = setup.build_data(config, loaded).train
-    order = EpochOrder(len(data), config.seed)  # the same batches, in the same order
+    order = EpochOrder(len(data), config.schedule.seed)  # the same batches, in the same order
     loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=order,
                                          collate_fn=Collator(loaded.tokenizer.pad_token_id))
     model = loaded.model.train()

@@ -11,7 +11,7 @@ import pytest
 from deepsynth.chat.template import ChatEncoder
 from deepsynth.models.registry import load_model
 from deepsynth.models.tiny_chat import ensure_tiny_chat_model
-from deepsynth.paths import cache_dir
+from deepsynth.workspace import Workspace
 
 # --------------------------------------------------------------------------- conversations
 
@@ -87,7 +87,7 @@ def qa(i: int) -> dict:
 def root(tmp_path_factory) -> Path:
     """One data root for the module: the tiny chat model is built once and cached there."""
     folder = tmp_path_factory.mktemp("chat-root")
-    built = ensure_tiny_chat_model(cache_dir(folder))
+    built = ensure_tiny_chat_model(Workspace(folder).cache)
     assert (built / "model.safetensors").exists()
     return folder
 

@@ -17,9 +17,10 @@ from deepsynth.chat.data import ChatFileError
 from deepsynth.cli.main import build_parser
 from deepsynth.cli.model_commands import run_train
 from deepsynth.config import to_dict
-from deepsynth.config.training import (
-    GENERIC_DEFAULTS, TrainingConfig, check_generic, train_command, training_config,
-)
+from deepsynth.config.spec import build, flat_fields
+from deepsynth.config.training import CHAT_DEFAULTS as GENERIC_DEFAULTS
+from deepsynth.config.training import TrainingConfig, train_command, training_config
+from deepsynth.config.training_checks import check_chat as check_generic
 from deepsynth.errors import ConfigError
 from deepsynth.models.registry import load_model
 from deepsynth.training import loop
@@ -43,7 +44,8 @@ EXPECTED_GENERIC = {
     "dora": {**ADAPTER, "learning_rate": 1e-4},
     "adalora": {**ADAPTER, "learning_rate": 5e-5},
     "full": {"model": "tiny-chat-lm", "learning_rate": 2e-5, "warmup_ratio": 0.03,
-             "weight_decay": 0.1, "gradient_accumulation_steps": 32, "lora_r": None},
+             # Resolved configs record every value: all_linear's rank, unused by full.
+             "weight_decay": 0.1, "gradient_accumulation_steps": 32, "lora_r": 64},
 }
 
 
@@ -58,30 +60,35 @@ def test_generic_defaults_per_training_type(peft, request):
     if peft == "qlora":
         request.getfixturevalue("pretend_cuda")
     config = training_config({**BASE, "trainer_type": "generic", "peft": peft})
+    flat = to_dict(config)
     for name, value in EXPECTED_GENERIC[peft].items():
-        assert getattr(config, name) == value, name
+        assert flat[name] == value, name
     for name, value in GENERIC_DEFAULTS[peft].items():
-        assert getattr(config, name) == value, name
+        assert flat[name] == value, name
     # Explicit fields override the defaults; the others keep them.
     config = training_config({**BASE, "trainer_type": "generic", "peft": peft,
                               "learning_rate": 1e-3, "gradient_accumulation_steps": 2,
                               "weight_decay": 0.0, "lora_r": 8})
-    assert (config.learning_rate, config.gradient_accumulation_steps, config.weight_decay,
-            config.lora_r) == (1e-3, 2, 0.0, 8)
-    assert config.warmup_ratio == 0.03 and config.model == "tiny-chat-lm"
+    schedule = config.schedule
+    assert (schedule.learning_rate, schedule.gradient_accumulation_steps, schedule.weight_decay,
+            config.adapter.lora_r) == (1e-3, 2, 0.0, 8)
+    assert config.schedule.warmup_ratio == 0.03 and config.task.model == "tiny-chat-lm"
 
 
 def test_presets_and_other_trainer_types_with_generic_defaults():
     # A training preset sits above the generic defaults; its OCR model is not taken.
     config = training_config({**BASE, "trainer_type": "generic", "preset": "quick_test"})
-    assert (config.learning_rate, config.gradient_accumulation_steps, config.lora_r,
-            config.model) == (1e-3, 1, 64, "tiny-chat-lm")
+    assert (config.schedule.learning_rate, config.schedule.gradient_accumulation_steps,
+            config.adapter.lora_r, config.task.model) == (1e-3, 1, 64, "tiny-chat-lm")
     config = training_config({**BASE, "trainer_type": "generic", "preset": "cpu_demo"})
-    assert (config.model, config.peft, config.learning_rate, config.weight_decay) == (
+    assert (config.task.model, config.adapter.peft, config.schedule.learning_rate,
+            config.schedule.weight_decay) == (
         "tiny-chat-lm", "full", 2e-3, 0.1)
     # The OCR trainers do not get them.
     config = training_config(BASE)
-    assert (config.learning_rate, config.lora_preset, config.lora_r) == (5e-5, "balanced", None)
+    # (The resolved config records the LoRA preset's rank, balanced: 16, not None.)
+    assert (config.schedule.learning_rate, config.adapter.lora_preset,
+            config.adapter.lora_r) == (5e-5, "balanced", 16)
 
 
 def test_qlora_without_cuda_is_refused_naming_peft():
@@ -108,9 +115,9 @@ def test_generic_conflicts_name_their_field(data, field):
     assert caught.value.field == field and str(caught.value).startswith(f"{field} ")
     # check_generic itself, on a config built without validation.
     with pytest.raises(ConfigError) as caught:
-        check_generic(TrainingConfig(**BASE, trainer_type="generic",
-                                     **{"model": "tiny-chat-lm", "lora_preset": "all_linear",
-                                        **data}))
+        check_generic(build(TrainingConfig, {**BASE, "trainer_type": "generic",
+                                             "model": "tiny-chat-lm",
+                                             "lora_preset": "all_linear", **data}))
     assert caught.value.field == field
 
 
@@ -150,7 +157,7 @@ def parse_command(command: str) -> TrainingConfig:
     args = build_parser().parse_args(words[1:])
     assert args.handler is run_train
     given = {k: v for k, v in vars(args).items()
-             if k in TrainingConfig.__dataclass_fields__ and v is not None}
+             if k in flat_fields(TrainingConfig) and v is not None}
     return training_config(given)
 
 
@@ -217,7 +224,7 @@ def test_qlora_training_on_cpu_fails_with_a_clear_error(chat_file, root, tmp_pat
     with monkeypatch.context() as patched:
         patched.setattr(torch.cuda, "is_available", lambda: True)
         config = run_config(chat_file, tmp_path / "qlora", peft="qlora", max_steps=1)
-    assert config.peft == "qlora"
+    assert config.adapter.peft == "qlora"
     with pytest.raises(ConfigError) as caught:
         train(config, root=root, echo=quiet)
     assert caught.value.field == "peft"
@@ -317,8 +324,10 @@ def test_train_command_parses_back_to_the_same_config(case):
 def test_boolean_flags_parse_both_ways():
     """What a command needs to undo a preset's boolean: ``--no-FLAG`` wins over the preset."""
     base = "deepsynth train --dataset d.jsonl --out run --preset low_memory"
-    assert parse_command(base).gradient_checkpointing is True
-    assert parse_command(base + " --no-gradient-checkpointing").gradient_checkpointing is False
+    assert parse_command(base).schedule.gradient_checkpointing is True
+    assert parse_command(base + " --no-gradient-checkpointing").schedule.gradient_checkpointing \
+        is False
     turned_on = parse_command("deepsynth train --dataset d --out o --trainer-type generic "
                               "--skip-invalid-lines --gradient-checkpointing")
-    assert turned_on.skip_invalid_lines is True and turned_on.gradient_checkpointing is True
+    assert turned_on.chat.skip_invalid_lines is True
+    assert turned_on.schedule.gradient_checkpointing is True

@@ -23,9 +23,7 @@ from deepsynth.training.moe import RouterMonitor, expert_slices, router_paramete
 from deepsynth.training.regularizers import (
     BiDrop, ExpertGradientDropout, GateGradientDropout, RouterLosses, drop_choice,
 )
-from deepsynth.training.setup import (
-    build_bidrop, build_hooks, build_optimizer, load_base_model, make_trainable,
-)
+from deepsynth.training.setup import build_hooks, build_optimizer, load_base_model, make_trainable
 
 # The vision side of the model, spelled out here (not taken from the library's prefix table).
 VISION = ("model.vision_tower.", "model.multi_modal_projector.", "model.view_separator")
@@ -397,7 +395,12 @@ def bidrop_setup(root: Path, agreement: bool):
                for layer in loaded.model.model.language_model.layers)
     model = make_trainable(loaded, cfg, 10)
     model.train()
-    return loaded, model, build_bidrop(cfg, model)
+    monitor = RouterMonitor(model)
+    try:
+        (bidrop,) = build_hooks(cfg, model, monitor)  # Bi-Drop is the only hook here
+    finally:
+        monitor.close()
+    return loaded, model, bidrop
 
 
 def run_bidrop(model, bidrop: BiDrop, batch: dict) -> list[torch.Tensor]:

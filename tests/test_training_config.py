@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
-from deepsynth.config import validate
+
+from deepsynth.config import to_dict, validate
+from deepsynth.config.spec import build
 from deepsynth.config.training import (
-    LORA_PRESETS, OCR_LORA_PRESETS, TRAINING_PRESETS, TrainingConfig, lora_dropout, training_config,
+    LORA_PRESETS, OCR_LORA_PRESETS, TRAINING_PRESETS, TrainingConfig, training_config,
 )
 from deepsynth.errors import ConfigError
 from deepsynth.models.registry import load_model
@@ -44,35 +45,38 @@ def refused(data: dict) -> ConfigError:
 @pytest.mark.parametrize("name", list(TRAINING_PRESETS))
 def test_training_preset_applies_its_values(name):
     config = training_config({**BASE, "preset": name})
-    assert config.preset == name
+    assert config.task.preset == name
     values = TRAINING_PRESETS[name]
     assert values, name
+    flat = to_dict(config)
     for field, value in values.items():
-        assert getattr(config, field) == value, (name, field)
+        assert flat[field] == value, (name, field)
     # Fields the preset does not set keep the dataclass defaults.
-    defaults = TrainingConfig(**BASE)
+    defaults = to_dict(build(TrainingConfig, BASE))
     for field in ("seed", "max_pages", "keep_last"):
         if field not in values:
-            assert getattr(config, field) == getattr(defaults, field)
+            assert flat[field] == defaults[field]
 
 
 @pytest.mark.parametrize("name", list(TRAINING_PRESETS))
 def test_explicit_fields_override_the_preset(name):
     config = training_config({**BASE, "preset": name, "learning_rate": 0.1, "batch_size": 3,
                               "seed": 7})
-    assert (config.learning_rate, config.batch_size, config.seed) == (0.1, 3, 7)
+    schedule = config.schedule
+    assert (schedule.learning_rate, schedule.batch_size, schedule.seed) == (0.1, 3, 7)
     # The rest of the preset still applies.
     for field, value in TRAINING_PRESETS[name].items():
         if field not in ("learning_rate", "batch_size", "seed"):
-            assert getattr(config, field) == value, (name, field)
+            assert to_dict(config)[field] == value, (name, field)
 
 
 def test_preset_values_differ_from_defaults_where_documented():
-    assert training_config({**BASE, "preset": "quick_test"}).max_steps == 10
-    assert training_config({**BASE, "preset": "low_memory"}).gradient_checkpointing is True
-    assert training_config({**BASE, "preset": "cpu_demo"}).mixed_precision == "no"
-    assert training_config({**BASE, "preset": "high_quality"}).bidrop_passes == 3
-    assert training_config({**BASE, "preset": "cpu_demo", "max_steps": 5}).max_steps == 5
+    assert training_config({**BASE, "preset": "quick_test"}).schedule.max_steps == 10
+    assert training_config({**BASE, "preset": "low_memory"}).schedule.gradient_checkpointing \
+        is True
+    assert training_config({**BASE, "preset": "cpu_demo"}).schedule.mixed_precision == "no"
+    assert training_config({**BASE, "preset": "high_quality"}).moe.bidrop_passes == 3
+    assert training_config({**BASE, "preset": "cpu_demo", "max_steps": 5}).schedule.max_steps == 5
 
 
 @pytest.mark.parametrize("data", [
@@ -151,7 +155,7 @@ def test_lora_preset_builds_a_peft_model(tiny_root, preset):
             assert "lora_" not in name, name
         if parameter.requires_grad:
             assert "lora_" in name, name
-    assert lora_dropout(config) == (0.0 if spec["parameters"] else 0.05)
+    assert config.adapter.lora_dropout == (0.0 if spec["parameters"] else 0.05)
 
 
 def test_high_capacity_moe_wraps_experts_and_router(tiny_root):
@@ -180,7 +184,7 @@ def test_qlora_4bit_lora_preset_is_refused_without_cuda():
     assert error.field == "peft"
     # A config built in Python is refused by validation too (the training loop validates).
     with pytest.raises(ConfigError) as caught:
-        validate(TrainingConfig(**BASE, lora_preset="qlora_4bit"))
+        validate(build(TrainingConfig, {**BASE, "lora_preset": "qlora_4bit"}))
     assert caught.value.field == "peft"
 
 
@@ -238,7 +242,7 @@ def test_moe_regularizers_are_refused_with_trainer_type_deepsynth(regularizer):
 def test_compatible_settings_are_accepted(data):
     config = training_config({**BASE, **data})
     for key, value in data.items():
-        assert getattr(config, key) == value
+        assert to_dict(config)[key] == value
 
 
 @pytest.mark.parametrize("data, field, allowed", [

@@ -113,9 +113,9 @@ class Run:
 
 def initial_trainable(config, root: Path) -> dict[str, torch.Tensor]:
     """The trainable tensors as the loop starts from them: same seed, same builders."""
-    set_seed(config.seed)
+    set_seed(config.schedule.seed)
     loaded = setup.load_base_model(config, root)
-    model = setup.make_trainable(loaded, config, config.max_steps)
+    model = setup.make_trainable(loaded, config, config.schedule.max_steps)
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -284,9 +284,9 @@ def test_methods_that_cannot_adapt_experts_are_refused(dataset, tmp_path, peft):
 
 def rebuilt_from_checkpoint(run: Run, root: Path):
     """The model as the loop builds it, with the last checkpoint's trained tensors copied in."""
-    set_seed(run.config.seed)
+    set_seed(run.config.schedule.seed)
     loaded = setup.load_base_model(run.config, root)
-    model = setup.make_trainable(loaded, run.config, run.config.max_steps)
+    model = setup.make_trainable(loaded, run.config, run.config.schedule.max_steps)
     weights = load_file(str(run.result.run_dir / "checkpoints" / f"step-{STEPS:06d}" /
                             "trainable.safetensors"))
     parameters = dict(model.named_parameters())
@@ -496,7 +496,7 @@ def test_run_folder_holds_everything(runs):
     for key in ("eval_loss", "rouge1", "rouge2", "rougeL"):
         assert math.isfinite(scores[key])
     assert scores["eval_loss"] == metrics["best_eval_loss"]
-    assert scores["samples"] == run.config.eval_samples == 4
+    assert scores["samples"] == run.config.evaluation.eval_samples == 4
 
     samples = json.loads((folder / "eval_samples" / f"step-{STEPS:06d}.json").read_text())
     assert len(samples) == 4

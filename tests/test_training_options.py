@@ -9,18 +9,18 @@ import math
 
 import pytest
 import torch
-
 from conftest import run_cli, write_jsonl
+
 from deepsynth.config.training import training_config
 from deepsynth.errors import DeepSynthError
 from deepsynth.evaluation.evaluate import evaluate_model
 from deepsynth.models.components import freeze_vision
 from deepsynth.models.registry import load_model
 from deepsynth.training.augment import Augmenter
-from deepsynth.training.checkpoint import list_checkpoints
 from deepsynth.training.data import decode_page
 from deepsynth.training.loop import train
 from deepsynth.training.recommend import recommend_lora
+from deepsynth.training.run_folder import RunFolder
 
 LONG = " ".join(f"Sentence {i} of a long report about rivers." for i in range(40))
 
@@ -96,7 +96,7 @@ def _page_png() -> bytes:
 
 def test_keep_last_prunes_old_checkpoints(setup_root):
     result = run(setup_root, "prune", max_steps=4, save_steps=1, keep_last=2, eval_steps=4)
-    assert [p.name for p in list_checkpoints(result.run_dir)] == ["step-000003",
+    assert [p.name for p in RunFolder(result.run_dir).checkpoints()] == ["step-000003",
                                                                   "step-000004"]
 
 
@@ -133,12 +133,12 @@ def test_lora_recommendation_by_dataset_size(samples, preset):
     assert advice["lora_preset"] == preset
     config = training_config({"dataset": "d", "out": "o", **advice["config"]})
     estimates = advice["estimates"]
-    per_epoch = math.ceil(math.ceil(samples / config.batch_size)
-                          / config.gradient_accumulation_steps)
+    per_epoch = math.ceil(math.ceil(samples / config.schedule.batch_size)
+                          / config.schedule.gradient_accumulation_steps)
     assert estimates["steps_per_epoch"] == per_epoch
-    assert estimates["optimizer_steps"] == math.ceil(per_epoch * config.num_epochs)
-    assert estimates["effective_batch_size"] == (config.batch_size
-                                                 * config.gradient_accumulation_steps)
+    assert estimates["optimizer_steps"] == math.ceil(per_epoch * config.schedule.num_epochs)
+    assert estimates["effective_batch_size"] == (config.schedule.batch_size
+                                                 * config.schedule.gradient_accumulation_steps)
     assert bool(advice["notes"]) == (estimates["optimizer_steps"] < 20)
 
 

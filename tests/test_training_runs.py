@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 
 from deepsynth.config.training import training_config
 from deepsynth.models.tiny import ensure_tiny_model
-from deepsynth.paths import cache_dir
 from deepsynth.training.loop import train
+from deepsynth.workspace import Workspace
 
 TESTS = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -42,7 +42,7 @@ def root(tmp_path_factory) -> Path:
     """One data root for the module, with the tiny model built once and cached there (every
     run then starts from the same state, and the torchrun ranks only read the cache)."""
     folder = tmp_path_factory.mktemp("data-root")
-    built = ensure_tiny_model(cache_dir(folder))
+    built = ensure_tiny_model(Workspace(folder).cache)
     assert (built / "model.safetensors").exists()
     return folder
 
@@ -102,6 +102,18 @@ RESUME_SETTINGS = {
     "lora_moe_regularized": {"peft": "lora", "lora_preset": "high_capacity_moe",
                              "expert_dropout_rate": 0.5, "gate_dropout_rate": 0.2},
 }
+# The same run resumed from a checkpoint in the older format: hook states as a list, by
+# position, as DeepSynth wrote them before hooks had names.
+RESUME_SETTINGS["lora_moe_regularized_old_checkpoint"] = RESUME_SETTINGS["lora_moe_regularized"]
+
+
+def to_positional_hook_states(checkpoint: Path) -> None:
+    path = checkpoint / "training_state.pt"
+    blob = torch.load(path, weights_only=False)
+    by_name = blob["extra_rng"]["hooks"]
+    assert list(by_name) == ["expert_dropout", "gate_dropout"]
+    blob["extra_rng"]["hooks"] = list(by_name.values())
+    torch.save(blob, path)
 
 
 @pytest.mark.parametrize("setting", list(RESUME_SETTINGS))
@@ -123,6 +135,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(setting, dataset, 
     saved = json.loads((tmp_path / "B/checkpoints/step-000004/trainer_state.json").read_text())
     assert (saved["step"], saved["epoch"], saved["batches_in_epoch"]) == (4, 1, 2)
     assert not (tmp_path / "B" / "final").exists()
+    if setting.endswith("old_checkpoint"):
+        to_positional_hook_states(tmp_path / "B/checkpoints/step-000004")
 
     resumed = train(config(dataset, tmp_path / "B", resume_from_checkpoint="latest",
                            **options),
@@ -147,7 +161,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(setting, dataset, 
     # The comparison is not vacuous: training moved the weights after the resume point.
     middle = trainable_weights(tmp_path / "A", 4)
     assert any(not torch.equal(middle[n], final_a[n]) for n in final_a)
-    if setting == "lora_moe_regularized":  # the regularizers had something to act on
+    if setting.startswith("lora_moe_regularized"):  # the regularizers had something to act on
         assert any(".mlp.experts." in n and ".lora_" in n for n in final_a)
         assert any(".mlp.gate.lora_" in n for n in final_a)
 

@@ -12,8 +12,8 @@ from tqdm import tqdm
 from deepsynth.cli import exit_codes
 from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import add_arguments
-from deepsynth.config.spec import hub_dataset_id
-from deepsynth.config.training import TrainingConfig, training_config
+from deepsynth.config.spec import flat_fields, hub_dataset_id, replace
+from deepsynth.config.training import TrainingConfig
 from deepsynth.errors import DeepSynthError
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.progress import Progress
@@ -77,23 +77,16 @@ def _positive(value: str) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from deepsynth.training.loop import train
+    from deepsynth.training.request import resolve_training
 
-    given = {k: v for k, v in vars(args).items()
-             if k in TrainingConfig.__dataclass_fields__ and v is not None}
-    config = training_config(given)
-    for field in ("dataset", "eval_dataset"):  # Hub datasets are downloaded first
-        if hub_dataset_id(getattr(config, field)):
-            from deepsynth.jobs.kinds import real_hub, training_dataset
-            from deepsynth.paths import data_root
-
-            given[field] = str(training_dataset(
-                data_root(), getattr(config, field), config.trainer_type == "generic",
-                real_hub, None, lambda text: print(text, file=sys.stderr)))
-            config = training_config(given)
-    preset = MODEL_PRESETS.get(config.model)
+    names = flat_fields(TrainingConfig)
+    config = resolve_training({k: v for k, v in vars(args).items()
+                               if k in names and v is not None})  # parsed once, here
+    run_config = _with_hub_data(config)
+    preset = MODEL_PRESETS.get(config.task.model)
     if preset and preset.randomly_initialized:
-        print(f"note: {config.model} is a randomly initialized demo model, not a pretrained "
-              f"one", file=sys.stderr)
+        print(f"note: {config.task.model} is a randomly initialized demo model, not a "
+              f"pretrained one", file=sys.stderr)
     bar = tqdm(unit="step", dynamic_ncols=True, file=sys.stderr, disable=None)
 
     def show(progress: Progress) -> None:
@@ -102,17 +95,17 @@ def run_train(args: argparse.Namespace) -> int:
 
     with StopOnSignal(what="the current optimizer step") as stop:
         try:
-            result = train(config, progress=show, should_stop=stop.event.is_set,
+            result = train(run_config, progress=show, should_stop=stop.event.is_set,
                            echo=lambda text: print(text, file=sys.stderr))
         finally:
             bar.close()
     report = {"run_dir": str(result.run_dir), "status": result.status, "step": result.step,
               "final_model": str(result.final_model or ""), "metrics": result.metrics}
-    if result.final_model and config.push_to_hub:
+    if result.final_model and config.hub.push_to_hub:
         from deepsynth.models.export import push_trained_model
 
-        report["hub"] = push_trained_model(result.final_model, config.hub_model_id,
-                                           config.public, result.run_dir / "export")
+        report["hub"] = push_trained_model(result.final_model, config.hub.hub_model_id,
+                                           config.hub.public, result.run_dir / "export")
     print(json.dumps(report, indent=2))
     if report.get("hub", {}).get("hub_error"):
         print(f"the model is saved but the Hub push failed: {report['hub']['hub_error']}; "
@@ -123,6 +116,23 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return exit_codes.STOPPED
     return exit_codes.OK
+
+
+def _with_hub_data(config: TrainingConfig) -> TrainingConfig:
+    """The config this process trains with: Hub datasets (``hf:ORG/NAME``) downloaded and
+    replaced by their local path, for this run only (the resolved config keeps the Hub id)."""
+    from deepsynth.jobs.kinds import real_hub
+    from deepsynth.workspace import Workspace
+
+    chat = config.task.kind == "chat"
+    local = {}
+    for name, value in (("dataset", config.task.dataset),
+                        ("eval_dataset", config.evaluation.eval_dataset)):
+        if hub_dataset_id(value):
+            local[name] = str(Workspace().download_training_data(
+                value, chat, real_hub(None, "dataset"),
+                lambda text: print(text, file=sys.stderr)))
+    return replace(config, **local)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

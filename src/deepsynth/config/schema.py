@@ -8,6 +8,8 @@ import types
 import typing
 from typing import Any
 
+from deepsynth.config.spec import flat_fields
+
 
 def _type_schema(tp: Any) -> dict:
     origin = typing.get_origin(tp)
@@ -25,13 +27,13 @@ def _type_schema(tp: Any) -> dict:
 
 
 def json_schema(cls: type, exclude: tuple[str, ...] = ()) -> dict:
-    """The object schema of ``cls``: unknown fields are not allowed, as in ``from_dict``."""
-    hints = typing.get_type_hints(cls)
+    """The object schema of ``cls``: unknown fields are not allowed, as in ``from_dict``.
+    Sections are flat, as ``from_dict`` reads them: one property per field."""
     properties, required = {}, []
-    for f in dataclasses.fields(cls):
+    for f, hint in flat_fields(cls).values():
         if f.name in exclude or f.metadata.get("secret"):
             continue
-        schema = _type_schema(hints[f.name])
+        schema = _type_schema(hint)
         schema["description"] = f.metadata.get("help", "")
         if f.metadata.get("choices"):
             schema["enum"] = list(f.metadata["choices"])

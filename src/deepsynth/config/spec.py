@@ -6,7 +6,11 @@ help text, the allowed choices or range and the CLI flag. From that one declarat
 - :func:`from_dict`: parse a JSON-like mapping (REST bodies, manifests) into the dataclass,
   with errors that name the field and what is allowed;
 - :func:`validate`: check an instance built in Python;
-- :func:`add_arguments` / :func:`from_namespace`: the argparse flags of the CLI.
+- :func:`add_arguments` / :func:`from_namespace`: the argparse flags of the CLI;
+- :func:`to_dict`: the mapping back (what ``from_dict`` reads).
+
+A field declared with :func:`section` groups fields in a dataclass of their own; outside,
+its fields stay flat (one namespace of unique names for mappings, flags and schemas).
 
 So the CLI, the REST API and the UI all parse into the same objects with the same rules.
 """
@@ -174,32 +178,86 @@ def _range(lo: float | None, hi: float | None) -> str:
     return f"between {_fmt(lo)} and {_fmt(hi)}"
 
 
+def section(cls: type | None = None, *, help: str) -> Any:
+    """Declare a field that groups fields in their own dataclass (``cls``, or required when
+    None). A section's fields stay flat outside: the same names in mappings, CLI flags and
+    schemas as if they were declared on the parent, so their names must be unique."""
+    meta = {"help": help, "section": True}
+    if cls is None:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default_factory=cls, metadata=meta)
+
+
+def _is_section(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("section"))
+
+
+def flat_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every field of ``cls`` by its flat name (sections' fields in their place), with its
+    type: what mappings, flags and schemas list."""
+    hints = _field_types(cls)
+    found: dict[str, tuple[dataclasses.Field, Any]] = {}
+    for f in dataclasses.fields(cls):
+        inner = flat_fields(hints[f.name]) if _is_section(f) else {f.name: (f, hints[f.name])}
+        clash = set(inner) & set(found)
+        if clash:
+            raise TypeError(f"{cls.__name__}: field {min(clash)} is declared twice")
+        found.update(inner)
+    return found
+
+
+def build(cls: type[T], values: dict[str, Any]) -> T:
+    """``cls`` from flat values, each section given its own fields; no validation (tests
+    and :func:`from_dict` use it). Unknown names raise TypeError."""
+    unknown = set(values) - set(flat_fields(cls))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {min(unknown)}")
+    hints = _field_types(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if _is_section(f):
+            names = flat_fields(hints[f.name])
+            kwargs[f.name] = build(hints[f.name], {k: v for k, v in values.items()
+                                                   if k in names})
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return cls(**kwargs)
+
+
+def replace(obj: T, **values: Any) -> T:
+    """A copy of ``obj`` with flat fields replaced (wherever their section is)."""
+    return build(type(obj), {**to_dict(obj, secrets=True), **values})
+
+
 def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
-    """Build ``cls`` from a mapping; unknown keys and bad values raise ConfigError."""
+    """Build ``cls`` from a (flat) mapping; unknown keys and bad values raise ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(prefix.rstrip(".") or cls.__name__, "must be an object")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = flat_fields(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
             prefix + unknown[0], f"is not a known field; allowed: {', '.join(sorted(fields))}"
         )
-    hints = _field_types(cls)
-    for name, f in fields.items():
+    for name, (f, _) in fields.items():
         if name not in data and f.default is dataclasses.MISSING and (
                 f.default_factory is dataclasses.MISSING):
             raise ConfigError(prefix + name, f"is required: {f.metadata.get('help', '')}")
-    kwargs = {k: _coerce(prefix + k, hints[k], v) for k, v in data.items()}
-    obj = cls(**kwargs)
+    kwargs = {k: _coerce(prefix + k, fields[k][1], v) for k, v in data.items()}
+    obj = build(cls, kwargs)
     validate(obj, prefix=prefix)
     return obj
 
 
 def validate(obj: Any, *, prefix: str = "") -> None:
-    """Check every field of ``obj`` (recursively) against its declared range and choices."""
+    """Check every field of ``obj`` (recursively) against its declared range and choices;
+    sections' fields are named flat, nested configs' as ``outer.inner``."""
     hints = _field_types(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        if _is_section(f):
+            validate(value, prefix=prefix)
+            continue
         name = prefix + f.name
         if dataclasses.is_dataclass(value):
             validate(value, prefix=f"{name}.")
@@ -211,44 +269,31 @@ def validate(obj: Any, *, prefix: str = "") -> None:
         post()
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Serialize a config to plain JSON types, leaving out secret fields."""
+def to_dict(obj: Any, *, secrets: bool = False) -> dict[str, Any]:
+    """Serialize a config to plain JSON types, sections flat, leaving out secret fields
+    (unless ``secrets``): the mapping :func:`from_dict` parses back."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
-        if f.metadata.get("secret"):
+        if f.metadata.get("secret") and not secrets:
             continue
         value = getattr(obj, f.name)
+        if _is_section(f):
+            out.update(to_dict(value, secrets=secrets))
+            continue
         if dataclasses.is_dataclass(value):
-            value = to_dict(value)
+            value = to_dict(value, secrets=secrets)
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
     return out
 
 
-def describe(cls: type) -> list[dict[str, Any]]:
-    """Field descriptions (name, type, default, range, help) for docs, API and UI."""
-    hints = _field_types(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        tp, _ = _unwrap_optional(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
-        rows.append({
-            "name": f.name, "type": getattr(tp, "__name__", str(tp)), "default": default,
-            "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
-            "min": f.metadata.get("min"), "max": f.metadata.get("max"),
-            "help": f.metadata.get("help", ""),
-        })
-    return rows
-
-
 def add_arguments(parser: argparse.ArgumentParser | Any, cls: type) -> None:
     """Add one ``--flag`` per CLI field of ``cls``; values stay strings until parsed."""
-    hints = _field_types(cls)
-    for f in dataclasses.fields(cls):
+    for f, hint in flat_fields(cls).values():
         if not f.metadata.get("cli", True):
             continue
-        tp, _ = _unwrap_optional(hints[f.name])
+        tp, _ = _unwrap_optional(hint)
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata["help"]}
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -266,7 +311,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type) -> None:
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     """Build ``cls`` from parsed CLI flags: flags not given keep the dataclass defaults."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(flat_fields(cls))
     data = {k: v for k, v in vars(ns).items() if k in names and v is not None}
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(cls, data)

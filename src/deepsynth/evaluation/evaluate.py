@@ -12,19 +12,20 @@ import math
 from pathlib import Path
 
 from deepsynth.atomic_files import write_json_atomic
+from deepsynth.config.training_presets import task_kind
 from deepsynth.errors import DeepSynthError
 from deepsynth.evaluation.generation import generate_summaries
+from deepsynth.evaluation.loss import mean_loss
 from deepsynth.evaluation.rouge import mean_rouge, rouge
-from deepsynth.models.registry import LoadedModel, load_model
+from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel, load_model
 from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
-from deepsynth.training.evaluator import mean_loss
 
 CASES = 3
 
 
 def model_settings(model_dir: str) -> dict:
     """What the model was trained with (prompt, max_length, trainer type), if DeepSynth did."""
-    path = Path(model_dir) / "deepsynth-model.json"
+    path = Path(model_dir) / MODEL_INFO_NAME
     info = json.loads(path.read_text()) if path.exists() else {}
     return {"prompt": info.get("prompt", "Summarize this document."),
             "max_length": info.get("max_length", 512),
@@ -32,7 +33,7 @@ def model_settings(model_dir: str) -> dict:
 
 
 def encoder_for(loaded: LoadedModel, settings: dict) -> ExampleEncoder:
-    if settings["trainer_type"] == "generic" or loaded.family == "causal_lm":
+    if task_kind(settings["trainer_type"]) == "chat" or loaded.family == "causal_lm":
         raise DeepSynthError("this is a chat model (trainer_type generic): it reads "
                              "conversations, not pages; it is evaluated during training on "
                              "its eval_dataset")

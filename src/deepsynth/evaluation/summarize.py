@@ -11,23 +11,25 @@ import torch
 from PIL import Image
 
 from deepsynth.config import RenderConfig, from_dict
+from deepsynth.data.manifest import MANIFEST_NAME, is_dataset
 from deepsynth.errors import DeepSynthError
 from deepsynth.evaluation.evaluate import encoder_for, model_settings
 from deepsynth.evaluation.generation import generate_summaries
 from deepsynth.models.registry import load_model
 from deepsynth.render.renderer import build_renderer
 from deepsynth.training.data import decode_page
+from deepsynth.training.run_folder import CONFIG_NAME
 
 
 def training_render_config(model_dir: str) -> RenderConfig | None:
     """The render options of the dataset the model was trained on, when known."""
-    config_path = Path(model_dir) / "training_config.json"
+    config_path = Path(model_dir) / CONFIG_NAME
     if not config_path.exists():
         return None
     dataset = json.loads(config_path.read_text()).get("dataset", "")
-    manifest = Path(dataset) / "deepsynth-manifest.json"
-    if not manifest.exists():
+    if not is_dataset(Path(dataset)):
         return None
+    manifest = Path(dataset) / MANIFEST_NAME
     return from_dict(RenderConfig, json.loads(manifest.read_text())["config"]["render"])
 
 

@@ -34,10 +34,7 @@ def peft_config(method: str, modules: tuple[str, ...], parameters: tuple[str, ..
         target = "all-linear" if modules == ("all-linear",) else list(modules)
     else:
         target = DECODER_SCOPE.format("|".join(modules))
-    if method == "adalora":
-        if parameters:
-            raise DeepSynthError("adalora cannot adapt the router or routed experts "
-                                 "(target_parameters); use lora_preset standard or balanced")
+    if method == "adalora":  # never with parameters: the config refuses it (peft)
         # Warm up for the first 10% of steps and fix the ranks for the last 20%, as in the
         # AdaLoRA paper's schedules; ranks are re-allocated in between.
         return AdaLoraConfig(target_modules=target, init_r=r, target_r=max(r // 2, 1),

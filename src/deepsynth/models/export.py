@@ -11,8 +11,9 @@ from deepsynth.atomic_files import write_json_atomic
 from deepsynth.errors import DeepSynthError
 from deepsynth.hub.upload import HfHubClient, HubClient, HubUploader
 from deepsynth.models.registry import MODEL_INFO_NAME, load_model
+from deepsynth.training.run_folder import CONFIG_NAME
 
-CARRIED_FILES = ("README.md", "training_config.json")
+CARRIED_FILES = ("README.md", CONFIG_NAME)
 
 
 def export_model(model_dir: str, out: str, merge: bool = True, push_to_hub: str | None = None,

@@ -15,8 +15,8 @@ from typing import Any
 from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.models import tiny, tiny_chat
-from deepsynth.paths import cache_dir
 from deepsynth.render.tokens import vision_tokens_per_page
+from deepsynth.workspace import Workspace
 
 MODEL_INFO_NAME = "deepsynth-model.json"
 
@@ -46,7 +46,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
                 needs_remote_code=True),
     ModelPreset(tiny_chat.NAME, "causal_lm", "built-in",
                 "a Qwen2 causal LM at ~0.2M parameters with RANDOM weights and an offline "
-                "tokenizer: the demo and test model of the generic chat trainer; not "
+                "tokenizer: the demo and test model of the chat trainer; not "
                 "pretrained", randomly_initialized=True),
 )}
 BUILT_IN = {tiny.NAME: tiny.ensure_tiny_model, tiny_chat.NAME: tiny_chat.ensure_tiny_chat_model}
@@ -76,11 +76,11 @@ def _read_info(folder: Path) -> dict:
 def resolve_model(spec: str, root: Path | None = None,
                   hub_ids: bool = False) -> tuple[str, ModelPreset | None]:
     """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one.
-    ``hub_ids``: any ORG/NAME is a Hub model id (the generic chat trainer's models)."""
+    ``hub_ids``: any ORG/NAME is a Hub model id (the chat trainer's models)."""
     if spec in MODEL_PRESETS:
         preset = MODEL_PRESETS[spec]
         if preset.name in BUILT_IN:
-            return str(BUILT_IN[preset.name](cache_dir(root))), preset
+            return str(BUILT_IN[preset.name](Workspace(root).cache)), preset
         return preset.source, preset
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), None

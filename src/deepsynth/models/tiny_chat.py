@@ -1,6 +1,6 @@
 """The tiny chat model: a Qwen2 causal LM (a standard transformers family) at a few hundred
 thousand parameters, random weights, and a byte-level BPE tokenizer trained offline on the
-built-in corpus with the ChatML tokens. A demo and test model for the generic chat trainer,
+built-in corpus with the ChatML tokens. A demo and test model for the chat trainer,
 not a pretrained one. Its tokenizer has no chat template, so the built-in one is used.
 """
 

@@ -1,5 +1,7 @@
-"""Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG states, data
-position and step, with a format version. Written to a temp folder and renamed into place."""
+"""Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG states, the
+hooks' states, data position and step, with a format version. Written to a temp folder and
+renamed into place. Which folder, and the names of the files in it, are the run folder's
+(:mod:`deepsynth.training.run_folder`)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deepsynth.errors import DeepSynthError
+from deepsynth.training.run_folder import (
+    CHECKPOINT_STATE_NAME, CHECKPOINT_TRAINING_STATE_NAME, CHECKPOINT_WEIGHTS_NAME,
+)
 
 FORMAT_VERSION = 1
-STATE_NAME = "trainer_state.json"
 
 
 @dataclass
@@ -48,17 +52,18 @@ def restore_rng(state: dict) -> None:
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerState,
                     extra_rng: dict) -> Path:
-    """``extra_rng``: states of the loop's own generators (regularizers' choices)."""
+    """``extra_rng``: the loop's own states (``{"hooks": {name: state}}``)."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
                if p.requires_grad}
-    save_file(weights, str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng_state(), "extra_rng": extra_rng}, tmp / "training_state.pt")
-    (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=2))
+    save_file(weights, str(tmp / CHECKPOINT_WEIGHTS_NAME))
+    blob = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "extra_rng": extra_rng}
+    torch.save(blob, tmp / CHECKPOINT_TRAINING_STATE_NAME)
+    (tmp / CHECKPOINT_STATE_NAME).write_text(json.dumps(asdict(state), indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
@@ -67,13 +72,13 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerSta
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerState, dict]:
     folder = Path(folder)
     try:
-        state = TrainerState(**json.loads((folder / STATE_NAME).read_text()))
+        state = TrainerState(**json.loads((folder / CHECKPOINT_STATE_NAME).read_text()))
     except (OSError, json.JSONDecodeError, TypeError) as exc:
         raise DeepSynthError(f"{folder} is not a readable checkpoint ({exc})") from None
     if state.format_version != FORMAT_VERSION:
         raise DeepSynthError(f"checkpoint {folder} has format {state.format_version}; this "
                              f"deepsynth reads {FORMAT_VERSION}")
-    weights = load_file(str(folder / "trainable.safetensors"))
+    weights = load_file(str(folder / CHECKPOINT_WEIGHTS_NAME))
     parameters = dict(model.named_parameters())
     trainable = {n for n, p in parameters.items() if p.requires_grad}
     if set(weights) != trainable:
@@ -86,7 +91,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerS
     with torch.no_grad():
         for name, tensor in weights.items():
             parameters[name].copy_(tensor)
-    blob = torch.load(folder / "training_state.pt", weights_only=False)
+    blob = torch.load(folder / CHECKPOINT_TRAINING_STATE_NAME, weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     restore_rng(blob["rng"])
@@ -95,14 +100,3 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[TrainerS
 
 def _describe(setup: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in setup.items()) or "unknown"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    found = [p for p in (Path(run_dir) / "checkpoints").glob("step-*") if
-             (p / STATE_NAME).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
-    for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)

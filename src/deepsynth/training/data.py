@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deepsynth.data.manifest import is_dataset
 from deepsynth.errors import DeepSynthError
 from deepsynth.training.augment import Augmenter
 
@@ -80,7 +81,7 @@ def load_split(dataset_dir: str, split: str, max_pages: int) -> SplitRows:
     import datasets
 
     folder = Path(dataset_dir)
-    if not (folder / "deepsynth-manifest.json").exists() and not (folder / "README.md").exists():
+    if not is_dataset(folder) and not (folder / "README.md").exists():
         raise DeepSynthError(f"dataset {dataset_dir!r} is not a dataset folder (generate one "
                              f"with deepsynth generate)")
     try:

@@ -1,5 +1,7 @@
 """The one training loop (accelerate). Trainer types, PEFT methods and MoE regularizers are
-options of it: pieces built by ``training.setup`` and called at fixed points of the step.
+options of it: pieces built by ``training.setup``; the regularizers are hooks
+(:mod:`deepsynth.training.hooks`) called at fixed points of the step. The run's files go
+through :class:`~deepsynth.training.run_folder.RunFolder`.
 
 "Step" means optimizer step everywhere: logs, ``max_steps``, checkpoints and the API.
 """
@@ -7,7 +9,6 @@ options of it: pieces built by ``training.setup`` and called at fixed points of 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,15 +22,15 @@ from deepsynth.errors import DeepSynthError
 from deepsynth.models.components import format_summary, parameter_summary
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.training import setup
-from deepsynth.training.checkpoint import (
-    TrainerState, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint,
-)
+from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from deepsynth.training.data import Collator, pixel_values
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator
+from deepsynth.training.hooks import HookChain
 from deepsynth.training.metrics import MetricsLog, memory_stats
 from deepsynth.training.moe import RouterMonitor
 from deepsynth.training.output import save_final_model
+from deepsynth.training.run_folder import RunFolder
 
 
 @dataclass
@@ -67,31 +68,32 @@ class Trainer:
 
         self.config, self.progress, self.should_stop, self.echo = config, progress, \
             should_stop, echo
-        self.run_dir = Path(config.out)
+        self.folder = RunFolder(config.task.out)
+        self.run_dir = self.folder.path
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        trackers = None if config.report_to == "none" else config.report_to
+        trackers = None if config.hub.report_to == "none" else config.hub.report_to
         # accelerate keeps one state per process and refuses another mixed precision later;
         # the job runner trains run after run in one process, so each run starts afresh
         # (the process group, in PartialState, is kept).
         AcceleratorState._reset_state()
         GradientState._reset_state()
         # cpu=True without CUDA: otherwise processes started by torchrun each train alone.
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
+        self.accelerator = Accelerator(mixed_precision=config.schedule.mixed_precision,
                                        log_with=trackers, project_dir=str(self.run_dir),
                                        cpu=not torch.cuda.is_available())
-        set_seed(config.seed)
+        set_seed(config.schedule.seed)
         self.root = root
 
     def _prepare(self) -> None:
-        config = self.config
+        config, schedule = self.config, self.config.schedule
         with self.accelerator.main_process_first():  # one process builds the tiny model cache
             self.loaded = setup.load_base_model(config, self.root)
         self.data = setup.build_data(config, self.loaded)
-        self.sampler = EpochOrder(len(self.data.train), config.seed)
+        self.sampler = EpochOrder(len(self.data.train), schedule.seed)
         collate = Collator(self.loaded.tokenizer.pad_token_id)
-        loader = torch.utils.data.DataLoader(self.data.train, batch_size=config.batch_size,
+        loader = torch.utils.data.DataLoader(self.data.train, batch_size=schedule.batch_size,
                                              sampler=self.sampler, collate_fn=collate,
-                                             num_workers=config.loader_workers)
+                                             num_workers=schedule.loader_workers)
         self.steps_total = setup.total_steps(config, len(loader))
         model = setup.make_trainable(self.loaded, config, self.steps_total)
         self.summary = parameter_summary(model)
@@ -101,29 +103,29 @@ class Trainer:
             model, optimizer, loader)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.monitor = RouterMonitor(self.model)
-        self.dropout = residual_dropout(self.model, config.hidden_dropout)
-        self.hooks = setup.build_hooks(config, self.model, self.monitor)
-        self.bidrop = setup.build_bidrop(config, self.model)
-        self.evaluator = ProbeEvaluator(self.data.probe, self.loaded.tokenizer, collate,
-                                        config) if self.data.probe is not None else None
+        self.dropout = residual_dropout(self.model, schedule.hidden_dropout)
+        self.hooks = HookChain(setup.build_hooks(config, self.model, self.monitor))
+        self.monitor.keep_outputs = self.hooks.wants_router_outputs
+        self.evaluator = None if self.data.probe is None else ProbeEvaluator(
+            self.data.probe, self.loaded.tokenizer, collate, schedule.batch_size,
+            config.evaluation.max_new_tokens, config.evaluation.num_beams)
         self.dtype = next(p for p in self.model.parameters()).dtype
 
     def _resume(self) -> TrainerState:
         config = self.config
-        if not config.resume_from_checkpoint:
+        if not config.schedule.resume_from_checkpoint:
             return TrainerState()
-        if config.resume_from_checkpoint == "latest":
-            found = list_checkpoints(self.run_dir)
+        if config.schedule.resume_from_checkpoint == "latest":
+            found = self.folder.checkpoints()
             if not found:
                 raise DeepSynthError(f"resume_from_checkpoint latest: no checkpoint in "
                                      f"{self.run_dir}")
             folder = found[-1]
         else:
-            folder = Path(config.resume_from_checkpoint)
+            folder = Path(config.schedule.resume_from_checkpoint)
         state, extra = load_checkpoint(folder, self.accelerator.unwrap_model(self.model),
                                        self.optimizer, self.scheduler)
-        for hook, hook_state in zip(self.hooks, extra.get("hooks", []), strict=False):
-            _restore_hook(hook, hook_state)
+        self.hooks.load_state_dict(extra.get("hooks", {}))
         self.echo(f"resumed from {folder} at step {state.step}")
         return state
 
@@ -150,22 +152,18 @@ class Trainer:
             inputs["pixel_values"] = pixel_values(batch["pages"], self.dtype)
         with self.accelerator.autocast():
             loss = self.model(**inputs).loss
-            for hook in self.hooks:
-                extra = hook.extra_loss(batch["attention_mask"])
-                if extra is not None:
-                    loss = loss + extra
-        return loss
+            return self.hooks.add_extra_losses(loss, batch["attention_mask"])
 
     def _optimizer_step(self, batches, state: TrainerState) -> dict:
-        """One optimizer step: accumulation x Bi-Drop passes, hooks, clip, step, schedule."""
-        config = self.config
-        accumulation, passes = config.gradient_accumulation_steps, self.bidrop.passes
+        """One optimizer step: accumulation x the hooks' passes, hooks, clip, step, schedule."""
+        config, hooks = self.config, self.hooks
+        accumulation, passes = config.schedule.gradient_accumulation_steps, hooks.passes
         losses, tokens, examples = [], 0, 0
         for micro in range(accumulation):
             batch = next(batches)
             tokens += int(batch["attention_mask"].sum())
             examples += len(batch["ids"])
-            self.bidrop.start_batch()
+            hooks.start_batch()
             for index in range(passes):
                 last = micro == accumulation - 1 and index == passes - 1
                 sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
@@ -173,14 +171,13 @@ class Trainer:
                     loss = self._forward_loss(batch)
                     self.accelerator.backward(loss / (accumulation * passes))
                 losses.append(float(loss.detach()))
-                self.bidrop.pass_done()
-            self.bidrop.finish_batch()
-        for hook in self.hooks:
-            hook.before_optimizer_step(self.optimizer)
-        norm = self.accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm or math.inf)
+                hooks.pass_done()
+            hooks.finish_batch()
+        hooks.before_optimizer_step(self.optimizer)
+        norm = self.accelerator.clip_grad_norm_(self.trainable,
+                                                config.schedule.max_grad_norm or math.inf)
         self.optimizer.step()
-        for hook in self.hooks:
-            hook.after_optimizer_step(self.optimizer)
+        hooks.after_optimizer_step(self.optimizer)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
@@ -191,10 +188,11 @@ class Trainer:
         self._prepare()
         config, accelerator = self.config, self.accelerator
         state = self._resume()
-        log = MetricsLog(self.run_dir, state.step if config.resume_from_checkpoint else None)
+        log = MetricsLog(self.folder, state.step if config.schedule.resume_from_checkpoint
+                         else None)
         if accelerator.is_main_process:
             self._write_start_files()
-        if config.report_to != "none":
+        if config.hub.report_to != "none":
             accelerator.init_trackers("deepsynth", config=to_dict(config))
         meter = RateMeter(self.steps_total, state.step)
         batches = self._batches(state)
@@ -205,13 +203,13 @@ class Trainer:
             result = self._optimizer_step(batches, state)
             window["tokens"] += result["tokens"]
             window["examples"] += result["examples"]
-            if state.step % config.log_steps == 0 or state.step == self.steps_total:
+            if state.step % config.schedule.log_steps == 0 or state.step == self.steps_total:
                 self._log(log, state, result, window)
-            if self.evaluator and (state.step % config.eval_steps == 0
+            if self.evaluator and (state.step % config.evaluation.eval_steps == 0
                                    or state.step == self.steps_total):
                 if self._evaluate(log, state):
                     status = "early_stopped"
-            if state.step % config.save_steps == 0:
+            if state.step % config.schedule.save_steps == 0:
                 self._save(state)
             self.progress(meter.report("train", state.step))
             if status == "early_stopped":
@@ -219,7 +217,7 @@ class Trainer:
             if state.step < self.steps_total and self.should_stop():
                 status = "stopped"
                 break
-        if status != "completed" or state.step % config.save_steps:
+        if status != "completed" or state.step % config.schedule.save_steps:
             self._save(state)
         return self._finish(log, state, status)
 
@@ -234,7 +232,7 @@ class Trainer:
         window.update(tokens=0, examples=0, started=time.perf_counter())
         if self.accelerator.is_main_process:
             log.write(record)
-        if self.config.report_to != "none":
+        if self.config.hub.report_to != "none":
             self.accelerator.log({k: v for k, v in record.items() if k != "moe"},
                                  step=state.step)
 
@@ -243,42 +241,39 @@ class Trainer:
         self.monitor.enabled = False
         try:
             results = self.evaluator.run(self.accelerator.unwrap_model(self.model), self.dtype,
-                                         self.run_dir, state.step)
+                                         self.folder, state.step)
         finally:
             self.monitor.enabled = True
             self.model.train()
         if self.accelerator.is_main_process:
             log.write({"step": state.step, "eval": results})
-        metric = results[self.config.early_stopping_metric]
+        watched = self.config.evaluation.early_stopping_metric
+        metric = results[watched]
         better = state.best_metric is None or (
-            metric < state.best_metric if self.config.early_stopping_metric == "eval_loss"
-            else metric > state.best_metric)
+            metric < state.best_metric if watched == "eval_loss" else metric > state.best_metric)
         if better:
             state.best_metric, state.evals_without_improvement = metric, 0
         else:
             state.evals_without_improvement += 1
-        patience = self.config.early_stopping_patience
+        patience = self.config.evaluation.early_stopping_patience
         return bool(patience and state.evals_without_improvement >= patience)
 
     def _save(self, state: TrainerState) -> None:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        folder = self.run_dir / "checkpoints" / f"step-{state.step:06d}"
-        state.extra["setup"] = {"peft": self.config.peft, "lora_preset": self.config.lora_preset,
-                                "model": self.config.model}
-        hooks = [_hook_state(hook) for hook in self.hooks]
+        folder = self.folder.checkpoint_folder(state.step)
+        adapter = self.config.adapter
+        state.extra["setup"] = {"peft": adapter.peft, "lora_preset": adapter.lora_preset,
+                                "model": self.config.task.model}
         save_checkpoint(folder, self.accelerator.unwrap_model(self.model), self.optimizer,
-                        self.scheduler, state, {"hooks": hooks})
-        prune_checkpoints(self.run_dir, self.config.keep_last)
+                        self.scheduler, state, {"hooks": self.hooks.state_dict()})
+        self.folder.prune_checkpoints(self.config.schedule.keep_last)
 
     def _write_start_files(self) -> None:
         table = format_summary(self.summary)
         self.echo(table)
-        (self.run_dir / "parameters.txt").write_text(table + "\n")
-        (self.run_dir / "training_config.json").write_text(
-            json.dumps(to_dict(self.config), indent=2) + "\n")
-        (self.run_dir / "command.txt").write_text(train_command(self.config) + "\n")
+        self.folder.write_start(to_dict(self.config), train_command(self.config), table)
 
     def _finish(self, log: MetricsLog, state: TrainerState, status: str) -> TrainingResult:
         self.accelerator.wait_for_everyone()
@@ -297,42 +292,18 @@ class Trainer:
                                   ("rouge1", "rouge2", "rougeL")})
         if self.accelerator.is_main_process:
             if status != "stopped":
-                final = save_final_model(self.run_dir / "final", self.accelerator.unwrap_model(
+                final = save_final_model(self.folder.final, self.accelerator.unwrap_model(
                     self.model), self.loaded, self.config, summary)
             log.save_summary(**summary)
-        if self.config.report_to != "none":
+        if self.config.hub.report_to != "none":
             self.accelerator.end_training()
         return TrainingResult(self.run_dir, status, state.step, final, summary)
-
-
-def _hook_state(hook) -> dict:
-    state = {}
-    if hasattr(hook, "rng"):
-        state["rng"] = hook.rng.getstate()
-    if hasattr(hook, "generator"):
-        state["generator"] = hook.generator.get_state()
-    if hasattr(hook, "step"):
-        state["step"] = hook.step
-    return state
-
-
-def _restore_hook(hook, state: dict) -> None:
-    if "rng" in state:
-        hook.rng.setstate(_as_tuple(state["rng"]))
-    if "generator" in state:
-        hook.generator.set_state(state["generator"])
-    if "step" in state:
-        hook.step = state["step"]
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 def train(config: TrainingConfig, progress: ProgressCallback = no_progress,
           should_stop: StopFlag = never_stop, root: Path | None = None,
           echo=print) -> TrainingResult:
     """Fine-tune according to ``config``; checkpoints, metrics and the final model go to
-    ``config.out``. ``should_stop`` is checked at each optimizer-step boundary (pause)."""
+    ``config.task.out``. ``should_stop`` is checked at each optimizer-step boundary (pause)."""
     validate(config)
     return Trainer(config, progress, should_stop, root, echo).run()

@@ -1,20 +1,14 @@
-"""Training metrics: the history file (one JSON object per logged step) and the summary."""
+"""Training metrics as the loop writes them: the run's history (one record per logged step
+or evaluation) and its summary, through :class:`RunFolder`; and memory statistics."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 import torch
 
-from deepsynth.atomic_files import write_bytes_atomic, write_json_atomic
-
-HISTORY_NAME = "metrics_history.jsonl"
-SUMMARY_NAME = "metrics.json"
+from deepsynth.training.run_folder import RunFolder
 
 
 def memory_stats() -> dict[str, float]:
@@ -26,67 +20,21 @@ def memory_stats() -> dict[str, float]:
 
 
 class MetricsLog:
-    """Appends to metrics_history.jsonl (kept across resumes, truncated to the resumed step)."""
+    """Appends to the run's history (kept across resumes, truncated to the resumed step; a
+    fresh run, ``resume_step`` None, starts it empty) and writes its summary."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None):
-        self.history = Path(run_dir) / HISTORY_NAME
-        self.summary_path = Path(run_dir) / SUMMARY_NAME
+    def __init__(self, run: RunFolder, resume_step: int | None = None):
+        self.run = run
         self.summary: dict = {}
-        if resume_step is not None and self.history.exists():
-            kept = [line for line in self.history.read_text().splitlines()
-                    if line and json.loads(line).get("step", 0) <= resume_step]
-            # A new file (not truncated in place), so incremental readers see a new inode.
-            write_bytes_atomic(self.history, "".join(line + "\n" for line in kept).encode())
-        elif resume_step is None:
-            self.history.unlink(missing_ok=True)
+        run.keep_history_until(resume_step)
         self.started = time.time()
 
     def write(self, record: dict) -> None:
-        with open(self.history, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        self.run.append_history(record)
 
     def records(self) -> list[dict]:
-        if not self.history.exists():
-            return []
-        return [json.loads(line) for line in self.history.read_text().splitlines() if line]
+        return self.run.history()
 
     def save_summary(self, **values) -> None:
         self.summary.update(values)
-        write_json_atomic(self.summary_path, self.summary)
-
-
-@dataclass
-class _ReadSoFar:
-    inode: int
-    offset: int = 0
-    lines: list[tuple[int, str]] = field(default_factory=list)  # (step, the JSON line)
-
-
-class HistoryReader:
-    """Reads history files incrementally for monitors that poll them: appended lines are
-    parsed once (for their step) and kept as text, so serving the history costs a join, not
-    a parse and a serialization per request. A rewritten file (a resume) is read again."""
-
-    def __init__(self):
-        self._files: dict[Path, _ReadSoFar] = {}
-        self._lock = threading.Lock()
-
-    def lines(self, path: Path) -> list[tuple[int, str]]:
-        try:
-            stat = path.stat()
-        except (FileNotFoundError, ValueError):
-            return []
-        with self._lock:
-            known = self._files.get(path)
-            if known is None or known.inode != stat.st_ino or stat.st_size < known.offset:
-                known = self._files[path] = _ReadSoFar(stat.st_ino)
-            if stat.st_size > known.offset:
-                with open(path, "rb") as handle:
-                    handle.seek(known.offset)
-                    data = handle.read(stat.st_size - known.offset)
-                complete = data[:data.rfind(b"\n") + 1]  # a line being written waits
-                for raw in complete.splitlines():
-                    if raw.strip():
-                        known.lines.append((json.loads(raw).get("step", 0), raw.decode()))
-                known.offset += len(complete)
-            return list(known.lines)
+        self.run.write_summary(self.summary)

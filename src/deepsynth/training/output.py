@@ -12,27 +12,31 @@ from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.data.manifest import package_versions
 from deepsynth.models.adapters import save_adapter
 from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel
+from deepsynth.training.run_folder import CONFIG_NAME
+
+# Per task: the model card's tags and its first sentence.
+_CARD_HEADINGS = {
+    "chat": ("[deepsynth, chat, causal-lm]", "A causal language model fine-tuned by DeepSynth "
+             "on chat conversations (labels on assistant tokens only)."),
+    "ocr": ("[deepsynth, deepseek-ocr, summarization, document-images]", "A "
+            "DeepSeek-OCR-family model fine-tuned by DeepSynth to summarize a document from "
+            "images of its pages."),
+}
 
 
 def model_card(info: dict, metrics: dict, config: TrainingConfig) -> str:
     warning = ("\n**This model started from RANDOM weights (the tiny demo model): it knows only "
                "what it was trained on here.**\n" if info["randomly_initialized"] else "")
     rows = "\n".join(f"| {k} | {v} |" for k, v in to_dict(config).items())
-    if config.trainer_type == "generic":
-        tags, what = "[deepsynth, chat, causal-lm]", "A causal language model fine-tuned by " \
-            "DeepSynth on chat conversations (labels on assistant tokens only)."
-    else:
-        tags, what = "[deepsynth, deepseek-ocr, summarization, document-images]", "A " \
-            "DeepSeek-OCR-family model fine-tuned by DeepSynth to summarize a document from " \
-            "images of its pages."
+    tags, what = _CARD_HEADINGS[config.task.kind]
     return f"""---
 tags: {tags}
 ---
 
-# {Path(config.out).name}
+# {Path(config.task.out).name}
 
 {what} Base model: `{info['base_model']}`; method: `{info['peft']}`; dataset:
-`{config.dataset}`.
+`{config.task.dataset}`.
 {warning}
 ## Metrics
 
@@ -53,17 +57,17 @@ def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingC
     folder.mkdir(parents=True, exist_ok=True)
     info = {"family": loaded.family, "image_size": loaded.image_size,
             "randomly_initialized": loaded.randomly_initialized,
-            "base_model": loaded.name, "peft": config.peft, "prompt": config.prompt,
-            "max_length": config.max_length, "trainer_type": config.trainer_type,
+            "base_model": loaded.name, "peft": config.adapter.peft, "prompt": config.task.prompt,
+            "max_length": config.task.max_length, "trainer_type": config.task.trainer_type,
             "versions": package_versions()}
-    if config.peft == "full":
+    if config.adapter.peft == "full":
         model.save_pretrained(folder)
     else:
         save_adapter(model, folder)
         info["adapter"] = True
     loaded.tokenizer.save_pretrained(folder)
     write_json_atomic(folder / MODEL_INFO_NAME, info)
-    write_json_atomic(folder / "training_config.json", to_dict(config))
+    write_json_atomic(folder / CONFIG_NAME, to_dict(config))
     (folder / "README.md").write_text(model_card(info, metrics, config) + "\n## Reproduce\n\n"
                                       f"```\n{train_command(config)}\n```\n")
     return folder

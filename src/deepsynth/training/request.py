@@ -5,14 +5,14 @@ workspace, the request names things in the data root (REST: a dataset by name, a
 under the root, a model trained here, a checkpoint as ``latest``/``step-N``/``MODEL/step-N``,
 and the run by ``name``); without one, it gives paths (the CLI). Either way the result has
 every preset value filled in, so it is the whole run: what the job stores and runs, what
-``training_config.json`` records and what ``train_command`` is derived from.
+the run folder records as its config and what ``train_command`` is derived from.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from deepsynth.config.training import TrainingConfig, training_config
+from deepsynth.config.training import TrainingConfig, task_kind, training_config
 from deepsynth.errors import ConfigError
 from deepsynth.workspace import Workspace, check_name
 
@@ -28,7 +28,7 @@ def resolve_training(values: dict[str, Any], workspace: Workspace | None = None,
                           "name")
     run = workspace.run_folder(check_name("name", name), "name")
     values = dict(values)
-    chat = values.get("trainer_type") == "generic"
+    chat = task_kind(values.get("trainer_type")) == "chat"
     values["dataset"] = workspace.training_data(values.get("dataset"), chat)
     if values.get("eval_dataset") is not None:
         values["eval_dataset"] = workspace.training_data(values["eval_dataset"], chat,

@@ -1,0 +1,130 @@
+"""The refusals of a training config: options that would silently do nothing (or could not
+run) under the chosen trainer, adapter and LoRA preset.
+
+The MoE regularizers' rules come from their descriptors
+(:data:`deepsynth.training.regularizers.REGULARIZERS`): which fields the chat trainer
+refuses, which parameters a LoRA preset must train for a regularizer to act, and each one's
+own rule. Adding a regularizer adds its rules here without editing this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deepsynth.config.training_presets import (
+    CHAT_LORA_PRESETS, LORA_PRESETS, OCR_LORA_PRESETS, default_lora_dropout,
+)
+from deepsynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepsynth.config.training import TrainingConfig
+    from deepsynth.training.regularizers import Regularizer
+
+
+def regularizers() -> tuple[Regularizer, ...]:
+    # Imported here: the descriptors build hooks (torch), which parsing needs only now.
+    from deepsynth.training.regularizers import REGULARIZERS
+
+    return REGULARIZERS
+
+
+def active_regularizers(config: TrainingConfig) -> list[Regularizer]:
+    return [r for r in regularizers() if r.active(config.moe)]
+
+
+def adapted_parameters(config: TrainingConfig) -> tuple[str, ...]:
+    """The parameters (router, routed experts) adapters reach: none with full fine-tuning."""
+    adapter = config.adapter
+    return () if adapter.peft == "full" else LORA_PRESETS[adapter.lora_preset]["parameters"]
+
+
+def lora_dropout_of(config: TrainingConfig) -> float:
+    """The adapters' dropout; a config built in Python without resolving may leave it None."""
+    adapter = config.adapter
+    if adapter.lora_dropout is not None:
+        return adapter.lora_dropout
+    return default_lora_dropout(adapter.lora_preset)
+
+
+def check_conflicts(config: TrainingConfig) -> None:
+    """Refuse options that would silently do nothing under the chosen setting."""
+    if config.task.kind == "chat":
+        check_chat(config)
+    _check_regularizers(config)
+    _check_adapter(config)
+    if config.hub.push_to_hub and not config.hub.hub_model_id:
+        raise ConfigError("hub_model_id", "is required with push_to_hub", "ORG/NAME")
+    if config.task.kind == "ocr":
+        _check_ocr(config)
+
+
+def _check_regularizers(config: TrainingConfig) -> None:
+    active = active_regularizers(config)
+    if config.task.trainer_type == "deepsynth" and active:
+        raise ConfigError("trainer_type", "deepsynth trains without MoE regularizers; unset "
+                          "expert/gate dropout, bidrop_passes and router losses, or use "
+                          "trainer_type production")
+    adapted = adapted_parameters(config)
+    for regularizer in active:
+        if regularizer.trains and config.adapter.peft != "full" and (
+                regularizer.trains.parameter not in adapted):
+            raise ConfigError(regularizer.switches[0], f"acts on {regularizer.trains.what}, "
+                              f"which lora_preset {config.adapter.lora_preset!r} does not "
+                              f"train; use {regularizer.trains.advice}")
+        if regularizer.check is not None:
+            regularizer.check(config)
+
+
+def _check_adapter(config: TrainingConfig) -> None:
+    adapter = config.adapter
+    adapted = adapted_parameters(config)
+    if adapter.peft == "qlora" or adapter.lora_preset == "qlora_4bit":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("peft", "qlora (4-bit NF4 via bitsandbytes) needs a CUDA GPU; "
+                              "use lora on this machine")
+    if adapter.peft in ("dora", "adalora") and adapted:
+        raise ConfigError("peft", f"{adapter.peft} cannot adapt the router or experts "
+                          f"(lora_preset {adapter.lora_preset!r}); use lora, or lora_preset "
+                          f"standard, tiny_data or balanced")
+    if lora_dropout_of(config) and adapted:
+        raise ConfigError("lora_dropout", f"must be 0 with lora_preset {adapter.lora_preset!r}: "
+                          f"PEFT cannot apply dropout to adapters of the router or experts")
+
+
+def _check_ocr(config: TrainingConfig) -> None:
+    """The OCR trainers read page images with a DeepSeek-OCR model."""
+    if config.adapter.lora_preset not in OCR_LORA_PRESETS:
+        raise ConfigError("lora_preset", f"{config.adapter.lora_preset} is for causal LMs "
+                          f"(trainer_type generic); it would reach the vision encoder",
+                          ", ".join(OCR_LORA_PRESETS))
+    if config.evaluation.eval_dataset:
+        raise ConfigError("eval_dataset", "is for trainer_type generic; the OCR trainers "
+                          "evaluate on the dataset's eval_split", "unset")
+    if config.task.model == "tiny-chat-lm":
+        raise ConfigError("model", "tiny-chat-lm is a text-only causal LM: use it with "
+                          "trainer_type generic", "a DeepSeek-OCR preset or folder")
+
+
+def check_chat(config: TrainingConfig) -> None:
+    """The chat trainer trains a text-only causal LM."""
+    from deepsynth.models.registry import MODEL_PRESETS
+
+    if config.schedule.augment:
+        raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+    preset = MODEL_PRESETS.get(config.task.model)
+    if preset is not None and preset.family != "causal_lm":
+        raise ConfigError("model", f"{config.task.model} reads page images; trainer_type "
+                          f"generic trains a causal LM",
+                          "tiny-chat-lm, a causal LM folder or ORG/NAME")
+    for regularizer in regularizers():
+        if not regularizer.routed:
+            continue
+        for name in regularizer.switches:
+            if regularizer.switched_on(config.moe, name):
+                raise ConfigError(name, "acts on DeepSeek MoE routers and experts, which the "
+                                  "chat trainer does not use", "0")
+    if config.adapter.lora_preset not in CHAT_LORA_PRESETS:
+        raise ConfigError("lora_preset", f"{config.adapter.lora_preset} names DeepSeek-OCR "
+                          f"modules; trainer_type generic adapts", ", ".join(CHAT_LORA_PRESETS))
