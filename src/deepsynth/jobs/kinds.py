@@ -130,9 +130,3 @@ def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub) -> 
     )
     return {kind.name: kind for kind in kinds}
 
-
-def training_dataset(root: Path, value: str, generic: bool, hub: HubFactory,
-                     token: str | None, log: Callable[[str], None]) -> Path:
-    """Kept for ``cli/model_commands.py`` until it calls the Workspace itself: a Hub dataset
-    ``hf:ORG/NAME`` downloaded under the data root (the rules are the Workspace's)."""
-    return Workspace(root).download_training_data(value, generic, hub(token, "dataset"), log)

@@ -62,12 +62,12 @@ def _train(workspace: Workspace, hub) -> JobFunction:
         values = stored_training(workspace, config)
         training = resolve_training(values)
         run_folder = workspace.run_folder(config["name"], "name")
-        chat = training.trainer_type == "generic"
+        chat = training.task.kind == "chat"
         token = context.secrets.get("hf_token")
         # A Hub dataset is downloaded for this run only: the record keeps hf:ORG/NAME.
         local = {}
-        for field, value, as_chat in (("dataset", training.dataset, chat),
-                                      ("eval_dataset", training.eval_dataset, True)):
+        for field, value, as_chat in (("dataset", training.task.dataset, chat),
+                                      ("eval_dataset", training.evaluation.eval_dataset, True)):
             if value and hub_dataset_id(value):
                 local[field] = str(workspace.download_training_data(
                     value, as_chat, hub(token, "dataset"), context.log))
@@ -81,10 +81,10 @@ def _train(workspace: Workspace, hub) -> JobFunction:
                    "model": config["name"], "training_status": result.status,
                    "step": result.step, "metrics": result.metrics,
                    "command": train_command(training)}
-        if result.final_model and training.push_to_hub:
-            context.log(f"pushing the final model to {training.hub_model_id}")
+        if result.final_model and training.hub.push_to_hub:
+            context.log(f"pushing the final model to {training.hub.hub_model_id}")
             outcome["hub"] = push_trained_model(
-                result.final_model, training.hub_model_id, training.public,
+                result.final_model, training.hub.hub_model_id, training.hub.public,
                 context.folder / "export", hub(token, "model"), workspace.root)
         return outcome
     return run
