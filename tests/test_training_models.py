@@ -25,7 +25,8 @@ from deepsynth.evaluation.rouge import UnicodeTokenizer, mean_rouge, rouge
 from deepsynth.models.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from deepsynth.models.components import is_vision
 from deepsynth.models.export import export_model
-from deepsynth.models.registry import MODEL_INFO_NAME, load_model
+from deepsynth.models.model_info import MODEL_INFO_NAME
+from deepsynth.models.registry import load_model
 from deepsynth.training import setup
 from deepsynth.training.data import decode_page, load_split, pixel_values
 from deepsynth.training.loop import train

@@ -17,7 +17,8 @@ from deepsynth.errors import DeepSynthError
 from deepsynth.evaluation.generation import generate_summaries
 from deepsynth.evaluation.loss import mean_loss
 from deepsynth.evaluation.rouge import mean_rouge, rouge
-from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel, load_model
+from deepsynth.models.model_info import read_info
+from deepsynth.models.registry import LoadedModel, load_model
 from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
 
 CASES = 3
@@ -25,8 +26,7 @@ CASES = 3
 
 def model_settings(model_dir: str) -> dict:
     """What the model was trained with (prompt, max_length, trainer type), if DeepSynth did."""
-    path = Path(model_dir) / MODEL_INFO_NAME
-    info = json.loads(path.read_text()) if path.exists() else {}
+    info = read_info(Path(model_dir))
     return {"prompt": info.get("prompt", "Summarize this document."),
             "max_length": info.get("max_length", 512),
             "trainer_type": info.get("trainer_type", "production")}

@@ -3,14 +3,13 @@ Hub as a private model repository. Intermediate checkpoints are never included."
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from deepsynth.atomic_files import write_json_atomic
 from deepsynth.errors import DeepSynthError
 from deepsynth.hub.upload import HfHubClient, HubClient, HubUploader
-from deepsynth.models.registry import MODEL_INFO_NAME, load_model
+from deepsynth.models.model_info import info_path, read_info, write_info
+from deepsynth.models.registry import load_model
 from deepsynth.training.run_folder import CONFIG_NAME
 
 CARRIED_FILES = ("README.md", CONFIG_NAME)
@@ -20,10 +19,9 @@ def export_model(model_dir: str, out: str, merge: bool = True, push_to_hub: str 
                  public: bool = False, hub_client: HubClient | None = None,
                  root: Path | None = None, backoff_seconds: float = 2.0) -> dict:
     source, target = Path(model_dir), Path(out)
-    info_path = source / MODEL_INFO_NAME
-    if not info_path.exists():
+    if not info_path(source).is_file():
         raise DeepSynthError(f"{model_dir} is not a model folder saved by DeepSynth")
-    info = json.loads(info_path.read_text())
+    info = read_info(source)
     if target.resolve() == source.resolve():
         raise DeepSynthError("--out must differ from --model")
     target.mkdir(parents=True, exist_ok=True)
@@ -40,7 +38,7 @@ def export_model(model_dir: str, out: str, merge: bool = True, push_to_hub: str 
     for name in CARRIED_FILES:
         if (source / name).exists():
             shutil.copy2(source / name, target / name)
-    write_json_atomic(target / MODEL_INFO_NAME, info)
+    write_info(target, info)
     report = {"folder": str(target), "merged": bool(info.get("merged_from")),
               "files": sorted(p.name for p in target.iterdir() if p.is_file())}
     if push_to_hub:

@@ -15,10 +15,10 @@ from typing import Any
 from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.models import tiny, tiny_chat
+from deepsynth.models.model_info import read_info
 from deepsynth.render.tokens import vision_tokens_per_page
 from deepsynth.workspace import Workspace
 
-MODEL_INFO_NAME = "deepsynth-model.json"
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,6 @@ class LoadedModel:
     def image_tokens_per_page(self) -> int:
         # Built from the model config, not the processor (whose count is wrong off 768/1024).
         return vision_tokens_per_page(self.image_size, self.image_size)
-
-
-def _read_info(folder: Path) -> dict:
-    path = folder / MODEL_INFO_NAME
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def resolve_model(spec: str, root: Path | None = None,
@@ -136,7 +131,7 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
     from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
 
     location, preset = resolve_model(spec, root, hub_ids)
-    info = _read_info(Path(location)) if Path(location).is_dir() else {}
+    info = read_info(Path(location)) if Path(location).is_dir() else {}
     if info.get("adapter"):
         return _load_with_adapter(spec, Path(location), info, root, dtype, attention_dropout)
     family = model_family(location, preset, info)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from deepsynth.atomic_files import write_json_atomic
+from deepsynth.models.model_info import info_path, write_info
 
 NAME = "tiny-deepseek-ocr-2"
 VERSION = 1  # bump when the recipe changes, so caches are rebuilt
@@ -113,14 +113,14 @@ def ensure_tiny_model(cache: Path) -> Path:
 
 def cached_build(folder: Path, build, info: dict) -> Path:
     """``folder``, made by ``build(temp folder)`` on first use and renamed into place."""
-    marker = folder / "deepsynth-model.json"
+    marker = info_path(folder)
     if marker.exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         build(building)
-        write_json_atomic(building / "deepsynth-model.json", info)
+        write_info(building, info)
         try:
             building.rename(folder)
         except OSError:  # another process finished first; its copy is identical

@@ -11,7 +11,8 @@ from deepsynth.config import to_dict
 from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.data.manifest import package_versions
 from deepsynth.models.adapters import save_adapter
-from deepsynth.models.registry import MODEL_INFO_NAME, LoadedModel
+from deepsynth.models.model_info import write_info
+from deepsynth.models.registry import LoadedModel
 from deepsynth.training.run_folder import CONFIG_NAME
 
 # Per task: the model card's tags and its first sentence.
@@ -66,7 +67,7 @@ def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingC
         save_adapter(model, folder)
         info["adapter"] = True
     loaded.tokenizer.save_pretrained(folder)
-    write_json_atomic(folder / MODEL_INFO_NAME, info)
+    write_info(folder, info)
     write_json_atomic(folder / CONFIG_NAME, to_dict(config))
     (folder / "README.md").write_text(model_card(info, metrics, config) + "\n## Reproduce\n\n"
                                       f"```\n{train_command(config)}\n```\n")
