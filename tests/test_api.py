@@ -480,7 +480,8 @@ def test_a_training_request_is_resolved_once_and_stored_as_its_config(tmp_path):
             "dataset": "ds", "preset": "quick_test", "max_steps": 3, "name": "run",
             "hf_token": "hf_NOT_STORED_123"})
         assert status == 202 and made["model"] == "run" and made["status"] == "queued", made
-        stored = made["job"]["config"]
+        assert made["job"]["config"]["training"]["dataset"] == "datasets/ds"  # as shown
+        stored = app.config["JOBS"].store.load(made["job_id"]).config  # as stored
         assert set(stored) == {"name", "training"} and stored["name"] == "run"
         training = stored["training"]
         assert training["dataset"] == str(app.config["WORKSPACE"].dataset("ds"))

@@ -491,6 +491,8 @@ CASES: list[Case] = [
     bad("POST", "/api/login", "/api/login", MALFORMED, 401, field="token", server="token"),
     bad("POST", "/api/login", "/api/login", [TOKEN], 401, field="token", server="token",
         label="JSON array"),
+    good("POST", "/api/logout", "/api/logout", {}, server="token"),
+    bad("GET", "/api/logout", "/api/logout", status=405, server="token"),
 ]
 
 

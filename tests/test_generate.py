@@ -132,17 +132,30 @@ def test_other_local_formats(tmp_path, suffix):
     assert ids(out, "train") == [r["id"] for r in rows]
 
 
-def test_hub_source_reads_through_datasets_streaming(tmp_path):
-    """The Hub is unreachable here: a local dataset folder stands in for ORG/NAME, read
-    through the same streaming ``datasets.load_dataset`` call that hf: sources use."""
+def test_hub_source_reads_through_datasets_streaming(tmp_path, monkeypatch):
+    """The Hub is unreachable here: a test double of the Hub maps the repository org/name to
+    a local dataset folder, read through the same streaming ``datasets.load_dataset`` call
+    that hf: sources use."""
+    import datasets
+
     hub_like = tmp_path / "org_name"
     write_jsonl(hub_like / "data" / "train.jsonl", articles(7))
     write_jsonl(hub_like / "data" / "validation.jsonl", articles(3, prefix="v"))
+    load, split_names = datasets.load_dataset, datasets.get_dataset_split_names
+
+    def on_the_hub(repo: str) -> str:
+        assert repo == "org/name"
+        return str(hub_like)
+
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda repo, *args, **kw: load(on_the_hub(repo), *args, **kw))
+    monkeypatch.setattr(datasets, "get_dataset_split_names",
+                        lambda repo, *args, **kw: split_names(on_the_hub(repo), *args, **kw))
     out = tmp_path / "out"
-    result = generate_dataset(config(out, f"hf:{hub_like}", **FIELDS))
+    result = generate_dataset(config(out, "hf:org/name", **FIELDS))
     assert result.rows == {"validation": 3, "train": 7}
     assert ids(out, "train") == [f"doc-{i}" for i in range(7)]
-    source = open_source(f"hf:{hub_like}")
+    source = open_source("hf:org/name")
     assert [r.position for r in source.rows("train", start=5)] == [5, 6]
 
 

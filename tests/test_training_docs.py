@@ -14,7 +14,7 @@ HEADER = "| flag | default | allowed | meaning |"
 
 
 def _number(value) -> str:
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _row(f: dataclasses.Field) -> str:

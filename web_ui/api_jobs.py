@@ -98,6 +98,12 @@ def events(job_id: str):
     if not slots.acquire(blocking=False):
         return jsonify(error="too many open event streams; poll GET /api/jobs/<id> "
                              "instead"), 503
-    stream = api_events.stream(record, slots)
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot = api_events.Slot(slots)
+    try:
+        response = Response(api_events.stream(record), mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    except BaseException:
+        slot.release()
+        raise
+    response.call_on_close(slot.release)
+    return response

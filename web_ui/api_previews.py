@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 
 from flask import Blueprint, jsonify, request
 
@@ -67,6 +68,8 @@ def _shown(value):
         return {str(k): _shown(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_shown(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and Infinity are not JSON
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
@@ -77,7 +80,5 @@ def upload():
     sent = request.files.get("file")
     if sent is None or not sent.filename:
         raise ConfigError("file", "is required (multipart form field 'file')", "a file")
-    target = workspace().upload(sent.filename)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sent.save(target)
+    target = workspace().save_upload(sent.filename, sent.stream)
     return jsonify(source=workspace().relative(target), bytes=target.stat().st_size), 201

@@ -23,12 +23,15 @@ def manager():
     return current_app.config["JOBS"]
 
 
-def job_view(record: JobRecord) -> dict:
-    return {"job_id": record.job_id, "kind": record.kind, "status": record.status,
-            "name": record.name, "progress": record.progress, "config": record.config,
-            "created_at": record.created_at, "updated_at": record.updated_at,
-            "started_at": record.started_at, "finished_at": record.finished_at,
-            "error": record.error, "result": record.result}
+def job_view(record: JobRecord, shown: Workspace | None = None) -> dict:
+    """A job as the API shows it: paths relative to the data root (``shown``, by default the
+    app's)."""
+    return (shown or workspace()).scrub({
+        "job_id": record.job_id, "kind": record.kind, "status": record.status,
+        "name": record.name, "progress": record.progress, "config": record.config,
+        "created_at": record.created_at, "updated_at": record.updated_at,
+        "started_at": record.started_at, "finished_at": record.finished_at,
+        "error": record.error, "result": record.result})
 
 
 def find(job_id: str) -> JobRecord:

@@ -1,12 +1,14 @@
-"""Every error is JSON: 400 names the field and what is allowed, 404, 409, 413; a bug is a
-500 with a message but never a traceback in the response."""
+"""Every error is JSON: 400 names the field and what is allowed, 404, 405 (with ``Allow``),
+409, 413, 507 for a full disk; a bug is a 500 with a message but never a traceback. No
+message shows the server's absolute paths (they are written relative to the data root)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from deepsynth.errors import ConfigError, DeepSynthError, NotFound
 from deepsynth.jobs.manager import JobConflict, RoleError
@@ -15,35 +17,49 @@ from deepsynth.jobs.state import InvalidTransition
 log = logging.getLogger(__name__)
 
 
+def _answer(status: int, message: str, **fields):
+    shown = current_app.config["WORKSPACE"].scrub(message)
+    return jsonify(error=shown, **fields), status
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ConfigError)
     def config_error(exc: ConfigError):
-        return jsonify(error=str(exc), field=exc.field, allowed=exc.allowed), 400
+        return _answer(400, str(exc), field=exc.field, allowed=exc.allowed)
 
     @app.errorhandler(NotFound)
     def not_found(exc: NotFound):
-        return jsonify(error=str(exc)), 404
+        return _answer(404, str(exc))
 
     @app.errorhandler(InvalidTransition)
     @app.errorhandler(JobConflict)
     def conflict(exc: DeepSynthError):
-        return jsonify(error=str(exc)), 409
+        return _answer(409, str(exc))
 
     @app.errorhandler(RoleError)
     def wrong_service(exc: RoleError):
         config = app.config["DEEPSYNTH"]
         other = (("cpu", config.cpu_service_url) if app.config["JOBS"].role == "gpu"
                  else ("gpu", config.gpu_service_url))
-        return jsonify(error=f"{exc}; the {other[0]} service at {other[1]} does",
-                       service=other[1]), 409
+        return _answer(409, f"{exc}; the {other[0]} service at {other[1]} does",
+                       service=other[1])
 
     @app.errorhandler(DeepSynthError)
     def user_error(exc: DeepSynthError):
-        return jsonify(error=str(exc), field=None, allowed=None), 400
+        return _answer(400, str(exc), field=None, allowed=None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify(error=exc.description), exc.code
+        response, status = _answer(exc.code or 500, exc.description or exc.name)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response, status
+
+    @app.errorhandler(OSError)
+    def machine_error(exc: OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _answer(507, "the data root's disk is full; free space, then try again")
+        return bug(exc)
 
     @app.errorhandler(Exception)
     def bug(exc: Exception):

@@ -8,8 +8,9 @@ is done and links there, without making cross-origin requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/static")
@@ -58,11 +59,23 @@ for _page in PAGES:
     blueprint.add_url_rule(_page.path, _page.name, _view(_page))
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path on this site, else "/". Browsers read "/\\host"
+    and "/<tab>/host" as "//host" (another site), so backslashes, whitespace and control
+    characters are refused along with "//"."""
+    for form in (value or "", unquote(value or "")):  # as given, and decoded once more
+        if not form.startswith("/") or form[1:2] in ("/", "\\") or any(
+                c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in form):
+            return "/"
+    return value
+
+
 @blueprint.get("/login")
 def login():
     """The login page (only when the server requires a token)."""
     if not current_app.config["DEEPSYNTH"].api_token:
         abort(404)
-    return render_template("login.html", page=None, pages=PAGES,
+    return render_template("login.html", next=safe_next(request.args.get("next")),
+                           page=None, pages=PAGES,
                            role=current_app.config["JOBS"].role, served=True, elsewhere=None,
                            other_service=None)

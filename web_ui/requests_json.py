@@ -13,6 +13,7 @@ from flask import request
 
 from deepsynth.config.requests import PageQuery, parse_body, parse_query
 from deepsynth.errors import ConfigError
+from deepsynth.json_input import load_checked_json
 
 
 def declares(body: type | Callable[[], dict] | None = None,
@@ -25,7 +26,11 @@ def declares(body: type | Callable[[], dict] | None = None,
 
 
 def body() -> dict:
-    data = request.get_json(silent=True)
+    """The request's JSON object: parsed with a nesting limit, every string storable."""
+    if not request.is_json:
+        raise ConfigError("body", "must be a JSON object (Content-Type: application/json)",
+                          "a JSON object")
+    data = load_checked_json(request.get_data(cache=True))
     if not isinstance(data, dict):
         raise ConfigError("body", "must be a JSON object (Content-Type: application/json)",
                           "a JSON object")

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from deepsynth.errors import ConfigError, NotFound
 
@@ -24,6 +27,7 @@ _NAME = re.compile(NAME_PATTERN)
 NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at most 100 "
              "characters)")
 SOURCE_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
+MAX_PATH_CHARS = 1024
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
@@ -130,6 +134,10 @@ class Workspace:
                 Path(value).is_absolute():
             raise ConfigError(field, f"must be a path inside the data root ({example}); got "
                               f"{value!r}", "a relative path")
+        if len(value) > MAX_PATH_CHARS or any(len(part.encode(errors="replace")) > 255
+                                              for part in Path(value).parts):
+            raise ConfigError(field, f"is too long for a path ({len(value)} characters)",
+                              f"at most {MAX_PATH_CHARS} characters, 255 bytes a part")
         candidate = (self.root / value).resolve()
         if not candidate.is_relative_to(self.root.resolve()):
             raise ConfigError(field, f"must be a path inside the data root ({example}); got "
@@ -154,13 +162,12 @@ class Workspace:
         if not isinstance(value, str) or not value:
             raise ConfigError("source", "is required", "a path under the data root, "
                               "builtin:, hf: or preset:")
-        if value.startswith(("preset:", "builtin:")):
-            try:
-                open_source(value)  # names the known presets and built-in corpora
-            except SourceError as exc:
-                raise ConfigError("source", str(exc), "preset:NAME, builtin:NAME") from None
-            return value
         if value.startswith(SOURCE_SCHEMES):
+            try:
+                open_source(value)  # names the known presets; hf: must be ORG/NAME, no path
+            except SourceError as exc:
+                raise ConfigError("source", str(exc), "preset:NAME, builtin:NAME, "
+                                  "hf:ORG/NAME[:CONFIG]") from None
             return value
         candidate = self.file(value, "source")
         if not candidate.exists():
@@ -180,6 +187,45 @@ class Workspace:
                               f"- and one of {', '.join(sorted(FORMATS))}; got {filename!r}",
                               ", ".join(sorted(FORMATS)))
         return self.uploads / filename
+
+    def save_upload(self, filename: object, stream: BinaryIO) -> Path:
+        """Write an uploaded corpus file to ``uploads/NAME``: into a temp file beside it,
+        then renamed over it, so a reader sees the old file or the new one; never through a
+        symlink (which could point anywhere)."""
+        target = self.upload(filename)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        if self.uploads.is_symlink() or not self.uploads.resolve().is_relative_to(
+                self.root.resolve()):
+            raise ConfigError("file", "cannot be written: uploads/ is a link out of the data "
+                              "root", "a plain uploads folder")
+        if target.is_symlink():
+            raise ConfigError("file", f"cannot replace uploads/{target.name}: it is a "
+                              "symbolic link", "a plain file name")
+        fd, temp = tempfile.mkstemp(dir=self.uploads, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(stream, handle, 2**20)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp, 0o644)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def scrub(self, value):
+        """``value`` (a message, or JSON-like data) with the data root's absolute path
+        written relative to it: responses never show where the server keeps its files."""
+        if isinstance(value, str):
+            for base in {str(self.root.resolve()), str(self.root.absolute())}:
+                value = value.replace(base + "/", "").replace(base, ".")
+            return value
+        if isinstance(value, dict):
+            return {key: self.scrub(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        return value
 
     def relative(self, path: Path | str) -> str:
         """How a path inside the root is shown to a client: relative to the root."""

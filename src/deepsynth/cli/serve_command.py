@@ -13,6 +13,7 @@ from deepsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MIN_TOKEN_CHARS = 16
 SHUTDOWN_GRACE_SECONDS = 60.0
 
 
@@ -23,8 +24,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def check_exposure(config: ServerConfig, environ: dict) -> None:
-    """Off loopback the API needs a token, unless unauthenticated access is explicit."""
-    if config.host in LOOPBACK or config.api_token:
+    """Off loopback the API needs a token (one that cannot be guessed), unless
+    unauthenticated access is explicit."""
+    if config.host in LOOPBACK:
+        return
+    if config.api_token:
+        if len(config.api_token) < MIN_TOKEN_CHARS:
+            raise ConfigError("DEEPSYNTH_API_TOKEN", f"is too short to guard {config.host} "
+                              f"({len(config.api_token)} characters); make one with python3 "
+                              "-c 'import secrets; print(secrets.token_urlsafe(32))'",
+                              f"at least {MIN_TOKEN_CHARS} characters")
         return
     if environ.get("DEEPSYNTH_ALLOW_UNAUTHENTICATED") == "1":
         log.warning("serving on %s WITHOUT authentication (DEEPSYNTH_ALLOW_UNAUTHENTICATED=1)",
@@ -49,8 +58,10 @@ def run_serve(args: argparse.Namespace) -> int:
     interrupted = manager.recover(auto_resume=config.auto_resume)
     if interrupted:
         log.info("interrupted jobs found at start: %s", ", ".join(interrupted))
+    # Bodies larger than the app accepts are refused before waitress buffers them.
     server = create_server(app, host=config.host, port=config.effective_port,
-                           threads=config.threads)
+                           threads=config.threads,
+                           max_request_body_size=(config.max_upload_mb + 1) * 2**20)
 
     def stop(signum, frame):
         log.info("stopping: pausing running jobs (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)

@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any
 
-from deepsynth.config.spec import flat_fields
+from deepsynth.config.spec import MAX_INT, MAX_STRING, flat_fields
 
 
 def _type_schema(tp: Any) -> dict:
@@ -26,6 +26,16 @@ def _type_schema(tp: Any) -> dict:
         tp, "string")}
 
 
+def _limits(schema: dict, meta: dict) -> None:
+    """What every field of its type is held to beyond its own range (see spec's coercion)."""
+    kinds = schema["type"] if isinstance(schema.get("type"), list) else [schema.get("type")]
+    if "string" in kinds:
+        schema["maxLength"] = meta.get("max_chars") or MAX_STRING
+    if "integer" in kinds:
+        schema.setdefault("minimum", -MAX_INT)
+        schema.setdefault("maximum", MAX_INT)
+
+
 def json_schema(cls: type, exclude: tuple[str, ...] = ()) -> dict:
     """The object schema of ``cls``: unknown fields are not allowed, as in ``from_dict``.
     Sections are flat, as ``from_dict`` reads them: one property per field."""
@@ -41,6 +51,7 @@ def json_schema(cls: type, exclude: tuple[str, ...] = ()) -> dict:
             schema["minimum"] = f.metadata["min"]
         if f.metadata.get("max") is not None:
             schema["maximum"] = f.metadata["max"]
+        _limits(schema, f.metadata)
         if f.metadata.get("guide"):
             schema["x-guide"] = dict(f.metadata["guide"])
         if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):

@@ -26,6 +26,7 @@ import typing
 from typing import Any, TypeVar
 
 from deepsynth.errors import ConfigError
+from deepsynth.json_input import unstorable
 
 T = TypeVar("T")
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -61,6 +62,7 @@ def option(
     secret: bool = False,
     check: typing.Callable[[Any], str | None] | None = None,
     guide: dict[str, str] | None = None,
+    max_chars: int | None = None,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """Declare a configuration field with its documentation and its allowed values.
@@ -68,10 +70,12 @@ def option(
     ``check`` returns an error message (what is allowed) or None for custom rules.
     ``secret`` fields are never serialized by :func:`to_dict`. ``guide`` is advice for
     people choosing a value (``recommended`` range, what it ``costs``), shown by the UI.
+    ``max_chars`` caps a string field (default :data:`MAX_STRING`).
     """
     meta = {
         "help": help, "choices": choices, "min": min, "max": max, "flag": flag,
         "cli": cli, "secret": secret, "check": check, "guide": guide,
+        "max_chars": max_chars,
     }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -89,6 +93,74 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
             return args[0], True
     return tp, False
+
+
+MAX_INT = 2**63 - 1  # what every integer field fits in (numpy, torch, JSON consumers)
+MAX_STRING = 4096  # characters of a string field unless its option() says ``max_chars``
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(name, f"must be true or false, got {_short(value)}")
+
+
+def _to_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+        raise ConfigError(name, f"must be an integer, got {_short(value)}")
+    if isinstance(value, str):  # CLI flags and query strings: digits, or 1e3
+        text = value.strip()
+        if len(text) > 24:
+            raise ConfigError(name, f"must be an integer of at most {MAX_INT}, got "
+                              f"{_short(value)}", f"at most {MAX_INT}")
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(name, f"must be an integer, got {_short(value)}") from None
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ConfigError(name, f"must be an integer, got {_short(value)}")
+        if abs(value) > MAX_INT:
+            raise ConfigError(name, f"must be an integer of at most {MAX_INT}",
+                              f"at most {MAX_INT}")
+        value = int(value)
+    if abs(value) > MAX_INT:  # checked on the int itself: never converted to a float
+        raise ConfigError(name, f"must be an integer of at most {MAX_INT}", f"at most {MAX_INT}")
+    return value
+
+
+def _to_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or (isinstance(value, int) and abs(value) > MAX_INT):
+        raise ConfigError(name, f"must be a finite number, got {_short(value)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(name, f"must be a number, got {_short(value)}") from None
+    if not math.isfinite(number):
+        raise ConfigError(name, f"must be a finite number, got {_short(value)}")
+    return number
+
+
+def _to_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, got {type(value).__name__}")
+    problem = unstorable(value)
+    if problem:
+        raise ConfigError(name, problem, "text without NUL characters or unpaired surrogates")
+    return value
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -113,36 +185,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise ConfigError(name, f"must be a list, got {type(value).__name__}")
         items = [_coerce(f"{name}[{i}]", item_tp, v) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(name, f"must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str, float)):
-            raise ConfigError(name, f"must be an integer, got {value!r}")
-        try:
-            as_float = float(value)
-        except ValueError:
-            raise ConfigError(name, f"must be an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise ConfigError(name, f"must be an integer, got {value!r}")
-        return int(as_float)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(name, f"must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(name, f"must be a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ConfigError(name, f"must be a finite number, got {value!r}")
-        return number
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(name, f"must be a string, got {type(value).__name__}")
-        return value
+    if tp in _SCALARS:
+        return _SCALARS[tp](name, value)
     return value
 
 
@@ -153,6 +197,10 @@ def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
     if choices is not None and value not in choices:
         allowed = ", ".join(str(c) for c in choices)
         raise ConfigError(name, f"must be one of {allowed}; got {value!r}", allowed)
+    limit = meta.get("max_chars") or MAX_STRING
+    if isinstance(value, str) and len(value) > limit:
+        raise ConfigError(name, f"is too long ({len(value)} characters)",
+                          f"at most {limit} characters")
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -167,7 +215,7 @@ def _check_field(name: str, meta: dict[str, Any], value: Any) -> None:
 
 
 def _fmt(bound: float) -> str:
-    return f"{bound:g}"
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _range(lo: float | None, hi: float | None) -> str:

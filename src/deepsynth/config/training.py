@@ -50,7 +50,8 @@ class TaskConfig:
     max_length: int = option(512, min=8, max=32768,
                              help="text tokens (prompt + summary); image tokens never count")
     max_pages: int = option(4, min=1, max=64, help="skip (and count) longer documents")
-    prompt: str = option(DEFAULT_PROMPT, help="instruction placed after the page images")
+    prompt: str = option(DEFAULT_PROMPT, max_chars=2000,
+                         help="instruction placed after the page images")
 
     @property
     def kind(self) -> str:
@@ -91,7 +92,7 @@ class ScheduleConfig:
     max_grad_norm: float = option(1.0, min=0.0, max=1000.0, help="gradient clipping (0: off)")
     mixed_precision: str = option("bf16", choices=("no", "fp16", "bf16"),
                                   help="autocast precision")
-    seed: int = option(42, min=0, help="random seed")
+    seed: int = option(42, min=0, max=2**32 - 1, help="random seed")
     gradient_checkpointing: bool = option(False, help="trade compute for activation memory")
     attention_dropout: float = option(0.0, min=0.0, max=0.5,
                                       help="dropout in the decoder's attention while training "
@@ -214,6 +215,9 @@ def _lora_filled(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in filled.items() if values.get(k) is None}
 
 
+_LOOKED_UP = ("preset", "trainer_type", "peft", "lora_preset", "model")
+
+
 def training_config(data: dict[str, Any]) -> TrainingConfig:
     """Resolve a flat mapping (CLI flags given, REST body) into a complete config.
 
@@ -221,6 +225,9 @@ def training_config(data: dict[str, Any]) -> TrainingConfig:
     training preset, the values given; then the LoRA preset's r/alpha/dropout wherever none
     of them set one. So the result records every value the run uses.
     """
+    for name in _LOOKED_UP:  # used as keys before parsing: a list or object must not get there
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ConfigError(name, f"must be a string, got {type(data[name]).__name__}")
     preset = data.get("preset")
     if preset is not None and preset not in TRAINING_PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(TRAINING_PRESETS)}; got "

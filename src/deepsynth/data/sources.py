@@ -201,12 +201,28 @@ class LocalSource:
         return total
 
 
+def hub_repo(repo: str) -> str:
+    """``repo`` when it can only mean a Hub repository: ORG/NAME, and no file or folder of
+    that name here (``datasets.load_dataset`` would read a local folder instead, from any
+    path a request names)."""
+    from deepsynth.config.spec import hub_repo_id
+
+    if hub_repo_id(repo):
+        raise SourceError(f"hf: sources are written hf:ORG/NAME[:CONFIG] (a Hub repository, "
+                          f"never a path); got {repo!r}")
+    if Path(repo).exists():
+        raise SourceError(f"hf:{repo} names a Hub repository, but {repo!r} is also a local "
+                          f"path, which datasets would read instead; use a local source "
+                          f"under the data root")
+    return repo
+
+
 class HubSource:
     """A Hub dataset read in streaming mode through ``datasets.load_dataset``."""
 
     def __init__(self, repo: str, config: str | None, fields: FieldMapping = FieldMapping(),
                  name: str = "", sizes: dict[str, int] | None = None):
-        self.repo, self.config = repo, config
+        self.repo, self.config = hub_repo(repo), config
         self.name = name or f"hf:{repo}" + (f":{config}" if config else "")
         self.fields = fields
         self._sizes = sizes or {}

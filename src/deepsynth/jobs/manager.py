@@ -60,6 +60,7 @@ class JobManager:
         self._stops: dict[str, threading.Event] = {}
         self._secrets: dict[str, dict] = {}
         self._resuming: set[str] = set()
+        self._unsettled: dict[str, tuple[str, dict]] = {}  # ends not yet written (disk full)
         self._shutting_down = False
         self._recovered = self._auto_resume = False
         self._beat = threading.Event()
@@ -134,8 +135,11 @@ class JobManager:
         log_path = self.store.log_path(record.job_id)
 
         def write_log(message: str) -> None:
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+            try:
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+            except OSError:  # a full disk must not turn a job's log line into its failure
+                log.warning("job %s: could not write its log: %s", record.job_id, message)
 
         last_write = [0.0]
 
@@ -154,22 +158,48 @@ class JobManager:
                           self._secrets.get(record.job_id, {}), resume=resume)
 
     def _run(self, record: JobRecord, stop: threading.Event, resume: bool) -> None:
-        context = self._context(record, stop, resume)
+        self.store.hold(record.job_id)
         try:
-            context.log(f"started {record.kind} job")
-            result = self.kinds[record.kind].run(record.config, context)
-            self._finish(record.job_id, result.pop("status", "completed"), result=result)
-        except DeepSynthError as exc:
-            context.log(f"failed: {exc}")
-            self._finish(record.job_id, "failed", error=str(exc))
-        except Exception as exc:  # a bug: keep the traceback in the job's log, not the API
-            context.log("failed with an unexpected error:\n" + traceback.format_exc())
-            self._finish(record.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            outcome, changes = self._outcome(record, self._context(record, stop, resume))
+            self._settle(record.job_id, outcome, changes)
         finally:
+            self.store.release(record.job_id)
             with self._lock:  # a resume meanwhile waits in the queue until this is gone
                 self._threads.pop(record.job_id, None)
                 self._stops.pop(record.job_id, None)
             self._schedule()
+
+    def _outcome(self, record: JobRecord, context: JobContext) -> tuple[str, dict]:
+        """Run the job's function: its outcome, and what the record gets."""
+        try:
+            context.log(f"started {record.kind} job")
+            result = self.kinds[record.kind].run(record.config, context)
+            return result.pop("status", "completed"), {"result": result}
+        except DeepSynthError as exc:
+            context.log(f"failed: {exc}")
+            return "failed", {"error": str(exc)}
+        except Exception as exc:  # a bug or the machine (disk full): the traceback to the log
+            context.log("failed with an unexpected error:\n" + traceback.format_exc())
+            return "failed", {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _settle(self, job_id: str, outcome: str, changes: dict) -> None:
+        """Record how the job ended. If that cannot be written now (a full disk), the
+        heartbeat retries it: a job whose thread ended never stays running."""
+        try:
+            self._finish(job_id, outcome, **changes)
+        except KeyError:
+            return  # deleted meanwhile
+        except Exception:
+            log.exception("could not record the end of job %s; retrying", job_id)
+            with self._lock:
+                self._unsettled[job_id] = (outcome, changes)
+
+    def _retry_unsettled(self) -> None:
+        with self._lock:
+            pending = dict(self._unsettled)
+            self._unsettled.clear()
+        for job_id, (outcome, changes) in pending.items():
+            self._settle(job_id, outcome, changes)
 
     def _finish(self, job_id: str, outcome: str, **changes) -> None:
         current = self.store.load(job_id).status
@@ -227,10 +257,12 @@ class JobManager:
     def delete(self, job_id: str) -> None:
         with self._lock:
             record = self.store.load(job_id)
-            if record.status in RUNNING_LIKE or job_id in self._threads:
+            ended = job_id in self._unsettled  # its thread is gone; the end is not written
+            if (record.status in RUNNING_LIKE and not ended) or job_id in self._threads:
                 raise InvalidTransition(f"job {job_id} is {record.status}; cancel it first")
             self.store.delete(job_id)
             self._secrets.pop(job_id, None)
+            self._unsettled.pop(job_id, None)
 
     def _own(self, job_id: str) -> JobRecord:
         record = self.store.load(job_id)
@@ -246,14 +278,21 @@ class JobManager:
     def _beat_loop(self) -> None:
         beats = 0
         while not self._beat.wait(self.heartbeat_seconds):
-            for job_id in list(self._threads):
-                try:
-                    self.store.update(job_id, heartbeat_at=time.time())
-                except (KeyError, OSError):
-                    pass
             beats += 1
-            if beats % SWEEP_EVERY_BEATS == 0 and self._recovered:
-                self._sweep(self._auto_resume)
+            try:
+                self._beat_once(sweep=beats % SWEEP_EVERY_BEATS == 0 and self._recovered)
+            except Exception:  # the heartbeat outlives any one bad beat
+                log.exception("heartbeat failed; continuing")
+
+    def _beat_once(self, sweep: bool) -> None:
+        for job_id in list(self._threads):
+            try:
+                self.store.update(job_id, heartbeat_at=time.time())
+            except (KeyError, OSError, DeepSynthError):
+                pass
+        self._retry_unsettled()
+        if sweep:
+            self._sweep(self._auto_resume)
 
     def _owner_gone(self, record: JobRecord) -> bool:
         """Whether the service that ran the job is certainly dead: it ran on this host (or

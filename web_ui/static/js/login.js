@@ -7,9 +7,8 @@ form.addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
     await api("POST", "/api/login", { token: input.value });
-    const next = new URLSearchParams(location.search).get("next") || "/";
-    // Only a path on this site: never an open redirect.
-    location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    // The server checked it: a path on this site, never an open redirect.
+    location.href = form.dataset.next || "/";
   } catch (error) {
     setFieldError(input, error instanceof ApiError ? error.message : String(error));
   }
