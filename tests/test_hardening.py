@@ -332,3 +332,42 @@ def test_a_full_disk_fails_the_job_and_keeps_the_service(tmp_path):
                 break
             except (OSError, subprocess.SubprocessError):
                 time.sleep(0.5)
+
+
+def test_one_bad_file_never_breaks_a_listing(server):
+    """A garbage manifest, a corrupt metrics.json, a corrupt trainer_state.json and a
+    checkpoint folder with a junk name: each is reported or left out, never a 500."""
+    client, _, _, root = server
+    for name, text in (("good", None), ("garbage", "{not json"), ("wrong", '{"a": 1}')):
+        folder = root / "datasets" / name
+        folder.mkdir(parents=True)
+        if text is not None:
+            (folder / "deepsynth-manifest.json").write_text(text)
+    status, listing = client.call("GET", "/api/datasets")
+    assert status == 200, listing
+    shown = {d["name"]: d["status"] for d in listing["datasets"]}
+    assert shown == {"garbage": "unreadable", "wrong": "unreadable"}
+    status, one = client.call("GET", "/api/datasets/garbage")
+    assert status == 200 and one["status"] == "unreadable" and one["error"], one
+    run = root / "models" / "run"
+    (run / "checkpoints" / "step-junk").mkdir(parents=True)
+    (run / "checkpoints" / "step-000002").mkdir()
+    (run / "checkpoints" / "step-000002" / "trainer_state.json").write_text("{trunc")
+    (run / "metrics.json").write_text("[1, 2")
+    status, models = client.call("GET", "/api/models")
+    assert status == 200 and models["models"][0]["metrics"] == {}, models
+    status, saved = client.call("GET", "/api/training/checkpoints?model=run")
+    assert status == 200 and saved["checkpoints"] == [], saved
+
+
+def test_deleting_a_symlinked_dataset_removes_only_the_link(server, tmp_path):
+    client, _, _, root = server
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "deepsynth-manifest.json").write_text("{}")
+    (root / "datasets").mkdir(exist_ok=True)
+    (root / "datasets" / "linked").symlink_to(elsewhere)
+    status, answer = client.call("DELETE", "/api/datasets/linked")
+    assert status == 200, answer
+    assert not (root / "datasets" / "linked").exists()
+    assert (elsewhere / "deepsynth-manifest.json").exists()

@@ -5,7 +5,6 @@ pages, deletion and upload to the Hub."""
 from __future__ import annotations
 
 import io
-import shutil
 import time
 
 from flask import Blueprint, Response, jsonify
@@ -14,10 +13,10 @@ from deepsynth.config import to_dict
 from deepsynth.config.requests import (
     PageQuery, PushRequest, SamplesQuery, SplitQuery, parse_body,
 )
-from deepsynth.data.catalog import check_split, list_datasets, read_row, summarize
+from deepsynth.data.catalog import check_split, list_datasets, listed_dataset, read_row
 from deepsynth.data.manifest import Manifest
 from deepsynth.data.presets import PRESETS
-from deepsynth.errors import ConfigError, DeepSynthError, NotFound
+from deepsynth.errors import ConfigError, NotFound
 from deepsynth.jobs.kinds import generation_config
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.workspace import check_name
@@ -101,11 +100,8 @@ def datasets():
 
 @blueprint.get("/api/datasets/<name>")
 def dataset(name: str):
-    folder = workspace().dataset_folder(name, "name")
-    try:
-        return jsonify(_view(summarize(folder)))
-    except DeepSynthError:
-        raise NotFound(f"no dataset {name!r}") from None
+    """A dataset's summary (``unreadable`` with the reason when its manifest is damaged)."""
+    return jsonify(_view(listed_dataset(workspace().dataset(name, "name"))))
 
 
 @blueprint.delete("/api/datasets/<name>")
@@ -116,7 +112,7 @@ def delete_dataset(name: str):
     busy = manager().jobs_using(dataset=name)
     if busy:
         raise JobConflict(f"dataset {name!r} is used by job {busy[0].job_id}")
-    shutil.rmtree(folder)
+    workspace().remove(folder)
     return jsonify(deleted=name)
 
 

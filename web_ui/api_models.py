@@ -43,7 +43,7 @@ def delete_model(name: str):
     busy = manager().jobs_using(model=name)
     if busy:
         raise JobConflict(f"model {name!r} is used by job {busy[0].job_id}")
-    shutil.rmtree(run.path)
+    workspace().remove(run.path)
     return jsonify(deleted=name)
 
 

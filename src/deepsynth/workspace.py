@@ -214,6 +214,16 @@ class Workspace:
             raise
         return target
 
+    def remove(self, folder: Path) -> None:
+        """Delete a dataset or run folder: a symbolic link is removed itself (never what it
+        points to); a folder is renamed away first, so listings never see half of it."""
+        if folder.is_symlink():
+            folder.unlink()
+            return
+        doomed = folder.with_name(f".deleting-{folder.name}-{os.getpid()}")
+        folder.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def scrub(self, value):
         """``value`` (a message, or JSON-like data) with the data root's absolute path
         written relative to it: responses never show where the server keeps its files."""

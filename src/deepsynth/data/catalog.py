@@ -29,13 +29,25 @@ def summarize(folder: Path) -> dict:
 
 
 def list_datasets(root: Path) -> list[dict]:
+    """Every dataset under ``root``; one that cannot be read is listed ``unreadable`` with
+    the reason, so one bad manifest never hides the others."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [summarize(m.parent) for m in sorted(root.glob(f"*/{MANIFEST_NAME}"))]
+    folders = [m.parent for m in sorted(root.glob(f"*/{MANIFEST_NAME}"))
+               if not m.parent.name.startswith(".")]  # hidden: being deleted
     if (root / MANIFEST_NAME).exists():
-        found.insert(0, summarize(root))
-    return found
+        folders.insert(0, root)
+    return [listed_dataset(folder) for folder in folders]
+
+
+def listed_dataset(folder: Path) -> dict:
+    """The summary of a dataset, or an ``unreadable`` entry naming what is wrong."""
+    try:
+        return summarize(folder)
+    except (DeepSynthError, OSError) as exc:
+        return {"name": folder.name, "status": "unreadable", "error": str(exc), "rows": {},
+                "pages": 0, "bytes": 0, "source": None, "page_size": None, "updated_at": None}
 
 
 def describe_dataset(folder: Path) -> dict:

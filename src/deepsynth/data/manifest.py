@@ -94,14 +94,21 @@ class Manifest:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise OutputError(f"{path} is unreadable ({exc}); use --overwrite to start "
-                              "over") from None
-        if data.get("format_version") != FORMAT_VERSION:
-            raise OutputError(f"{path} has format version {data.get('format_version')}, this "
-                              f"deepsynth writes {FORMAT_VERSION}; use --overwrite")
-        splits = {name: SplitState(**state) for name, state in data.pop("splits").items()}
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise OutputError(f"{MANIFEST_NAME} of {Path(folder).name} is unreadable ({exc}); "
+                              "use --overwrite to start over") from None
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            version = data.get("format_version") if isinstance(data, dict) else None
+            raise OutputError(f"{MANIFEST_NAME} of {Path(folder).name} has format version "
+                              f"{version}, this deepsynth writes {FORMAT_VERSION}; use "
+                              "--overwrite")
+        try:
+            splits = {name: SplitState(**state) for name, state in data.pop("splits").items()}
+            data["config"]["source"]["source"], data["config"]["render"]["page_size"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise OutputError(f"{MANIFEST_NAME} of {Path(folder).name} is not a manifest "
+                              f"({type(exc).__name__}: {exc}); use --overwrite") from None
         return cls(path, data, splits)
 
     def save(self) -> None:

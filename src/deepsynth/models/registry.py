@@ -77,10 +77,10 @@ def resolve_model(spec: str, root: Path | None = None,
         if preset.name in BUILT_IN:
             return str(BUILT_IN[preset.name](Workspace(root).cache)), preset
         return preset.source, preset
+    if hub_ids and not hub_repo_id(spec):  # ORG/NAME is the Hub's, even if such a folder
+        return spec, None                   # exists here (write ./ORG/NAME for that)
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), None
-    if hub_ids and not hub_repo_id(spec):
-        return spec, None
     raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}) or a model "
                       f"folder{' or a Hub id ORG/NAME' if hub_ids else ''}; got {spec!r}")
 
