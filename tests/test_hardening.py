@@ -371,3 +371,35 @@ def test_deleting_a_symlinked_dataset_removes_only_the_link(server, tmp_path):
     assert status == 200, answer
     assert not (root / "datasets" / "linked").exists()
     assert (elsewhere / "deepsynth-manifest.json").exists()
+
+
+@pytest.mark.parametrize("font", ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                                  "../outside.ttf", "uploads/missing.ttf", "NoSuchFont"])
+def test_fonts_are_bundled_names_or_files_under_the_data_root(server, font):
+    client, _, _, _ = server
+    for path, body in (("/api/dataset/generate", {"source": "uploads/news.jsonl",
+                                                  "name": "f", "font": font}),
+                       ("/api/render/preview", {"text": "hello", "font": font})):
+        status, answer = client.call("POST", path, body)
+        assert status in (400, 404) and answer.get("field", "font") == "font", answer
+        assert "exist" not in answer["error"]  # says nothing of the server's files
+
+
+def test_a_font_file_under_the_data_root_is_used(server):
+    from deepsynth.render.fonts import bundled_font_path
+
+    client, _, _, root = server
+    (root / "uploads" / "mine.ttf").write_bytes(bundled_font_path("DejaVuSerif").read_bytes())
+    status, answer = client.call("POST", "/api/render/preview",
+                                 {"text": "hello", "font": "uploads/mine.ttf"})
+    assert status == 200 and answer["pages"], answer
+
+
+@pytest.mark.parametrize("name", [[], {}, False, ""])
+@pytest.mark.parametrize("path", ["/api/model/train", "/api/benchmark/create"])
+def test_a_wrong_name_is_refused_never_replaced(server, path, name):
+    client, _, _, _ = server
+    body = {"dataset": "uploads/news.jsonl", "trainer_type": "generic"} \
+        if path == "/api/model/train" else {"preset": "scitldr"}
+    status, answer = client.call("POST", path, {**body, "name": name})
+    assert status == 400 and answer["field"] == "name", answer

@@ -21,7 +21,7 @@ from deepsynth.jobs.kinds import generation_config
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.workspace import check_name
 from web_ui import schemas
-from web_ui.app_context import manager, submit_job, workspace
+from web_ui.app_context import manager, requested_name, submit_job, workspace
 from web_ui.requests_json import body, declares, page, parsed_query
 
 blueprint = Blueprint("datasets", __name__)
@@ -29,15 +29,14 @@ blueprint = Blueprint("datasets", __name__)
 
 def _generation(name: str, options: dict) -> dict:
     """The generate job's config: the request checked now (a bad field is a 400, not a
-    failed job), its source and tokenizer confined to the data root."""
+    failed job), its source, tokenizer and font confined to the data root."""
     for field in ("out", "render"):  # chosen by the server / given flat
         if field in options:
             raise ConfigError(field, "is not a known field" + (
                 " (the output is datasets/NAME: give name)" if field == "out" else
                 " (render options are given flat: font_size, page_size...)"), "name")
-    options = {**options, "source": workspace().source(options.get("source", ""))}
-    if options.get("tokenizer") is not None:
-        options["tokenizer"] = workspace().tokenizer(options["tokenizer"])
+    options = {**workspace().render_files(options),
+               "source": workspace().source(options.get("source", ""))}
     generation_config(workspace(), name, options)
     return {"name": name, "options": options}
 
@@ -67,7 +66,7 @@ def benchmark_create():
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}",
                           ", ".join(PRESETS))
-    name = check_name("name", data.pop("name", None) or _unique_name(preset))
+    name = requested_name(data, _unique_name(preset))
     return _generate(name, {**data, "source": f"preset:{preset}"})
 
 

@@ -29,8 +29,7 @@ MAX_PREVIEW_CHARS = 50_000
 def render_preview():
     data = body()
     text = data.pop("text", None)
-    if data.get("tokenizer") is not None:  # a server file: only under the data root
-        data["tokenizer"] = workspace().tokenizer(data["tokenizer"])
+    data = workspace().render_files(data)  # server files: only under the data root
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("text", "is required (a non-empty string)", "text")
     if len(text) > MAX_PREVIEW_CHARS:

@@ -21,9 +21,8 @@ from deepsynth.jobs.train_job import train_record
 from deepsynth.training.recommend import recommend_lora
 from deepsynth.training.request import resolve_training
 from deepsynth.training.run_folder import RunFolder
-from deepsynth.workspace import check_name
 from web_ui import schemas
-from web_ui.app_context import find, manager, submit_job, workspace
+from web_ui.app_context import find, manager, requested_name, submit_job, workspace
 from web_ui.requests_json import body, declares, parsed_body, parsed_query
 
 blueprint = Blueprint("training", __name__)
@@ -114,7 +113,6 @@ def _training_job(name: str, values: dict) -> dict:
 def train_model():
     data = body()
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")
-    name = check_name("name", data.pop("name", None) or
-                      f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    name = requested_name(data, f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
     return submit_job("train", name, data, lambda values: _training_job(name, values),
                       model=name)

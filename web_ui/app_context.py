@@ -9,7 +9,7 @@ from flask import current_app, jsonify
 
 from deepsynth.errors import DeepSynthError, NotFound
 from deepsynth.jobs.state import JobRecord
-from deepsynth.workspace import Workspace
+from deepsynth.workspace import Workspace, check_name
 from web_ui.requests_json import optional_string
 
 SECRETS = ("hf_token",)  # given per request, kept in memory by the manager, never written
@@ -39,6 +39,13 @@ def find(job_id: str) -> JobRecord:
         return manager().store.load(job_id)
     except (KeyError, DeepSynthError):  # unknown, or not a job id at all ("..")
         raise NotFound(f"no job {job_id!r}") from None
+
+
+def requested_name(data: dict, default: str) -> str:
+    """The request's ``name`` (taken out of ``data``), checked; ``default`` only when it is
+    absent or null: a wrong value ([], {}, false, "") is a 400, never replaced."""
+    name = data.pop("name", None)
+    return check_name("name", default if name is None else name)
 
 
 def split_secrets(data: dict) -> tuple[dict, dict]:

@@ -150,9 +150,24 @@ class Workspace:
             raise NotFound(f"no file {value!r} under the data root")
         return path
 
-    def tokenizer(self, value: object) -> str:
-        """A render request's ``tokenizer`` is a server file: only under the data root."""
-        return str(self.file(value, "tokenizer"))
+    def render_files(self, options: dict) -> dict:
+        """A render request's server files, confined: ``tokenizer`` a file under the data
+        root; ``font`` a bundled font's name or a font file under the data root (checked
+        now: an unknown font is a 400 at submit, never a failed job)."""
+        from deepsynth.render.fonts import BUNDLED_FONTS, FONT_SUFFIXES, resolve_font
+
+        options = dict(options)
+        if options.get("tokenizer") is not None:
+            options["tokenizer"] = str(self.file(options["tokenizer"], "tokenizer"))
+        font = options.get("font")
+        if font is not None and font not in BUNDLED_FONTS:
+            if not isinstance(font, str) or not font.lower().endswith(tuple(FONT_SUFFIXES)):
+                raise ConfigError("font", f"must be a bundled font ({', '.join(BUNDLED_FONTS)})"
+                                  f" or a .ttf/.otf/.ttc file under the data root; got "
+                                  f"{font!r}", ", ".join(BUNDLED_FONTS))
+            options["font"] = str(self.existing_file(font, "font"))
+            resolve_font(options["font"])  # a readable font file
+        return options
 
     def source(self, value: object) -> str:
         """A generation request's ``source``: a scheme spec (``preset:``, ``builtin:``,
