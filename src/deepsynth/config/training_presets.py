@@ -87,7 +87,10 @@ TASKS = ("ocr", "chat")
 
 
 def task_kind(trainer_type: str | None) -> str:
-    """The task (``ocr`` or ``chat``) of a trainer type; None is the default trainer's."""
+    """The task (``ocr`` or ``chat``) of a trainer type; None is the default trainer's (a
+    value that is no trainer type is refused when the config is parsed)."""
+    if not isinstance(trainer_type, str | None):
+        return "ocr"
     return TASK_OF_TRAINER.get(trainer_type or TRAINER_TYPES[0], "ocr")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from deepsynth.errors import DeepSynthError
 
 FORMAT_VERSION = 1
 JOB_FILE = "job.json"
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # new_job_id's, and older ones
 ACTIVE = ("running", "pausing")
 TRANSITIONS: dict[str, set[str]] = {
     "queued": {"running", "paused", "cancelled"},  # paused: held in the queue
@@ -99,8 +101,8 @@ class JobStore:
         self._held: set[str] = set()  # jobs this process runs: their record is in memory
 
     def folder(self, job_id: str) -> Path:
-        if "/" in job_id or "\x00" in job_id or job_id.startswith(".") or not job_id:
-            raise DeepSynthError(f"invalid job id {job_id!r}")
+        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+            raise DeepSynthError(f"invalid job id {job_id[:60]!r}")
         return self.root / job_id
 
     def lock(self, job_id: str) -> threading.Lock:
