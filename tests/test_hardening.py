@@ -403,3 +403,27 @@ def test_a_wrong_name_is_refused_never_replaced(server, path, name):
         if path == "/api/model/train" else {"preset": "scitldr"}
     status, answer = client.call("POST", path, {**body, "name": name})
     assert status == 400 and answer["field"] == "name", answer
+
+
+def test_a_damaged_job_json_of_a_running_job_is_rebuilt_not_replaced(tmp_path):
+    """The process running a job holds its record: a job.json cut short meanwhile is written
+    back from memory at the next update, never over with a placeholder; a job nobody runs
+    reads as corrupt and is never written over."""
+    from deepsynth.jobs.state import InvalidTransition, JobRecord, JobStore
+
+    store = JobStore(tmp_path / "jobs")
+    config = {"name": "x", "options": {"source": "uploads/a.jsonl", "font_size": 14}}
+    for job_id in ("generate-held", "generate-idle"):
+        store.save(JobRecord(job_id, "generate", status="running", name="x", config=config))
+    store.hold("generate-held")
+    for job_id in ("generate-held", "generate-idle"):
+        path = tmp_path / "jobs" / job_id / "job.json"
+        path.write_text(path.read_text()[:40])
+    assert store.load("generate-held").config == config
+    store.update("generate-held", progress={"current": 3})
+    rebuilt = json.loads((tmp_path / "jobs" / "generate-held" / "job.json").read_text())
+    assert rebuilt["config"] == config and rebuilt["status"] == "running"
+    assert store.load("generate-idle").status == "corrupt"
+    with pytest.raises(InvalidTransition, match="corrupt"):
+        store.update("generate-idle", progress={"current": 1})
+    assert len((tmp_path / "jobs" / "generate-idle" / "job.json").read_text()) == 40
