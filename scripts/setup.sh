@@ -51,3 +51,11 @@ if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
              "the browser tests will fail" >&2
     fi
 fi
+
+# The deployment tests lint the start scripts with ShellCheck (skipped, and said so, without it).
+if [ "${1:-}" = "--browser" ] && ! command -v shellcheck >/dev/null 2>&1 \
+        && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing shellcheck (for the deployment tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null \
+        || echo "setup: warning: shellcheck could not be installed" >&2
+fi
