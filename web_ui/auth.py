@@ -107,20 +107,23 @@ def register(app: Flask, token: str | None) -> None:
         response.delete_cookie(COOKIE, httponly=True, samesite="Strict")
         return response
 
-    @app.before_request
-    def require_token():
-        if request.path in OPEN_PATHS or request.path.startswith("/static/"):
+    app.before_request(lambda: _gate(sessions, expected))
+
+
+def _gate(sessions: Sessions, expected: bytes):
+    """Let the request through (None), or answer it: a page without a session goes to the
+    login page; an API request needs the token, or a session (with the CSRF header when it
+    changes state)."""
+    if request.path in OPEN_PATHS or request.path.startswith("/static/"):
+        return None
+    session_ok = sessions.valid(request.cookies.get(COOKIE))
+    if not request.path.startswith("/api/"):
+        return None if session_ok else redirect("/login?next=" + request.full_path.rstrip("?"))
+    if hmac.compare_digest(request.headers.get("Authorization", "").encode(errors="replace"),
+                           expected):
+        return None
+    if session_ok:
+        if request.method in SAFE_METHODS or request.headers.get(CSRF_HEADER):
             return None
-        session_ok = sessions.valid(request.cookies.get(COOKIE))
-        if not request.path.startswith("/api/"):  # a page: the browser logs in first
-            return None if session_ok else redirect(
-                "/login?next=" + request.full_path.rstrip("?"))
-        if hmac.compare_digest(request.headers.get("Authorization", "").encode(
-                errors="replace"), expected):
-            return None
-        if session_ok:
-            if request.method in SAFE_METHODS or request.headers.get(CSRF_HEADER):
-                return None
-            return jsonify(error=f"requests that change state need the {CSRF_HEADER} "
-                                 f"header"), 403
-        return jsonify(error="missing or wrong API token (Authorization: Bearer ...)"), 401
+        return jsonify(error=f"requests that change state need the {CSRF_HEADER} header"), 403
+    return jsonify(error="missing or wrong API token (Authorization: Bearer ...)"), 401
