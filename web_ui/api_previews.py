@@ -80,4 +80,5 @@ def upload():
     if sent is None or not sent.filename:
         raise ConfigError("file", "is required (multipart form field 'file')", "a file")
     target = workspace().save_upload(sent.filename, sent.stream)
-    return jsonify(source=workspace().relative(target), bytes=target.stat().st_size), 201
+    return jsonify(source=f"{workspace().uploads.name}/{target.name}",
+                   bytes=target.stat().st_size), 201

@@ -252,16 +252,6 @@ class Workspace:
             return [self.scrub(item) for item in value]
         return value
 
-    def relative(self, path: Path | str) -> str:
-        """How a path inside the root is shown to a client: relative to the root."""
-        path = Path(path)
-        for base in (self.root, self.root.resolve()):
-            try:
-                return str(path.relative_to(base))
-            except ValueError:
-                continue
-        return path.name
-
     # What a training request names.
     def model_spec(self, value: object, chat: bool) -> str:
         """A request's ``model`` as ``load_model`` takes it: a preset, a model trained here (by
