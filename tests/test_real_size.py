@@ -16,7 +16,10 @@ import torch
 from deepsynth.errors import ConfigError
 from deepsynth.models.components import is_vision
 from deepsynth.models.random_spec import (
-    REAL_MODELS, meta_model, parse_random_spec, real_config,
+    REAL_MODELS,
+    meta_model,
+    parse_random_spec,
+    real_config,
 )
 
 REAL = "deepseek-ocr-2"
