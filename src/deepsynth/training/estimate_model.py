@@ -1,0 +1,260 @@
+"""What the memory estimate counts, read off the model built on the meta device.
+
+The model a config trains is built without weights (``torch.device("meta")``: shapes and
+dtypes, no memory) and made trainable by the trainer's own builder (``setup.make_trainable``:
+the vision side frozen, the real PEFT config applied, or the decoder unfrozen), so every
+parameter count here is exact, the adapters' included. Nothing is downloaded: presets and
+``random:`` specs are built from the architecture DeepSynth ships, a folder from its
+``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepsynth.config.training import TrainingConfig
+from deepsynth.errors import ConfigError
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1,
+                "uint8": 1}
+# QLoRA: bitsandbytes NF4 with double quantization packs two weights a byte, plus one 8-bit
+# absmax per 64 weights and one float32 per 256 of those (0.516 bytes a weight).
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+
+
+@dataclass
+class Adapted:
+    """One module (or fused parameter) with a LoRA-family adapter, in one decoder layer."""
+
+    layer: int
+    name: str  # q_proj, down_proj, experts.gate_up_proj ...
+    in_features: int
+    out_features: int
+    rank: int
+    fused: int = 0  # elements of the adapted parameter when it is one (experts, router)
+
+
+@dataclass
+class ModelFacts:
+    """The counts and dimensions the memory and time estimates need."""
+
+    family: str  # deepseek_ocr2 | causal_lm
+    text: dict[str, Any]  # the decoder's dimensions (hidden, heads, experts...)
+    vision: dict[str, Any]  # the vision side's (SAM, encoder); {} for a causal LM
+    image_size: int
+    tokens_per_page: int
+    parameters: int
+    vision_parameters: int
+    weight_bytes: int  # as loaded for this config
+    trainable: int
+    trainable_bytes: int
+    largest_trainable: int  # bytes of the largest trainable tensor
+    layer_trainable_bytes: dict[int, int] = field(default_factory=dict)
+    head_trainable_bytes: int = 0  # lm_head and final norm (backward reaches them first)
+    embed_trainable_bytes: int = 0
+    adapted: list[Adapted] = field(default_factory=list)
+    expert_trainable: int = 0  # trainable elements holding routed experts' weights
+    dense_layers: int = 0
+    sparse_layers: int = 0
+    base_dtype: str = "float32"
+    trainable_dtype: str = "float32"
+
+    @property
+    def layers(self) -> int:
+        return self.dense_layers + self.sparse_layers
+
+
+def dtype_bytes(name: str) -> int:
+    return _DTYPE_BYTES[name.removeprefix("torch.")]
+
+
+def build_meta(spec: str, root: Path | None, chat: bool, dtype):
+    """The model ``spec`` names, built on the meta device in ``dtype`` (parameters the model
+    creates in float32, the MoE router, stay so), and its image size (0: none)."""
+    import torch
+
+    from deepsynth.models.random_spec import parse_random_spec, real_config
+
+    if spec == "deepseek-ocr-2":  # the published model: its architecture ships with DeepSynth
+        spec = "random:deepseek-ocr-2"
+    random = parse_random_spec(spec)
+    if random:
+        config = real_config(*random)
+    else:
+        config = _folder_config(spec, root, chat)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"):
+            model = _instantiate(config)
+    finally:
+        torch.set_default_dtype(default)
+    image = getattr(getattr(config, "vision_config", None), "sam_config", None)
+    return model, int(image.image_size) if image is not None else 0
+
+
+def _folder_config(spec: str, root: Path | None, chat: bool):
+    """The transformers config of a preset built here, a model folder or a cached Hub id."""
+    from transformers import AutoConfig
+
+    from deepsynth.models.model_info import read_info
+    from deepsynth.models.registry import resolve_model
+
+    location, _ = resolve_model(spec, root, hub_ids=chat)
+    folder = Path(location)
+    info = read_info(folder) if folder.is_dir() else {}
+    if info.get("adapter") and info.get("base_model"):  # an adapter run: its base model
+        return _folder_config(info["base_model"], root, chat)
+    try:
+        return AutoConfig.from_pretrained(location, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("model", f"cannot estimate {spec!r} offline: its config.json is "
+                          f"not here ({str(exc).splitlines()[0][:120]})",
+                          "a preset, random:deepseek-ocr-2[?layers=N], a model folder or a "
+                          "Hub id in the local cache") from None
+
+
+def _instantiate(config):
+    from transformers import AutoModelForCausalLM, DeepseekOcr2ForConditionalGeneration
+
+    if config.model_type == "deepseek_ocr2":
+        return DeepseekOcr2ForConditionalGeneration(config)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def trainable_meta(config: TrainingConfig, root: Path | None = None):
+    """The meta model made trainable exactly as the trainer makes it (``make_trainable``),
+    its family and image size."""
+    from deepsynth.models.registry import LoadedModel
+    from deepsynth.training import setup
+
+    chat = config.task.kind == "chat"
+    model, image_size = build_meta(config.task.model, root, chat, setup.base_dtype(config))
+    family = "deepseek_ocr2" if model.config.model_type == "deepseek_ocr2" else "causal_lm"
+    if chat != (family == "causal_lm"):
+        raise ConfigError("model", f"{config.task.model} is a {family} model; trainer_type "
+                          f"{config.task.trainer_type} needs "
+                          f"{'a causal LM' if chat else 'a DeepSeek-OCR model'}")
+    loaded = LoadedModel(model, None, family, config.task.model, image_size, -1, True)
+    steps = config.schedule.max_steps or 1000  # AdaLoRA's schedule; no count depends on it
+    return setup.make_trainable(loaded, config, steps), family, image_size
+
+
+def model_facts(config: TrainingConfig, root: Path | None = None) -> ModelFacts:
+    """Exact counts of the model ``config`` trains, with the dimensions of its parts."""
+    from deepsynth.models.components import is_vision
+    from deepsynth.render.tokens import vision_tokens_per_page
+    from deepsynth.training import setup
+
+    model, family, image_size = trainable_meta(config, root)
+    base = str(setup.base_dtype(config)).removeprefix("torch.")
+    quantized = _quantized_weights(model) if setup.uses_4bit(config) else set()
+    facts = ModelFacts(family, _text_dims(model.config), _vision_dims(model.config),
+                       image_size, vision_tokens_per_page(image_size, image_size)
+                       if image_size else 0, 0, 0, 0, 0, 0, 0, base_dtype=base)
+    for name, parameter in model.named_parameters():
+        size = parameter.numel()
+        nbytes = size * dtype_bytes(str(parameter.dtype))
+        facts.parameters += size
+        if family != "causal_lm" and is_vision(name, family):
+            facts.vision_parameters += size
+        facts.weight_bytes += round(size * NF4_BYTES) if id(parameter) in quantized else nbytes
+        if parameter.requires_grad:
+            _count_trainable(facts, name, size, nbytes)
+            facts.trainable_dtype = str(parameter.dtype).removeprefix("torch.")
+    facts.adapted = _adapted(model)
+    facts.expert_trainable = _expert_elements(model)
+    types = facts.text["mlp_layer_types"]
+    facts.sparse_layers = sum(1 for t in types if t == "sparse")
+    facts.dense_layers = len(types) - facts.sparse_layers
+    return facts
+
+
+def _count_trainable(facts: ModelFacts, name: str, size: int, nbytes: int) -> None:
+    facts.trainable += size
+    facts.trainable_bytes += nbytes
+    facts.largest_trainable = max(facts.largest_trainable, nbytes)
+    layer = _LAYER.search(name)
+    if layer:
+        index = int(layer.group(1))
+        facts.layer_trainable_bytes[index] = facts.layer_trainable_bytes.get(index, 0) + nbytes
+    elif "embed_tokens" in name:
+        facts.embed_trainable_bytes += nbytes
+    else:  # lm_head and the final norm: the first gradients backward makes
+        facts.head_trainable_bytes += nbytes
+
+
+def _quantized_weights(model) -> set[int]:
+    """The weights bitsandbytes stores in 4 bits: every nn.Linear but the output head."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return {id(m.weight) for m in model.modules()
+            if type(m) is torch.nn.Linear and m is not head}
+
+
+def _adapted(model) -> list[Adapted]:
+    from peft.tuners.lora import LoraLayer, ParamWrapper
+
+    found = []
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer) or "default" not in module.r:
+            continue
+        layer = _LAYER.search(name + ".")
+        short = name.rsplit("language_model.layers.", 1)[-1].split(".", 1)[-1]
+        fused = 0
+        if isinstance(module, ParamWrapper):
+            fused = module.get_param().numel()
+            short = f"{short.removesuffix('.base_layer')}.{module.parameter_name}"
+        found.append(Adapted(int(layer.group(1)) if layer else -1, short.replace(
+            ".base_layer", ""), module.in_features, module.out_features,
+            module.r["default"], fused))
+    return found
+
+
+def _expert_elements(model) -> int:
+    """Trainable elements that expert dropout saves and restores (moe.expert_slices)."""
+    from deepsynth.training.moe import expert_slices
+
+    total = 0
+    for layer in expert_slices(model):
+        for expert in layer.slices:
+            total += sum(parameter[index].numel() for parameter, index in expert)
+    return total
+
+
+def _text_dims(config) -> dict[str, Any]:
+    text = getattr(config, "text_config", config)
+    heads = text.num_attention_heads
+    layers = text.num_hidden_layers
+    types = list(getattr(text, "mlp_layer_types", None) or ["dense"] * layers)[:layers]
+    return {"hidden": text.hidden_size, "heads": heads,
+            "kv_heads": getattr(text, "num_key_value_heads", None) or heads,
+            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
+            "intermediate": text.intermediate_size, "vocab": text.vocab_size,
+            "mlp_layer_types": types,
+            "experts": getattr(text, "n_routed_experts", 0) or 0,
+            "top_k": getattr(text, "num_experts_per_tok", 0) or 0,
+            "moe_intermediate": getattr(text, "moe_intermediate_size", 0) or 0,
+            "shared_experts": getattr(text, "n_shared_experts", 0) or 0}
+
+
+def _vision_dims(config) -> dict[str, Any]:
+    vision = getattr(config, "vision_config", None)
+    if vision is None:
+        return {}
+    sam, encoder = vision.sam_config, vision.encoder_config
+    return {"sam_hidden": sam.hidden_size, "sam_layers": sam.num_hidden_layers,
+            "sam_heads": sam.num_attention_heads, "sam_mlp": sam.mlp_dim,
+            "global_layers": len(sam.global_attn_indexes), "window": sam.window_size,
+            "patches": (sam.image_size // sam.patch_size) ** 2,
+            "neck": sam.output_channels, "downsample": list(sam.downsample_channels),
+            "encoder_hidden": encoder.hidden_size, "encoder_layers": encoder.num_hidden_layers,
+            "encoder_heads": encoder.num_attention_heads,
+            "encoder_kv_heads": encoder.num_key_value_heads,
+            "encoder_intermediate": encoder.intermediate_size}
