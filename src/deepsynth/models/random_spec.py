@@ -63,6 +63,13 @@ def parse_random_spec(spec: str) -> tuple[str, int | None] | None:
     return name, int(match.group(1))
 
 
+def check_model_spec(value: object) -> None:
+    """The ``check`` of a config's ``model``: a malformed ``random:`` spec is refused as the
+    config is parsed (raising, so the error says what is allowed); presets and folders are
+    checked where they load."""
+    parse_random_spec(value)
+
+
 def config_dict(name: str, layers: int | None = None) -> dict[str, Any]:
     """The config as plain JSON values (a copy), the decoder cut to ``layers``."""
     config = json.loads(json.dumps(_resource(name)["config"]))
@@ -111,13 +118,16 @@ def random_model(name: str, layers: int | None, tokenizer, dtype):
     config.vision_config.sam_config.initializer_range = text.initializer_range
     build = getattr(torch, BUILD_DTYPE)
     default = torch.get_default_dtype()
+    torch.set_default_dtype(build)  # no float32 copy of 3.4B parameters, ever
+    try:
+        with torch.device("meta"):  # built without weights: torch's own init never runs
+            model = DeepseekOcr2ForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.to_empty(device="cpu")
     with torch.random.fork_rng():  # the caller's random state must not depend on this build
         torch.manual_seed(SEED)
-        torch.set_default_dtype(build)  # no float32 copy of 3.4B parameters, ever
-        try:
-            model = DeepseekOcr2ForConditionalGeneration(config)
-        finally:
-            torch.set_default_dtype(default)
+        model.initialize_weights()  # the class's init, once (rotary buffers included)
     for parameter in model.parameters():  # one tensor at a time: no second copy of the model
         if parameter.dtype == build and dtype != build:
             parameter.data = parameter.data.to(dtype)
