@@ -97,6 +97,7 @@ R_SAMPLES = "/api/datasets/<name>/samples"
 R_PNG = "/api/datasets/<name>/samples/<int:index>/pages/<int:page>.png"
 R_DPUSH, R_MPUSH = "/api/datasets/<name>/push", "/api/models/<name>/push"
 R_CKPT, R_LORA = "/api/training/checkpoints", "/api/lora/presets/recommended"
+R_ESTIMATE = "/api/training/estimate"
 R_OPTIMAL = "/api/training/optimal-config/<preset>"
 R_CHATV, R_CHATP = "/api/chat/validate", "/api/chat/preview"
 CHAT = {"source": "uploads/chat.jsonl"}
@@ -393,6 +394,17 @@ CASES: list[Case] = [
     bad("POST", R_TRAIN, R_TRAIN, {"dataset": "../ds"}, field="dataset", label="no name"),
     bad("POST", R_TRAIN, R_TRAIN, train("t1", dataset="hf:not-a-repo"), field="dataset"),
     *body_cases("POST", R_TRAIN, R_TRAIN),
+    # The estimate takes a train submission's body and refuses it as train does.
+    good("POST", R_ESTIMATE, R_ESTIMATE, train("est")),
+    good("POST", R_ESTIMATE, R_ESTIMATE + "?device=cpu", {"dataset": "ds"}, label="no name"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, {}, field="dataset", label="missing dataset"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", dataset="nope"), 404),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", batch_size=0), field="batch_size"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("../x"), field="name"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", model="nope"), field="model"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE + "?device=tpu", train("est"), field="device"),
+    bad("GET", R_ESTIMATE, R_ESTIMATE, status=405),
+    *body_cases("POST", R_ESTIMATE, R_ESTIMATE),
     # Models.
     good("POST", R_EVAL, R_EVAL, {"model": "m", "dataset": "ds", "max_samples": 1}, 202),
     bad("POST", R_EVAL, R_EVAL, {"dataset": "ds"}, field="model", label="missing model"),

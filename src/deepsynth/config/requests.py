@@ -113,6 +113,12 @@ class CheckpointsQuery:
     model: str | None = option(None, help="a model trained here, by name (or job_id)")
 
 
+@dataclass
+class EstimateQuery:
+    device: str = option("cuda", choices=("cuda", "cpu"), help="where the step runs: cuda "
+                         "(GPU memory) or cpu (RAM, whose dropout and attention keep more)")
+
+
 # Parsing.
 def _strict(name: str, tp: Any, value: Any) -> None:
     tp, _ = _unwrap(tp)

@@ -35,6 +35,11 @@ class Numerics:
     attention_dropout: bool
     full: bool  # the whole decoder trains (its weights are float32 masters)
 
+    @property
+    def casts(self) -> bool:
+        """Whether autocast copies the residual stream's activations into each matmul."""
+        return self.autocast and self.compute != self.residual
+
     def mask(self, dtype_bytes: int) -> int:
         return dtype_bytes if self.cpu else 1
 
@@ -48,23 +53,30 @@ def _norm(n: int, hidden: int, num: Numerics, input_grad: bool) -> int:
 
 def _adapter(n: int, adapted: Adapted, num: Numerics, input_grad: bool) -> int:
     """A LoRA-family adapter on a linear layer: its input cast to float32 (the adapter's
-    dtype), the dropout mask, the input of lora_A in the compute dtype, lora_A's output."""
+    dtype), the dropout mask, the input of lora_A in the compute dtype, lora_A's output.
+    DoRA also keeps the base layer's output and two weight-sized products (its norm)."""
     width = adapted.in_features
     saved = n * adapted.rank * num.compute
     if num.compute != 4 or num.lora_dropout:  # lora_A saves a new tensor, not x itself
         saved += n * width * num.compute
     if num.lora_dropout and input_grad:
         saved += n * width * num.mask(4)
+    if adapted.dora:  # base and adapter outputs; the weight through the adapter (an identity in)
+        saved += (2 * n * adapted.out_features + width * width
+                  + width * adapted.out_features) * num.compute
     return saved
 
 
 def _linear(n: int, width: int, out: int, adapted: Adapted | None, num: Numerics,
-            input_grad: bool) -> int:
-    """A linear layer's saved tensors: its input and (fp32 weights under autocast) the
-    half-precision copy of its weight when the weight trains; the adapter's."""
+            input_grad: bool, first: bool = True, kept: bool = False) -> int:
+    """A linear layer's saved tensors: when its weight trains, its input (cast to the compute
+    dtype: a copy per layer; uncast, one tensor shared by the layers reading it, counted by
+    the ``first``; ``kept``: already saved by what made it) and, for float32 weights under
+    autocast, the weight's half-precision copy; and its adapter's."""
     saved = 0
     if num.full:
-        saved += n * width * num.compute
+        if not kept and (num.casts or first):
+            saved += n * width * num.compute
         if num.autocast:
             saved += width * out * num.compute
     elif input_grad and num.autocast and num.weights == 4:  # a float32 frozen base: QLoRA's
@@ -79,9 +91,12 @@ def _attention(n: int, tokens: int, batch: int, text: dict, adapters: dict,
     hidden, heads, kv, dim = text["hidden"], text["heads"], text["kv_heads"], text["head_dim"]
     widths = {"q_proj": heads * dim, "k_proj": kv * dim, "v_proj": kv * dim,
               "o_proj": hidden}
-    saved = sum(_linear(n, hidden if name != "o_proj" else heads * dim, widths[name],
-                        adapters.get(name), num, input_grad or name == "o_proj")
-                for name in ATTENTION)
+    # q, k and v read the normed input; o_proj reads attention's output, which the
+    # attention keeps anyway (so o_proj's input is never a second copy)
+    saved = sum(_linear(n, hidden, widths[name], adapters.get(f"self_attn.{name}"), num,
+                        input_grad, first=name == "q_proj") for name in ATTENTION[:3])
+    saved += _linear(n, heads * dim, hidden, adapters.get("self_attn.o_proj"), num, True,
+                     first=False, kept=True)
     # scaled_dot_product_attention keeps q and k (after RoPE), v, its output and the
     # log-sum-exp; with dropout on the CPU it falls back to the math path, which keeps the
     # attention probabilities and the mask (heads x tokens^2 each).
@@ -94,10 +109,10 @@ def _attention(n: int, tokens: int, batch: int, text: dict, adapters: dict,
 
 
 def _gated_mlp(n: int, hidden: int, inner: int, prefix: str, adapters: dict,
-               num: Numerics) -> int:
+               num: Numerics, first: bool = True) -> int:
     """gate/up/down with SiLU: the gate output (SiLU's input), SiLU's output and up's."""
-    saved = _linear(n, hidden, inner, adapters.get(f"{prefix}gate_proj"), num, True)
-    saved += _linear(n, hidden, inner, adapters.get(f"{prefix}up_proj"), num, True)
+    saved = _linear(n, hidden, inner, adapters.get(f"{prefix}gate_proj"), num, True, first)
+    saved += _linear(n, hidden, inner, adapters.get(f"{prefix}up_proj"), num, True, False)
     saved += 3 * n * inner * num.compute
     return saved + _linear(n, inner, hidden, adapters.get(f"{prefix}down_proj"), num, True)
 
@@ -108,7 +123,8 @@ def _moe(n: int, text: dict, adapters: dict, num: Numerics) -> int:
     expert_bytes = 4 if num.full else num.weights  # grouped_mm runs in the experts' dtype
     router_trains = num.full or "mlp.gate.weight" in adapters
     saved = n * experts * 4 + n * top_k * 8  # softmax scores, chosen experts
-    saved += n * hidden * 4 if router_trains else 0  # the router's float32 input
+    if router_trains:  # its input: cast by autocast, else the normed input itself
+        saved += n * hidden * (num.compute if num.autocast else 4)
     # per (token, expert) pair: the gate/up output, SiLU's output, the down output, routing
     saved += pairs * (3 * inner + hidden) * expert_bytes + pairs * (8 + 4 + 8)
     fused = [adapters[k] for k in ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
@@ -116,9 +132,11 @@ def _moe(n: int, text: dict, adapters: dict, num: Numerics) -> int:
     if num.full or fused:  # the weights train: grouped_mm keeps its inputs too
         saved += pairs * (hidden + inner) * expert_bytes
     # LoRA on a fused parameter folds W + BA into a new tensor the size of W, every forward
-    saved += sum(a.fused * expert_bytes for a in fused)
+    # (from the factors cast to W's dtype)
+    saved += sum((a.fused + a.adapter_parameters) * expert_bytes for a in fused)
     shared = inner * text["shared_experts"]
-    saved += _gated_mlp(n, hidden, shared, "mlp.shared_experts.", adapters, num)
+    saved += _gated_mlp(n, hidden, shared, "mlp.shared_experts.", adapters, num,
+                        first=not router_trains)
     return saved
 
 
@@ -145,6 +163,7 @@ def head_tape(facts: ModelFacts, n: int, num: Numerics) -> int:
     """The final norm, the output head and log-softmax's float32 output over the vocabulary."""
     text = facts.text
     saved = _norm(n, text["hidden"], num, True) + n * text["vocab"] * 4
+    saved += 2 * n * text["head_dim"] * num.compute  # RoPE's cos and sin, shared by layers
     if num.full:
         saved += _linear(n, text["hidden"], text["vocab"], None, num, True)
     return saved + n * 16  # labels, positions

@@ -37,6 +37,8 @@ class Adapted:
     out_features: int
     rank: int
     fused: int = 0  # elements of the adapted parameter when it is one (experts, router)
+    dora: bool = False
+    adapter_parameters: int = 0
 
 
 @dataclass
@@ -213,7 +215,8 @@ def _adapted(model) -> list[Adapted]:
             short = f"{short.removesuffix('.base_layer')}.{module.parameter_name}"
         found.append(Adapted(int(layer.group(1)) if layer else -1, short.replace(
             ".base_layer", ""), module.in_features, module.out_features,
-            module.r["default"], fused))
+            module.r["default"], fused, bool(getattr(module, "use_dora", {}).get("default")),
+            module.lora_A["default"].weight.numel() + module.lora_B["default"].weight.numel()))
     return found
 
 

@@ -1,0 +1,155 @@
+"""The memory estimator against measured memory of real training steps.
+
+    .venv/bin/python benchmarks/bench_memory_estimate.py            # tiny, 2 and 4 layers
+    .venv/bin/python benchmarks/bench_memory_estimate.py --full     # + the full 12 layers
+    .venv/bin/python benchmarks/bench_memory_estimate.py --only tiny
+
+Each configuration runs in a fresh process through the trainer itself (``Trainer._prepare``:
+the builders of ``training.setup``, accelerate, the data loader; then the loop's
+``_optimizer_step`` twice, so the second step has AdamW's states, as every later step does):
+bf16 LoRA ``balanced``, batch 1, one page per example, summaries long enough to fill
+``max_length`` 512. On the CPU it measures the peak RSS of the two steps (``VmHWM``, reset
+after loading) minus the RSS before the model was loaded; a warm-up step of the tiny model
+in the same process first pays the one-time costs (imports, kernel caches, the data
+loader), so the difference is what the configuration allocates. With CUDA it measures
+``torch.cuda.max_memory_allocated``. Either is compared with ``deepsynth.training.estimate``
+for the same configuration on the same device. Target: within 15 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIGS = {
+    "tiny": "tiny-deepseek-ocr-2",
+    "layers-2": "random:deepseek-ocr-2?layers=2",
+    "layers-4": "random:deepseek-ocr-2?layers=4",
+    "full": "random:deepseek-ocr-2",
+}
+OPTIONS = {"peft": "lora", "lora_preset": "balanced", "mixed_precision": "bf16",
+           "batch_size": 1, "gradient_accumulation_steps": 1, "max_pages": 1,
+           "max_length": 512, "max_steps": 10, "eval_steps": 1000, "save_steps": 1000}
+WORDS = ("market city report council river energy school police weather budget station "
+         "museum festival harbour railway library hospital garden").split()
+
+
+def make_dataset(folder: Path, page_size: str) -> Path:
+    """One page per document; summaries far longer than max_length (truncated to it)."""
+    rng = random.Random(0)
+    corpus = folder / "corpus.jsonl"
+    with corpus.open("w") as handle:
+        for i in range(8):
+            summary = " ".join(f"{rng.choice(WORDS)}{rng.randint(0, 99)}" for _ in range(900))
+            handle.write(json.dumps({"id": f"d{i}", "article": " ".join(
+                rng.choice(WORDS) for _ in range(12)), "highlights": summary}) + "\n")
+    out = folder / f"ds-{page_size}"
+    subprocess.run([sys.executable, "-m", "deepsynth", "generate", "--source", str(corpus),
+                    "--out", str(out), "--text-field", "article", "--summary-field",
+                    "highlights", "--id-field", "id", "--page-size", page_size,
+                    "--font-size", "12", "--margin", "8", "--workers", "1"],
+                   check=True, capture_output=True)
+    return out
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _trainer(model: str, dataset: Path, root: Path):
+    from deepsynth.config.training import training_config
+    from deepsynth.progress import never_stop, no_progress
+    from deepsynth.training.loop import Trainer
+
+    config = training_config({**OPTIONS, "model": model, "dataset": str(dataset),
+                              "out": str(root / "runs" / model.replace("?", "-"))})
+    return config, Trainer(config, no_progress, never_stop, root, lambda text: None)
+
+
+def _steps(trainer, count: int) -> list[float]:
+    from deepsynth.training.checkpoint import TrainerState
+
+    state = TrainerState()
+    batches = trainer._batches(state)
+    trainer.model.train()
+    took = []
+    for _ in range(count):
+        started = time.perf_counter()
+        trainer._optimizer_step(batches, state)
+        took.append(round(time.perf_counter() - started, 1))
+    return took
+
+
+def child(name: str, dataset: Path, warmup: Path, root: Path) -> dict:
+    """One configuration in this (fresh) process: warm up, measure, estimate."""
+    import torch
+
+    from deepsynth.training.estimate import estimate
+
+    cuda = torch.cuda.is_available()
+    _, warm = _trainer(CONFIGS["tiny"], warmup, root)
+    warm._prepare()
+    _steps(warm, 1)
+    del warm
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    config, trainer = _trainer(CONFIGS[name], dataset, root)
+    before = torch.cuda.memory_allocated() if cuda else _status("VmRSS")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
+    trainer._prepare()
+    took = _steps(trainer, 2)
+    peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
+    result = estimate(config, "cuda" if cuda else "cpu", gpus=[], root=root)
+    measured = peak - before
+    return {"config": name, "model": CONFIGS[name], "device": result.device,
+            "measured_mib": round(measured / 2**20), "estimate_mib": round(
+                result.peak_bytes / 2**20), "error": round(result.peak_bytes / measured - 1, 3),
+            "estimate_phase": result.peak_phase, "step_seconds": took,
+            "estimate_parts_mib": {k: round(v / 2**20) for k, v in result.memory.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="also the full-depth model "
+                        "(about 9 GiB of RAM)")
+    parser.add_argument("--only", choices=tuple(CONFIGS), action="append")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        data = Path(args.data)
+        dataset = data / ("ds-256x256" if args.child == "tiny" else "ds-base")
+        print(json.dumps(child(args.child, dataset, data / "ds-256x256", data / "root")))
+        return
+    names = args.only or [n for n in CONFIGS if n != "full" or args.full]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        make_dataset(data, "256x256")
+        make_dataset(data, "base")
+        rows = []
+        for name in names:
+            done = subprocess.run([sys.executable, __file__, "--child", name, "--data",
+                                   str(data)], capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
