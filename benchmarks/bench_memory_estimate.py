@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 CONFIGS = {
@@ -67,6 +68,42 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
+class LiveTensors:
+    """The peak bytes of tensor storages alive at once (what ``max_memory_allocated`` counts
+    on a GPU), on the CPU: every storage an op creates is counted until it is freed."""
+
+    def __init__(self, start: int):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker.saw(out)
+                return out
+
+        self.mode, self.live, self.now, self.peak = Mode(), {}, start, start
+
+    def saw(self, out) -> None:
+        import torch
+        from torch.utils._pytree import tree_flatten
+
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key and key not in self.live:
+                self.live[key] = storage.nbytes()
+                self.now += storage.nbytes()
+                self.peak = max(self.peak, self.now)
+                weakref.finalize(storage, self._freed, key)
+
+    def _freed(self, key: int) -> None:
+        self.now -= self.live.pop(key, 0)
+
+
 def _trainer(model: str, dataset: Path, root: Path):
     from deepsynth.config.training import training_config
     from deepsynth.progress import never_stop, no_progress
@@ -91,7 +128,7 @@ def _steps(trainer, count: int) -> list[float]:
     return took
 
 
-def child(name: str, dataset: Path, warmup: Path, root: Path) -> dict:
+def child(name: str, dataset: Path, warmup: Path, root: Path, steps: int) -> dict:
     """One configuration in this (fresh) process: warm up, measure, estimate."""
     import torch
 
@@ -111,7 +148,11 @@ def child(name: str, dataset: Path, warmup: Path, root: Path) -> dict:
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
     trainer._prepare()
-    took = _steps(trainer, 2)
+    prepared = (torch.cuda.memory_allocated() if cuda else _status("VmRSS")) - before
+    tensors = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+    live = LiveTensors(tensors)
+    with live.mode:
+        took = _steps(trainer, steps)
     peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
     result = estimate(config, "cuda" if cuda else "cpu", gpus=[], root=root)
     measured = peak - before
@@ -119,6 +160,9 @@ def child(name: str, dataset: Path, warmup: Path, root: Path) -> dict:
             "measured_mib": round(measured / 2**20), "estimate_mib": round(
                 result.peak_bytes / 2**20), "error": round(result.peak_bytes / measured - 1, 3),
             "estimate_phase": result.peak_phase, "step_seconds": took,
+            "after_loading_mib": round(prepared / 2**20), "weights_mib": round(tensors / 2**20),
+            "live_tensors_peak_mib": round(live.peak / 2**20),
+            "live_tensors_error": round(result.peak_bytes / live.peak - 1, 3),
             "estimate_parts_mib": {k: round(v / 2**20) for k, v in result.memory.items()}}
 
 
@@ -127,13 +171,16 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also the full-depth model "
                         "(about 9 GiB of RAM)")
     parser.add_argument("--only", choices=tuple(CONFIGS), action="append")
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps measured "
+                        "(the second and later have AdamW's states, as the estimate assumes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         data = Path(args.data)
         dataset = data / ("ds-256x256" if args.child == "tiny" else "ds-base")
-        print(json.dumps(child(args.child, dataset, data / "ds-256x256", data / "root")))
+        print(json.dumps(child(args.child, dataset, data / "ds-256x256", data / "root",
+                               args.steps)))
         return
     names = args.only or [n for n in CONFIGS if n != "full" or args.full]
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +190,8 @@ def main() -> None:
         rows = []
         for name in names:
             done = subprocess.run([sys.executable, __file__, "--child", name, "--data",
-                                   str(data)], capture_output=True, text=True, check=False)
+                                   str(data), "--steps", str(args.steps)],
+                                  capture_output=True, text=True, check=False)
             if done.returncode:
                 raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))

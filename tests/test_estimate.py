@@ -8,6 +8,7 @@ Whether the estimate matches measured memory is the benchmark's job
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from support.server import Client, running, wait_job
@@ -186,3 +187,39 @@ def test_submit_warns_when_the_gpu_is_too_small(server):
         assert status == 202 and started["warnings"] == [], started
     finally:
         del app.config["ACCELERATOR"]
+
+
+def test_train_page_shows_the_estimate_and_the_submit_warning(server):
+    """The Train page's live line beside "Start training", asked again as options change;
+    a submission the estimate puts above the (injected) GPU shows the warning."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_ui import ARGS, CHROMIUM
+
+    client, app = server
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(client.base + "/train")
+        line = page.locator("#estimate-line")
+        playwright.expect(line).to_contain_text("Estimated peak GPU memory", timeout=60_000)
+        playwright.expect(line).to_have_attribute("data-peak-gib", re.compile(r"[0-9.]+"))
+        small = float(line.get_attribute("data-peak-gib"))
+        page.get_by_label("batch size").fill("64")
+        playwright.expect(line).not_to_have_attribute("data-peak-gib", str(small),
+                                                      timeout=60_000)
+        assert float(line.get_attribute("data-peak-gib")) > small
+        page.get_by_label("batch size").fill("0")
+        playwright.expect(line).to_contain_text("Estimate: fix the highlighted fields")
+        page.get_by_label("batch size").fill("1")
+        page.locator('[data-preset="quick_test"]').click()
+        app.config["ACCELERATOR"] = Accelerator("Test GPU", 64 * 2**20)
+        try:
+            page.locator("#t-name").fill("warned-ui")
+            page.get_by_role("button", name="Start training").click()
+            playwright.expect(page.locator("#train-warning")).to_contain_text("Test GPU")
+        finally:
+            del app.config["ACCELERATOR"]
+        browser.close()
+    assert not errors, errors

@@ -10,8 +10,8 @@ parameter count here is exact, the adapters' included. Nothing is downloaded: pr
 
 from __future__ import annotations
 
-import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,9 @@ def trainable_meta(config: TrainingConfig, root: Path | None = None):
                           f"{'a causal LM' if chat else 'a DeepSeek-OCR model'}")
     loaded = LoadedModel(model, None, family, config.task.model, image_size, -1, True)
     steps = config.schedule.max_steps or 1000  # AdaLoRA's schedule; no count depends on it
-    return setup.make_trainable(loaded, config, steps), family, image_size
+    with warnings.catch_warnings():  # deprecations inside PEFT and transformers: not ours
+        warnings.simplefilter("ignore", FutureWarning)
+        return setup.make_trainable(loaded, config, steps), family, image_size
 
 
 def model_facts(config: TrainingConfig, root: Path | None = None) -> ModelFacts:
