@@ -1,14 +1,14 @@
 """The memory estimator against measured memory of real training steps.
 
-    .venv/bin/python benchmarks/bench_memory_estimate.py            # tiny, 2 and 4 layers
+    .venv/bin/python benchmarks/bench_memory_estimate.py            # tiny, 2 and 4 layers, bf16 and fp32
     .venv/bin/python benchmarks/bench_memory_estimate.py --full     # + the full 12 layers
-    .venv/bin/python benchmarks/bench_memory_estimate.py --only tiny
+    .venv/bin/python benchmarks/bench_memory_estimate.py --only tiny-bf16
 
 Each configuration runs in a fresh process through the trainer itself (``Trainer._prepare``:
 the builders of ``training.setup``, accelerate, the data loader; then the loop's
 ``_optimizer_step`` twice, so the second step has AdamW's states, as every later step does):
-bf16 LoRA ``balanced``, batch 1, one page per example, summaries long enough to fill
-``max_length`` 512. On the CPU it measures the peak RSS of the two steps (``VmHWM``, reset
+LoRA ``balanced``, batch 1, one page per example, summaries long enough to fill
+``max_length``, in bf16 and float32 (see ``CONFIGS``). On the CPU it measures the peak RSS of the two steps (``VmHWM``, reset
 after loading) minus the RSS before the model was loaded; a warm-up step of the tiny model
 in the same process first pays the one-time costs (imports, kernel caches, the data
 loader), so the difference is what the configuration allocates. With CUDA it measures
@@ -30,15 +30,22 @@ import time
 import weakref
 from pathlib import Path
 
+TINY, REAL = "tiny-deepseek-ocr-2", "random:deepseek-ocr-2"
+# name: (model, mixed precision, max_length). bf16 at the real width runs at a shorter
+# max_length: on a CPU without AVX-512 BF16, PyTorch multiplies bf16 matrices with its
+# reference kernel (about 1 GFLOP/s; 46 s for one output-head product at 770 tokens).
 CONFIGS = {
-    "tiny": "tiny-deepseek-ocr-2",
-    "layers-2": "random:deepseek-ocr-2?layers=2",
-    "layers-4": "random:deepseek-ocr-2?layers=4",
-    "full": "random:deepseek-ocr-2",
+    "tiny-bf16": (TINY, "bf16", 512),
+    "tiny-fp32": (TINY, "no", 512),
+    "layers-2-fp32": (f"{REAL}?layers=2", "no", 512),
+    "layers-4-fp32": (f"{REAL}?layers=4", "no", 512),
+    "layers-2-bf16": (f"{REAL}?layers=2", "bf16", 64),
+    "layers-4-bf16": (f"{REAL}?layers=4", "bf16", 64),
+    "full-bf16": (REAL, "bf16", 64),
 }
-OPTIONS = {"peft": "lora", "lora_preset": "balanced", "mixed_precision": "bf16",
-           "batch_size": 1, "gradient_accumulation_steps": 1, "max_pages": 1,
-           "max_length": 512, "max_steps": 10, "eval_steps": 1000, "save_steps": 1000}
+OPTIONS = {"peft": "lora", "lora_preset": "balanced", "batch_size": 1,
+           "gradient_accumulation_steps": 1, "max_pages": 1, "max_steps": 10,
+           "eval_steps": 1000, "save_steps": 1000}
 WORDS = ("market city report council river energy school police weather budget station "
          "museum festival harbour railway library hospital garden").split()
 
@@ -72,7 +79,7 @@ class LiveTensors:
     """The peak bytes of tensor storages alive at once (what ``max_memory_allocated`` counts
     on a GPU), on the CPU: every storage an op creates is counted until it is freed."""
 
-    def __init__(self, start: int):
+    def __init__(self, model):
         from torch.utils._python_dispatch import TorchDispatchMode
 
         tracker = self
@@ -83,7 +90,11 @@ class LiveTensors:
                 tracker.saw(out)
                 return out
 
-        self.mode, self.live, self.now, self.peak = Mode(), {}, start, start
+        # the weights exist already: counted once here, never again through their views
+        tensors = [*model.parameters(), *model.buffers()]
+        self.live = {t.untyped_storage().data_ptr(): 0 for t in tensors}
+        self.mode = Mode()
+        self.now = self.peak = sum(t.untyped_storage().nbytes() for t in tensors)
 
     def saw(self, out) -> None:
         import torch
@@ -104,13 +115,15 @@ class LiveTensors:
         self.now -= self.live.pop(key, 0)
 
 
-def _trainer(model: str, dataset: Path, root: Path):
+def _trainer(name: str, dataset: Path, root: Path):
     from deepsynth.config.training import training_config
     from deepsynth.progress import never_stop, no_progress
     from deepsynth.training.loop import Trainer
 
+    model, precision, max_length = CONFIGS[name]
     config = training_config({**OPTIONS, "model": model, "dataset": str(dataset),
-                              "out": str(root / "runs" / model.replace("?", "-"))})
+                              "mixed_precision": precision, "max_length": max_length,
+                              "out": str(root / "runs" / name)})
     return config, Trainer(config, no_progress, never_stop, root, lambda text: None)
 
 
@@ -135,13 +148,13 @@ def child(name: str, dataset: Path, warmup: Path, root: Path, steps: int) -> dic
     from deepsynth.training.estimate import estimate
 
     cuda = torch.cuda.is_available()
-    _, warm = _trainer(CONFIGS["tiny"], warmup, root)
+    _, warm = _trainer("tiny-bf16", warmup, root)
     warm._prepare()
     _steps(warm, 1)
     del warm
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    config, trainer = _trainer(CONFIGS[name], dataset, root)
+    config, trainer = _trainer(name, dataset, root)
     before = torch.cuda.memory_allocated() if cuda else _status("VmRSS")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -150,13 +163,15 @@ def child(name: str, dataset: Path, warmup: Path, root: Path, steps: int) -> dic
     trainer._prepare()
     prepared = (torch.cuda.memory_allocated() if cuda else _status("VmRSS")) - before
     tensors = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
-    live = LiveTensors(tensors)
+    live = LiveTensors(trainer.model)
     with live.mode:
         took = _steps(trainer, steps)
     peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
     result = estimate(config, "cuda" if cuda else "cpu", gpus=[], root=root)
     measured = peak - before
-    return {"config": name, "model": CONFIGS[name], "device": result.device,
+    return {"config": name, "model": config.task.model, "device": result.device,
+            "mixed_precision": config.schedule.mixed_precision,
+            "tokens": result.sequence_tokens,
             "measured_mib": round(measured / 2**20), "estimate_mib": round(
                 result.peak_bytes / 2**20), "error": round(result.peak_bytes / measured - 1, 3),
             "estimate_phase": result.peak_phase, "step_seconds": took,
@@ -178,11 +193,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         data = Path(args.data)
-        dataset = data / ("ds-256x256" if args.child == "tiny" else "ds-base")
+        dataset = data / ("ds-256x256" if args.child.startswith("tiny") else "ds-base")
         print(json.dumps(child(args.child, dataset, data / "ds-256x256", data / "root",
                                args.steps)))
         return
-    names = args.only or [n for n in CONFIGS if n != "full" or args.full]
+    names = args.only or [n for n in CONFIGS if n != "full-bf16" or args.full]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         make_dataset(data, "256x256")

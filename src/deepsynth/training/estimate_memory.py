@@ -54,13 +54,16 @@ def _norm(n: int, hidden: int, num: Numerics, input_grad: bool) -> int:
 def _adapter(n: int, adapted: Adapted, num: Numerics, input_grad: bool) -> int:
     """A LoRA-family adapter on a linear layer: its input cast to float32 (the adapter's
     dtype), the dropout mask, the input of lora_A in the compute dtype, lora_A's output.
-    DoRA also keeps the base layer's output and two weight-sized products (its norm)."""
+    AdaLoRA keeps its product once more; DoRA the base and adapter outputs and two
+    weight-sized products (for its norm)."""
     width = adapted.in_features
     saved = n * adapted.rank * num.compute
     if num.compute != 4 or num.lora_dropout:  # lora_A saves a new tensor, not x itself
         saved += n * width * num.compute
     if num.lora_dropout and input_grad:
         saved += n * width * num.mask(4)
+    if adapted.adalora:  # the SVD-form product before its division by the rank budget
+        saved += n * adapted.out_features * num.compute
     if adapted.dora:  # base and adapter outputs; the weight through the adapter (an identity in)
         saved += (2 * n * adapted.out_features + width * width
                   + width * adapted.out_features) * num.compute
@@ -171,8 +174,9 @@ def head_tape(facts: ModelFacts, n: int, num: Numerics) -> int:
 
 def loss_transient(facts: ModelFacts, n: int, num: Numerics) -> int:
     """Beyond the saved log-softmax: at the start of backward, the loss's gradient and
-    log-softmax's (float32) and the logits' in the compute dtype."""
-    return n * facts.text["vocab"] * (4 + 4 + num.compute)
+    log-softmax's, float32 over the vocabulary. (At the end of forward the logits in the
+    compute dtype and their float32 copies are alive instead: as much or less.)"""
+    return n * facts.text["vocab"] * (4 + 4)
 
 
 def vision_transient(facts: ModelFacts, pages: int, num: Numerics) -> int:

@@ -39,6 +39,7 @@ class Adapted:
     fused: int = 0  # elements of the adapted parameter when it is one (experts, router)
     dora: bool = False
     adapter_parameters: int = 0
+    adalora: bool = False
 
 
 @dataclass
@@ -203,6 +204,7 @@ def _quantized_weights(model) -> set[int]:
 
 
 def _adapted(model) -> list[Adapted]:
+    from peft.tuners.adalora import AdaLoraLayer
     from peft.tuners.lora import LoraLayer, ParamWrapper
 
     found = []
@@ -218,8 +220,14 @@ def _adapted(model) -> list[Adapted]:
         found.append(Adapted(int(layer.group(1)) if layer else -1, short.replace(
             ".base_layer", ""), module.in_features, module.out_features,
             module.r["default"], fused, bool(getattr(module, "use_dora", {}).get("default")),
-            module.lora_A["default"].weight.numel() + module.lora_B["default"].weight.numel()))
+            _numel(module.lora_A["default"]) + _numel(module.lora_B["default"]),
+            isinstance(module, AdaLoraLayer)))
     return found
+
+
+def _numel(part) -> int:
+    """An adapter factor's elements: a module's weight (LoRA) or a parameter (AdaLoRA)."""
+    return getattr(part, "weight", part).numel()
 
 
 def _expert_elements(model) -> int:
