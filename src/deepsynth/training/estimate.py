@@ -26,6 +26,7 @@ from deepsynth.config.training import TrainingConfig
 from deepsynth.config.training_checks import lora_dropout_of
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.training import estimate_memory as mem
+from deepsynth.training.setup import uses_4bit
 from deepsynth.training.estimate_model import ModelFacts, dtype_bytes, model_facts
 from deepsynth.training.estimate_time import GPUS, Gpu, custom_gpu, step_times
 from deepsynth.training.estimate_work import step_work
@@ -76,7 +77,8 @@ def numerics(config: TrainingConfig, facts: ModelFacts, device: str) -> mem.Nume
         residual=4 if full else weights, weights=weights, autocast=autocast,
         cpu=device == "cpu", lora_dropout=not full and bool(lora_dropout_of(config)),
         hidden_dropout=config.schedule.hidden_dropout > 0,
-        attention_dropout=config.schedule.attention_dropout > 0, full=full)
+        attention_dropout=config.schedule.attention_dropout > 0, full=full,
+        quantized=uses_4bit(config))
 
 
 def sequence_tokens(config: TrainingConfig, facts: ModelFacts) -> int:

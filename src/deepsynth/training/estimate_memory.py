@@ -14,7 +14,7 @@ token-expert pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deepsynth.training.estimate_model import Adapted, ModelFacts
 
@@ -34,6 +34,7 @@ class Numerics:
     hidden_dropout: bool
     attention_dropout: bool
     full: bool  # the whole decoder trains (its weights are float32 masters)
+    quantized: bool = False  # QLoRA: the linear layers but the head are 4-bit (bitsandbytes)
 
     @property
     def casts(self) -> bool:
@@ -82,8 +83,10 @@ def _linear(n: int, width: int, out: int, adapted: Adapted | None, num: Numerics
             saved += n * width * num.compute
         if num.autocast:
             saved += width * out * num.compute
-    elif input_grad and num.autocast and num.weights == 4:  # a float32 frozen base: QLoRA's
-        saved += width * out * num.compute                 # unquantized head, say
+    elif input_grad and num.autocast and num.weights == 4 and not num.quantized:
+        saved += width * out * num.compute  # a frozen float32 weight: autocast's half copy
+    # A 4-bit layer (QLoRA) keeps nothing of its own: bitsandbytes' MatMul4Bit saves only
+    # its packed weight (already counted) and dequantizes it again in backward.
     if adapted is not None:
         saved += _adapter(n, adapted, num, input_grad)
     return saved
@@ -167,8 +170,9 @@ def head_tape(facts: ModelFacts, n: int, num: Numerics) -> int:
     text = facts.text
     saved = _norm(n, text["hidden"], num, True) + n * text["vocab"] * 4
     saved += 2 * n * text["head_dim"] * num.compute  # RoPE's cos and sin, shared by layers
-    if num.full:
-        saved += _linear(n, text["hidden"], text["vocab"], None, num, True)
+    if num.full or (num.autocast and num.weights == 4):  # QLoRA's head is not quantized
+        saved += _linear(n, text["hidden"], text["vocab"], None,
+                         replace(num, quantized=False), True)
     return saved + n * 16  # labels, positions
 
 
