@@ -1,6 +1,7 @@
 """Every error is JSON: 400 names the field and what is allowed, 404, 405 (with ``Allow``),
-409, 413, 507 for a full disk; a bug is a 500 with a message but never a traceback. No
-message shows the server's absolute paths (they are written relative to the data root)."""
+409 (a damaged dataset also names its ``shard``), 413, 507 for a full disk; a bug is a 500
+with a message but never a traceback. No message shows the server's absolute paths (they
+are written relative to the data root)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from deepsynth.errors import ConfigError, DeepSynthError, NotFound
+from deepsynth.errors import ConfigError, DatasetDamaged, DeepSynthError, NotFound
 from deepsynth.jobs.manager import JobConflict, RoleError
 from deepsynth.jobs.state import InvalidTransition
 
@@ -35,6 +36,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(JobConflict)
     def conflict(exc: DeepSynthError):
         return _answer(409, str(exc))
+
+    @app.errorhandler(DatasetDamaged)
+    def damaged(exc: DatasetDamaged):
+        return _answer(409, str(exc), dataset=exc.dataset, shard=exc.shard)
 
     @app.errorhandler(RoleError)
     def wrong_service(exc: RoleError):

@@ -28,3 +28,16 @@ class SourceError(DeepSynthError):
 
 class OutputError(DeepSynthError):
     """The output folder cannot be used: unwritable, locked, or holding another configuration."""
+
+
+class DatasetDamaged(OutputError):
+    """A finished shard of a dataset is missing or differs from its manifest entry (HTTP 409).
+
+    ``shard`` is the file relative to the dataset folder (``data/train-00001.parquet``).
+    """
+
+    def __init__(self, dataset: str, shard: str, problem: str):
+        self.dataset = dataset
+        self.shard = shard
+        super().__init__(f"dataset {dataset!r} is damaged: shard {shard} {problem}; re-run the "
+                         f"same generate command or request to render it again")

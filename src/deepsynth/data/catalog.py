@@ -71,14 +71,14 @@ def check_split(manifest: Manifest, split: str) -> None:
 
 
 def read_row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
-    """Row ``index`` of a split (its page images included), reading only its shard."""
-    import pyarrow.parquet as pq
+    """Row ``index`` of a split (its page images included), reading only its shard (checked
+    first: a damaged one raises ``DatasetDamaged``)."""
+    from deepsynth.data.shards import read_shard
 
     check_split(manifest, split)
     position = index
     for shard in manifest.splits[split].shards:
         if position < shard["rows"]:
-            table = pq.read_table(folder / shard["file"])
-            return table.slice(position, 1).to_pylist()[0]
+            return read_shard(folder, shard).slice(position, 1).to_pylist()[0]
         position -= shard["rows"]
     raise NotFound(f"split {split!r} has no row {index}")
