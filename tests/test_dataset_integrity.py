@@ -189,3 +189,15 @@ def test_training_on_a_damaged_dataset_names_the_shard(copy, tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert "data/validation-00001.parquet" in errors[0] and "generate" in errors[0]
+
+
+def test_evaluating_a_damaged_dataset_names_the_shard(copy, tmp_path):
+    """Looking for a validation, then a test split must not read a damaged one as missing."""
+    truncate(copy / "data/validation-00001.parquet")
+    done = run_cli("evaluate", "--model", "tiny-deepseek-ocr-2", "--dataset", str(copy),
+                   "--max-samples", "1", "--out", str(tmp_path / "eval"),
+                   env={"DEEPSYNTH_DATA_ROOT": str(tmp_path / "r")})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "data/validation-00001.parquet" in done.stderr, done.stderr
+    assert "neither a validation nor a test split" not in done.stderr

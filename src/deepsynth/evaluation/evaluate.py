@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deepsynth.atomic_files import write_json_atomic
 from deepsynth.config.training_presets import task_kind
-from deepsynth.errors import DeepSynthError
+from deepsynth.errors import DatasetDamaged, DeepSynthError
 from deepsynth.evaluation.generation import generate_summaries
 from deepsynth.evaluation.loss import mean_loss
 from deepsynth.evaluation.rouge import mean_rouge, rouge
@@ -45,6 +45,8 @@ def pick_split(dataset: str, split: str | None, max_pages: int):
     for candidate in ([split] if split else ["validation", "test"]):
         try:
             return candidate, load_split(dataset, candidate, max_pages)
+        except DatasetDamaged:
+            raise  # the split exists; hiding it would blame a missing split
         except DeepSynthError:
             if split:
                 raise

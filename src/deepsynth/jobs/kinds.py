@@ -63,6 +63,8 @@ def _generate(workspace: Workspace, hub: HubFactory) -> JobFunction:
         client = hub(token, "dataset") if generation.push_to_hub else None
         result = generate_dataset(generation, progress=context.progress,
                                   should_stop=context.should_stop, hub_client=client)
+        for shard in result.damaged_shards:
+            context.log(f"damaged shard {shard} was rendered again")
         context.log(f"generation {result.status}: {result.rows}")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,
