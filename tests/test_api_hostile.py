@@ -97,7 +97,8 @@ def server(tmp_path):
     with running(config) as (app, base):
         client = Client(base)
         status, job = client.call("POST", "/api/dataset/generate", {
-            "source": "uploads/news.jsonl", "name": "queued"})
+            "source": "uploads/news.jsonl", "name": "queued", "text_field": "article",
+            "summary_field": "highlights"})
         assert status == 202, job
         yield client, base, {"job_id": job["job_id"], "name": "queued", "index": "0",
                              "page": "0", "preset": "cpu_demo", "action": "pause"}

@@ -42,6 +42,9 @@ def raw_call(base: str, method: str, path: str, data: bytes | None,
         return error.code, parsed, dict(error.headers)
 
 
+FIELDS = {"text_field": "article", "summary_field": "highlights"}  # news.jsonl's columns
+
+
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "data"
@@ -132,7 +135,7 @@ def test_listing_under_concurrent_submit_and_delete(server):
                 continue
             count += 1
             status, answer = client.call("POST", "/api/dataset/generate", {
-                "source": "uploads/news.jsonl", "name": f"c{worker}-{count}"})
+                "source": "uploads/news.jsonl", "name": f"c{worker}-{count}", **FIELDS})
             if status == 202:
                 client.call("POST", f"/api/jobs/{answer['job_id']}/cancel")
                 client.call("DELETE", f"/api/jobs/{answer['job_id']}")
@@ -153,7 +156,7 @@ def test_listing_under_concurrent_submit_and_delete(server):
 def test_head_of_an_event_stream_gives_its_slot_back(server):
     client, _, base, _ = server
     status, job = client.call("POST", "/api/dataset/generate", {
-        "source": "uploads/news.jsonl", "name": "watched"})
+        "source": "uploads/news.jsonl", "name": "watched", **FIELDS})
     assert status == 202
     for _ in range(6):  # more than the slots of 8 threads
         status, _, _ = raw_call(base, "HEAD", f"/api/jobs/{job['job_id']}/events", None)

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.sources import SourceError, open_source
+from deepsynth.data.sources import PREVIEW_LIMITS, SourceError, open_source
 from deepsynth.errors import ConfigError
 from deepsynth.render.renderer import build_renderer
 from web_ui import schemas
@@ -45,7 +45,8 @@ def render_preview():
 def source_preview():
     data = parsed_body(SourcePreviewRequest)
     try:
-        source = open_source(workspace().source(data.source))
+        # Read less than a generation would: a preview shows a few rows, never a huge line.
+        source = open_source(workspace().source(data.source), PREVIEW_LIMITS)
         splits = source.splits()
         rows = []
         for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):

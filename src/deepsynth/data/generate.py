@@ -60,8 +60,13 @@ class _Pending:
     counts: dict[str, int]
 
 
-def _first_row(source: Source, plan: SplitPlan) -> RawRow | None:
-    return next((r for r in source.rows(plan.source_split) if r.fields is not None), None)
+def _first_row(source: Source, plan: SplitPlan, on_error: str) -> RawRow | None:
+    for raw in source.rows(plan.source_split):
+        if raw.fields is not None:
+            return raw
+        if on_error == "fail":  # name the bad line, as the generation would
+            raise SourceError(f"{raw.error} (use --on-error skip to skip bad rows)")
+    return None
 
 
 class _Generation:
@@ -288,9 +293,10 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
     plans = plan_splits(source, src)
     if not plans:
         raise SourceError(f"{source.name}: no splits to generate")
-    first = _first_row(source, plans[0])
+    first = _first_row(source, plans[0], src.on_error)
     if first is None:
-        raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no rows")
+        raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
+                          f"rows")
     check_mapping(mapping, list(first.fields))
     build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
     folder = prepare_folder(Path(config.out))

@@ -124,6 +124,21 @@ def check_disk_space(folder: Path, bytes_per_row: float, rows_to_write: int | No
     need = int(bytes_per_row * rows_to_write * SAFETY_FACTOR) + SAFETY_BYTES
     free = free_bytes(folder)
     if need > free:
-        raise OutputError(f"not enough disk space in {folder}: about {need / 2**30:.2f} GiB "
-                          f"needed for {rows_to_write} rows ({bytes_per_row / 1024:.0f} KiB "
-                          f"each), {free / 2**30:.2f} GiB free")
+        raise OutputError(f"not enough disk space in {folder}: needs about {byte_size(need)} "
+                          f"for {rows_to_write:,} rows of about {byte_size(bytes_per_row)} "
+                          f"each, plus {SAFETY_FACTOR - 1:.0%} and {SAFETY_BYTES // 2**20} "
+                          f"MiB; {byte_size(free)} free")
+
+
+def byte_size(count: float) -> str:
+    """Exact bytes, with a binary unit of three significant figures: ``23,456,789 bytes
+    (22.4 MiB)``; a figure under 1 KiB is bytes only."""
+    count = int(count)
+    text = f"{count:,} byte{'' if count == 1 else 's'}"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            value = count / scale
+            shown = f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 \
+                else f"{value:.2f}"
+            return f"{text} ({shown} {unit})"
+    return text

@@ -22,14 +22,20 @@ HubFactory = Callable[[str | None, str], object]
 
 
 def generation_config(workspace: Workspace, name: str, body: dict) -> GenerationConfig:
-    """A generation request (flat: source, field mapping, render options...) as config."""
+    """A generation request (flat: source, field mapping, render options...) as config, its
+    source checked as far as is cheap (splits, first row: see ``check_source``), so a
+    request the generation would refuse is a 400 at submit, not a failed job."""
+    from deepsynth.data.source_checks import check_source
+
     source_fields = set(SourceConfig.__dataclass_fields__)
     render_fields = set(RenderConfig.__dataclass_fields__)
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
-    return from_dict(GenerationConfig, {
+    config = from_dict(GenerationConfig, {
         **top, "out": str(workspace.dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}})
+    check_source(config.source)
+    return config
 
 
 def real_hub(token: str | None, repo_type: str):
