@@ -451,14 +451,15 @@ def test_run_folder_holds_everything(runs):
     table = (folder / "parameters.txt").read_text().splitlines()
     rows = {}
     for line in table[1:]:
-        match = re.match(r"(.+?)\s+([\d,]+)\s+([\d,]+)\s+(.+)$", line)
+        match = re.match(r"(.+?)\s+([\d,]+)\s+([\d,]+)\s+(\S+)\s+(.+)$", line)
         assert match, line
         rows[match[1].strip()] = (int(match[2].replace(",", "")),
-                                  int(match[3].replace(",", "")), match[4])
+                                  int(match[3].replace(",", "")), match[5], match[4])
     for component in VISION_COMPONENTS:
-        parameters, trainable, state = rows[component]
+        parameters, trainable, state, _ = rows[component]
         assert parameters > 0 and trainable == 0 and state == "frozen", component
     assert rows["adapters"][2] == "trainable" and rows["adapters"][1] > 0
+    assert {r[3] for r in rows.values()} == {"float32"}  # quick_test: mixed_precision no
     assert rows["total"][:2] == (metrics["parameters_total"], metrics["parameters_trainable"])
     assert sum(r[0] for c, r in rows.items() if c != "total") == metrics["parameters_total"]
 

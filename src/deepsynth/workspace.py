@@ -254,21 +254,24 @@ class Workspace:
 
     # What a training request names.
     def model_spec(self, value: object, chat: bool) -> str:
-        """A request's ``model`` as ``load_model`` takes it: a preset, a model trained here (by
-        name: its final folder), or for the chat trainer a Hub id. Never a server path."""
+        """A request's ``model`` as ``load_model`` takes it: a preset, a ``random:`` spec
+        (checked), a model trained here (by name: its final folder), or for the chat trainer
+        a Hub id. Never a server path."""
         from deepsynth.config.spec import hub_repo_id
-        from deepsynth.models.registry import MODEL_PRESETS
+        from deepsynth.models.registry import MODEL_PRESETS, preset_of
 
-        if isinstance(value, str) and value in MODEL_PRESETS:
+        if isinstance(value, str) and preset_of(value) is not None:
             return value
         if isinstance(value, str) and chat and not hub_repo_id(value):
             return value
         if isinstance(value, str) and _NAME.match(value) and ".." not in value and \
                 self.run_folder(value).has_final():
             return str(self.run_folder(value).final)
-        raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), the name of "
-                          f"a model trained here{', or a Hub id ORG/NAME' if chat else ''}; got "
-                          f"{value!r}", "a preset or a trained model's name")
+        raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), "
+                          f"random:deepseek-ocr-2?layers=N, the name of a model trained here"
+                          f"{', or a Hub id ORG/NAME' if chat else ''}; got {value!r}",
+                          "a preset, random:deepseek-ocr-2[?layers=N] or a trained model's "
+                          "name")
 
     def checkpoint(self, run_name: str, value: object) -> str:
         """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest``

@@ -15,7 +15,7 @@ from deepsynth.config import add_arguments
 from deepsynth.config.spec import flat_fields, hub_dataset_id, replace
 from deepsynth.config.training import TrainingConfig
 from deepsynth.errors import DeepSynthError
-from deepsynth.models.registry import MODEL_PRESETS
+from deepsynth.models.registry import MODEL_PRESETS, preset_of
 from deepsynth.progress import Progress
 
 
@@ -83,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = resolve_training({k: v for k, v in vars(args).items()
                                if k in names and v is not None})  # parsed once, here
     run_config = _with_hub_data(config)
-    preset = MODEL_PRESETS.get(config.task.model)
+    preset = preset_of(config.task.model)
     if preset and preset.randomly_initialized:
         print(f"note: {config.task.model} is a randomly initialized demo model, not a "
               f"pretrained one", file=sys.stderr)

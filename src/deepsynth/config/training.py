@@ -22,6 +22,7 @@ from deepsynth.config.training_presets import (
     task_kind,
 )
 from deepsynth.errors import ConfigError
+from deepsynth.models.random_spec import check_model_spec
 
 __all__ = [
     "ATTENTION", "CHAT_DEFAULTS", "CHAT_LORA_PRESETS", "DEFAULT_PROMPT", "EXPERTS",
@@ -39,7 +40,9 @@ class TaskConfig:
     dataset: str = option(help="a dataset folder made by deepsynth generate; with "
                           "trainer_type generic, a chat JSONL file or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
-    model: str = option("tiny-deepseek-ocr-2", help="model preset or folder")
+    model: str = option("tiny-deepseek-ocr-2", check=check_model_spec, help=(
+        "model preset, random:deepseek-ocr-2[?layers=N] (the real architecture, random "
+        "weights) or folder"))
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
         "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))

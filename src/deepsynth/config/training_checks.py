@@ -115,11 +115,11 @@ def _check_ocr(config: TrainingConfig) -> None:
 
 def check_chat(config: TrainingConfig) -> None:
     """The chat trainer trains a text-only causal LM."""
-    from deepsynth.models.registry import MODEL_PRESETS
+    from deepsynth.models.registry import preset_of
 
     if config.schedule.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
-    preset = MODEL_PRESETS.get(config.task.model)
+    preset = preset_of(config.task.model)
     if preset is not None and preset.family != "causal_lm":
         raise ConfigError("model", f"{config.task.model} reads page images; trainer_type "
                           f"generic trains a causal LM",

@@ -1,10 +1,11 @@
 """Named components of a model: which parameters are the vision side, the router, the routed
-experts...; freezing the vision side by explicit prefixes, and the parameter summary table."""
+experts...; freezing the vision side by explicit prefixes, and the parameter summary table
+(``parameters.txt``: per component its parameters, trainable ones, dtypes and state)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deepsynth.errors import DeepSynthError
 
@@ -73,6 +74,12 @@ class ComponentRow:
     component: str
     parameters: int
     trainable: int
+    dtypes: set[str] = field(default_factory=set)
+
+    @property
+    def dtype(self) -> str:
+        """The component's dtypes, one word (``bfloat16+float32`` when it mixes them)."""
+        return "+".join(sorted(self.dtypes))
 
     @property
     def state(self) -> str:
@@ -86,6 +93,7 @@ def parameter_summary(model) -> list[ComponentRow]:
     for name, parameter in model.named_parameters():
         row = rows.setdefault(component_of(name), ComponentRow(component_of(name), 0, 0))
         row.parameters += parameter.numel()
+        row.dtypes.add(str(parameter.dtype).removeprefix("torch."))
         if parameter.requires_grad:
             row.trainable += parameter.numel()
     return list(rows.values())
@@ -94,9 +102,11 @@ def parameter_summary(model) -> list[ComponentRow]:
 def format_summary(rows: list[ComponentRow]) -> str:
     total = sum(r.parameters for r in rows)
     trainable = sum(r.trainable for r in rows)
-    lines = [f"{'component':<16} {'parameters':>12} {'trainable':>12}  state"]
-    lines += [f"{r.component:<16} {r.parameters:>12,} {r.trainable:>12,}  {r.state}"
-              for r in rows]
-    lines.append(f"{'total':<16} {total:>12,} {trainable:>12,}  "
+    every = "+".join(sorted(set().union(*(r.dtypes for r in rows))))
+    width = max([len(every), 5] + [len(r.dtype) for r in rows])
+    lines = [f"{'component':<16} {'parameters':>13} {'trainable':>13}  {'dtype':<{width}}  state"]
+    lines += [f"{r.component:<16} {r.parameters:>13,} {r.trainable:>13,}  "
+              f"{r.dtype:<{width}}  {r.state}" for r in rows]
+    lines.append(f"{'total':<16} {total:>13,} {trainable:>13,}  {every:<{width}}  "
                  f"{100 * trainable / max(total, 1):.2f}% trainable")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Model presets and loading: DeepSeek-OCR-2 (native), DeepSeek-OCR v1 (remote code), the tiny
-demo model, or a local folder saved by DeepSynth or transformers.
+demo model, DeepSeek-OCR-2's real architecture with random weights (``random:deepseek-ocr-2``,
+see :mod:`deepsynth.models.random_spec`), or a local folder saved by DeepSynth or transformers.
 
 ``load_model`` returns the model, its tokenizer and what the data pipeline needs to know
 (image size, image tokens per page, the image token id).
@@ -16,10 +17,10 @@ from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
 from deepsynth.models import tiny, tiny_chat
 from deepsynth.models.model_info import read_info
+from deepsynth.models.random_spec import PREFIX as RANDOM_PREFIX
+from deepsynth.models.random_spec import REAL_MODELS, parse_random_spec, random_model
 from deepsynth.render.tokens import vision_tokens_per_page
 from deepsynth.workspace import Workspace
-
-
 
 @dataclass(frozen=True)
 class ModelPreset:
@@ -48,6 +49,13 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
                 "a Qwen2 causal LM at ~0.2M parameters with RANDOM weights and an offline "
                 "tokenizer: the demo and test model of the chat trainer; not "
                 "pretrained", randomly_initialized=True),
+    *(ModelPreset(f"{RANDOM_PREFIX}{name}", "deepseek_ocr2", "built-in",
+                  f"{name}'s real architecture at its real size with RANDOM weights "
+                  f"(seeded), built in memory (nothing downloaded, no weights cached); "
+                  f"{RANDOM_PREFIX}{name}?layers=N keeps the first N decoder layers. For "
+                  f"memory and speed measurements and tests; not pretrained",
+                  randomly_initialized=True)
+      for name in REAL_MODELS),
 )}
 BUILT_IN = {tiny.NAME: tiny.ensure_tiny_model, tiny_chat.NAME: tiny_chat.ensure_tiny_chat_model}
 
@@ -68,10 +76,20 @@ class LoadedModel:
         return vision_tokens_per_page(self.image_size, self.image_size)
 
 
+def preset_of(spec: str) -> ModelPreset | None:
+    """The preset ``spec`` names: a preset's name, or a ``random:`` spec (its options
+    aside); None for a folder or Hub id. A malformed ``random:`` spec is a ConfigError."""
+    random = parse_random_spec(spec)
+    return MODEL_PRESETS[f"{RANDOM_PREFIX}{random[0]}"] if random else MODEL_PRESETS.get(spec)
+
+
 def resolve_model(spec: str, root: Path | None = None,
                   hub_ids: bool = False) -> tuple[str, ModelPreset | None]:
-    """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one.
+    """Where to load ``spec`` from (a folder or Hub id) and its preset, if it is one; a
+    ``random:`` spec is its own location (built in memory, never from a folder).
     ``hub_ids``: any ORG/NAME is a Hub model id (the chat trainer's models)."""
+    if parse_random_spec(spec):
+        return spec, preset_of(spec)
     if spec in MODEL_PRESETS:
         preset = MODEL_PRESETS[spec]
         if preset.name in BUILT_IN:
@@ -81,8 +99,9 @@ def resolve_model(spec: str, root: Path | None = None,
         return spec, None                   # exists here (write ./ORG/NAME for that)
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), None
-    raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}) or a model "
-                      f"folder{' or a Hub id ORG/NAME' if hub_ids else ''}; got {spec!r}")
+    raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), "
+                      f"{RANDOM_PREFIX}NAME?layers=N or a model folder"
+                      f"{' or a Hub id ORG/NAME' if hub_ids else ''}; got {spec!r}")
 
 
 def model_family(location: str, preset: ModelPreset | None, info: dict) -> str:
@@ -126,16 +145,19 @@ def _quantization(quantize_4bit: bool) -> dict:
 def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool = False,
                dtype: Any = None, attention_dropout: float = 0.0,
                quantize_4bit: bool = False, hub_ids: bool = False) -> LoadedModel:
-    """Load a preset or folder. ``dtype`` None means float32 (the weights are upcast)."""
+    """Load a preset, ``random:`` spec or folder. ``dtype`` None means float32 (the weights
+    are upcast); modules the model keeps in float32 (the MoE router) stay so."""
     import torch
-    from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
 
     location, preset = resolve_model(spec, root, hub_ids)
+    dtype = dtype or torch.float32
+    random = parse_random_spec(spec)
+    if random:
+        return _load_random(spec, *random, root, dtype, attention_dropout, quantize_4bit)
     info = read_info(Path(location)) if Path(location).is_dir() else {}
     if info.get("adapter"):
         return _load_with_adapter(spec, Path(location), info, root, dtype, attention_dropout)
     family = model_family(location, preset, info)
-    dtype = dtype or torch.float32
     if family == "causal_lm":
         return _load_causal_lm(spec, location, preset, info, dtype, quantize_4bit,
                                trust_remote_code)
@@ -144,8 +166,10 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
             raise ConfigError("trust_remote_code", "must be set to load DeepSeek-OCR v1, which "
                               "runs code from its Hub repository; review it first")
         model, tokenizer = _load_remote_code(location, dtype)
-        return LoadedModel(model, tokenizer, family, spec, 1024,
+        return LoadedModel(model, with_pad_token(tokenizer), family, spec, 1024,
                            getattr(model.config, "image_token_id", -1), False)
+    from transformers import AutoTokenizer, DeepseekOcr2ForConditionalGeneration
+
     try:
         model = DeepseekOcr2ForConditionalGeneration.from_pretrained(
             location, dtype=dtype, **_quantization(quantize_4bit))
@@ -153,14 +177,48 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
     except OSError as exc:
         raise DeepSynthError(f"cannot load model {spec!r} from {location}: "
                              f"{str(exc).splitlines()[0]}") from None
-    model.config.text_config.attention_dropout = attention_dropout
-    for layer in model.model.language_model.layers:
-        layer.self_attn.attention_dropout = attention_dropout
     image_size = info.get("image_size") or model.config.vision_config.sam_config.image_size
     randomly = bool(info.get("randomly_initialized", preset.randomly_initialized if preset
                              else False))
-    return LoadedModel(model, tokenizer, family, spec, int(image_size),
+    return _ocr2_loaded(model, tokenizer, spec, int(image_size), randomly, attention_dropout)
+
+
+def _load_random(spec: str, name: str, layers: int | None, root: Path | None, dtype: Any,
+                 attention_dropout: float, quantize_4bit: bool) -> LoadedModel:
+    """A ``random:`` spec: the real architecture built in memory (random weights, seeded),
+    with the tiny model's offline tokenizer; only that tokenizer is cached on disk."""
+    from transformers import AutoTokenizer
+
+    if quantize_4bit:
+        raise ConfigError("peft", f"qlora quantizes weights as they load; {spec} is built in "
+                          f"memory, with none to load", "lora, dora, adalora or full")
+    tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_tokenizer(Workspace(root).cache))
+    model = random_model(name, layers, tokenizer, dtype)
+    return _ocr2_loaded(model, tokenizer, spec, model.config.vision_config.sam_config.image_size,
+                        True, attention_dropout)
+
+
+def _ocr2_loaded(model, tokenizer, spec: str, image_size: int, randomly: bool,
+                 attention_dropout: float) -> LoadedModel:
+    model.config.text_config.attention_dropout = attention_dropout
+    for layer in model.model.language_model.layers:
+        layer.self_attn.attention_dropout = attention_dropout
+    tokenizer = with_pad_token(tokenizer)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, "deepseek_ocr2", spec, int(image_size),
                        model.config.image_token_id, randomly)
+
+
+def with_pad_token(tokenizer):
+    """``tokenizer`` with a pad token: EOS stands in when it has none (batches need padding;
+    the collator's attention mask, built from lengths, keeps padding out of attention)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise DeepSynthError("the model's tokenizer has neither a pad nor an EOS token; "
+                                 "batches cannot be padded")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _load_causal_lm(spec: str, location: str, preset: ModelPreset | None, info: dict,
@@ -175,8 +233,7 @@ def _load_causal_lm(spec: str, location: str, preset: ModelPreset | None, info: 
     except (OSError, ValueError) as exc:
         raise DeepSynthError(f"cannot load causal LM {spec!r} from {location}: "
                              f"{str(exc).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:  # batches need padding; EOS is the usual stand-in
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = with_pad_token(tokenizer)
     randomly = bool(info.get("randomly_initialized", preset.randomly_initialized if preset
                              else False))
     return LoadedModel(model, tokenizer, "causal_lm", spec, 0, -1, randomly)
@@ -192,5 +249,6 @@ def _load_with_adapter(spec: str, folder: Path, info: dict, root: Path | None, d
     base = load_model(info["base_model"], root=root, dtype=dtype,
                       attention_dropout=attention_dropout)
     model = load_adapter(base.model, folder)
-    return LoadedModel(model, AutoTokenizer.from_pretrained(folder), base.family, spec,
-                       base.image_size, base.image_token_id, base.randomly_initialized)
+    return LoadedModel(model, with_pad_token(AutoTokenizer.from_pretrained(folder)),
+                       base.family, spec, base.image_size, base.image_token_id,
+                       base.randomly_initialized)

@@ -2,7 +2,8 @@
 
 Random weights (a fixed seed) and a byte-level BPE tokenizer trained offline on the built-in
 corpus. It is a demo and test model, not a pretrained one: its outputs mean nothing until it
-is trained. Built once and cached under ``<data root>/cache/models/``.
+is trained. Built once and cached under ``<data root>/cache/models/``; its tokenizer alone is
+also the tokenizer of the ``random:`` models (:func:`ensure_tokenizer`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,14 @@ def ensure_tiny_model(cache: Path) -> Path:
     return cached_build(Path(cache) / "models" / f"{NAME}-v{VERSION}", _build, {
         "preset": NAME, "family": "deepseek_ocr2", "image_size": IMAGE_SIZE,
         "randomly_initialized": True, "recipe_version": VERSION})
+
+
+def ensure_tokenizer(cache: Path) -> Path:
+    """The cached folder of the tiny model's tokenizer alone (a few hundred kB): the tokenizer
+    of the ``random:`` models, whose weights are built in memory and never cached."""
+    return cached_build(Path(cache) / "models" / f"{NAME}-tokenizer-v{VERSION}",
+                        lambda folder: build_tokenizer().save_pretrained(folder),
+                        {"tokenizer_of": NAME, "recipe_version": VERSION})
 
 
 def cached_build(folder: Path, build, info: dict) -> Path:

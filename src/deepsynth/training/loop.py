@@ -282,6 +282,7 @@ class Trainer:
         summary = {"status": status, "steps": state.step,
                    "parameters_total": sum(r.parameters for r in self.summary),
                    "parameters_trainable": sum(r.trainable for r in self.summary),
+                   "randomly_initialized_base": self.loaded.randomly_initialized,
                    **self.data.skipped,
                    "total_seconds": round(time.time() - log.started, 2)}
         evals = [r["eval"] for r in log.records() if "eval" in r]

@@ -26,8 +26,9 @@ _CARD_HEADINGS = {
 
 
 def model_card(info: dict, metrics: dict, config: TrainingConfig) -> str:
-    warning = ("\n**This model started from RANDOM weights (the tiny demo model): it knows only "
-               "what it was trained on here.**\n" if info["randomly_initialized"] else "")
+    warning = (f"\n**This model started from RANDOM weights (`{info['base_model']}`, not "
+               f"pretrained): it knows only what it was trained on here.**\n"
+               if info["randomly_initialized"] else "")
     rows = "\n".join(f"| {k} | {v} |" for k, v in to_dict(config).items())
     tags, what = _CARD_HEADINGS[config.task.kind]
     return f"""---

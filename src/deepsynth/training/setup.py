@@ -35,9 +35,22 @@ def uses_4bit(config: TrainingConfig) -> bool:
     return config.adapter.peft == "qlora" or config.adapter.lora_preset == "qlora_4bit"
 
 
+HALF_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def base_dtype(config: TrainingConfig) -> torch.dtype:
+    """The dtype the model is loaded in. Adapters (any PEFT method but full): the run's half
+    precision, since the base never trains and autocast computes in it anyway (half the
+    memory; the adapters stay float32, see make_trainable). Full fine-tuning: float32 master
+    weights under autocast. QLoRA: float32 around its 4-bit layers, as bitsandbytes expects."""
+    if config.adapter.peft == "full" or uses_4bit(config):
+        return torch.float32
+    return HALF_PRECISION.get(config.schedule.mixed_precision, torch.float32)
+
+
 def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
     chat = config.task.kind == "chat"
-    loaded = load_model(config.task.model, root=root,
+    loaded = load_model(config.task.model, root=root, dtype=base_dtype(config),
                         trust_remote_code=config.task.trust_remote_code,
                         attention_dropout=config.schedule.attention_dropout,
                         quantize_4bit=uses_4bit(config), hub_ids=chat)
@@ -69,8 +82,12 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
             adapter.lora_dropout, total_steps, loaded.family))
     if config.schedule.gradient_checkpointing:
         loaded.model.gradient_checkpointing_enable()
-    if not any(p.requires_grad for p in model.parameters()):
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
         raise DeepSynthError("nothing to train: every parameter is frozen")
+    for parameter in trainable:  # the optimizer steps float32 weights, whatever the base's dtype
+        if parameter.dtype in HALF_PRECISION.values():
+            parameter.data = parameter.data.float()
     return model
 
 

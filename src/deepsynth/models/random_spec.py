@@ -1,0 +1,137 @@
+"""``random:NAME[?layers=N]``: a real model's architecture at its real size, with random weights.
+
+The architecture is shipped as package data (``resources/model_configs/NAME.json``, the
+transformers config of the published model), so nothing is downloaded: DeepSeek-OCR-2 builds
+at its 3,389,119,360 parameters, or with its text decoder cut to its first ``N`` layers. For
+measuring memory and speed, and for testing training at the real dimensions; the weights are
+random (seeded, so every build is the same) and mean nothing.
+
+This module reads no weights and imports torch and transformers only when building.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from deepsynth.errors import ConfigError
+
+PREFIX = "random:"
+REAL_MODELS: tuple[str, ...] = ("deepseek-ocr-2",)
+SEED = 1234
+# The values are generated in bfloat16 (the published checkpoint's dtype) whatever the dtype
+# asked for, then cast: a float32 build holds the same numbers as a bfloat16 one, so an adapter
+# trained on one base reloads onto the same base (``load_model`` rebuilds it from the spec).
+BUILD_DTYPE = "bfloat16"
+_QUERY = re.compile(r"layers=([0-9]{1,4})")
+
+
+@cache
+def _resource(name: str) -> dict:
+    path = resources.files("deepsynth.resources") / "model_configs" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def real_depth(name: str) -> int:
+    """The published model's text decoder layers."""
+    return int(_resource(name)["config"]["text_config"]["num_hidden_layers"])
+
+
+def _allowed() -> str:
+    return " or ".join(f"{PREFIX}{n}[?layers=N] with N 1-{real_depth(n)}" for n in REAL_MODELS)
+
+
+def parse_random_spec(spec: str) -> tuple[str, int | None] | None:
+    """``random:NAME`` -> (NAME, None), ``random:NAME?layers=N`` -> (NAME, N); None when
+    ``spec`` is no random spec. A malformed one is a ConfigError naming ``model``."""
+    if not isinstance(spec, str) or not spec.startswith(PREFIX):
+        return None
+    name, question, query = spec[len(PREFIX):].partition("?")
+    if name not in REAL_MODELS:
+        raise ConfigError("model", f"{spec!r} names no real model ({', '.join(REAL_MODELS)})",
+                          _allowed())
+    if not question:
+        return name, None
+    match = _QUERY.fullmatch(query)
+    depth = real_depth(name)
+    if not match or not 1 <= int(match.group(1)) <= depth:
+        raise ConfigError("model", f"{spec!r}: takes one option, layers=N with N from 1 "
+                          f"to {depth} (the real decoder's depth)", _allowed())
+    return name, int(match.group(1))
+
+
+def check_model_spec(value: object) -> None:
+    """The ``check`` of a config's ``model``: a malformed ``random:`` spec is refused as the
+    config is parsed (raising, so the error says what is allowed); presets and folders are
+    checked where they load."""
+    parse_random_spec(value)
+
+
+def config_dict(name: str, layers: int | None = None) -> dict[str, Any]:
+    """The config as plain JSON values (a copy), the decoder cut to ``layers``."""
+    config = json.loads(json.dumps(_resource(name)["config"]))
+    if layers is not None:
+        text = config["text_config"]
+        if not 1 <= layers <= text["num_hidden_layers"]:
+            raise ConfigError("model", f"layers must be 1-{text['num_hidden_layers']}; got "
+                              f"{layers}", _allowed())
+        text["num_hidden_layers"] = layers
+        text["mlp_layer_types"] = text["mlp_layer_types"][:layers]  # layer 0 stays dense
+    return config
+
+
+def real_config(name: str, layers: int | None = None):
+    """The transformers config of ``name`` (DeepseekOcr2Config), decoder cut to ``layers``."""
+    from transformers import DeepseekOcr2Config
+
+    if name not in REAL_MODELS:
+        raise ConfigError("model", f"{name!r} is no real model", ", ".join(REAL_MODELS))
+    return DeepseekOcr2Config(**config_dict(name, layers))
+
+
+def meta_model(name: str, layers: int | None = None):
+    """The model built on the meta device: shapes and dtypes, no memory, no weights."""
+    import torch
+    from transformers import DeepseekOcr2ForConditionalGeneration
+
+    config = real_config(name, layers)
+    with torch.device("meta"):
+        return DeepseekOcr2ForConditionalGeneration(config)
+
+
+def random_model(name: str, layers: int | None, tokenizer, dtype):
+    """The architecture with seeded random weights in ``dtype``, its special tokens those of
+    ``tokenizer`` (the embeddings keep the real vocabulary's rows). The router stays float32
+    (the class creates it so; transformers keeps it so when loading in half precision)."""
+    import torch
+    from transformers import DeepseekOcr2ForConditionalGeneration
+
+    config = real_config(name, layers)
+    text = config.text_config
+    text.bos_token_id, text.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    text.pad_token_id = tokenizer.pad_token_id
+    config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    # SAM's default initializer_range (1e-10) gives every image the same features.
+    config.vision_config.sam_config.initializer_range = text.initializer_range
+    build = getattr(torch, BUILD_DTYPE)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(build)  # no float32 copy of 3.4B parameters, ever
+    try:
+        with torch.device("meta"):  # built without weights: torch's own init never runs
+            model = DeepseekOcr2ForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.to_empty(device="cpu")
+    with torch.random.fork_rng():  # the caller's random state must not depend on this build
+        torch.manual_seed(SEED)
+        model.initialize_weights()  # the class's init, once (rotary buffers included)
+    for parameter in model.parameters():  # one tensor at a time: no second copy of the model
+        if parameter.dtype == build and dtype != build:
+            parameter.data = parameter.data.to(dtype)
+    generation = model.generation_config
+    generation.bos_token_id, generation.eos_token_id = text.bos_token_id, text.eos_token_id
+    generation.pad_token_id = text.pad_token_id
+    return model
