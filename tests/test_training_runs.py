@@ -406,3 +406,60 @@ def test_train_resuming_with_another_peft_names_the_mismatch(trained_with, resum
     lines = error_lines(done.stderr)
     assert len(lines) == 1, done.stderr
     assert str(checkpoint) in lines[0] and re.search(r"adapter|peft", lines[0]), lines[0]
+
+
+# ------------------------------------ 6. router losses and statistics, gradient checkpointing
+
+# One example per micro-batch (so the micro-batches differ in length), three per step; the
+# router losses and expert dropout on. Without the fix, the routers re-run by checkpointing in
+# backward were recorded: the next micro-batch's router losses read logits of another length
+# (IndexError), and the statistics counted every routed token twice.
+ROUTED = {"peft": "full", "max_steps": 2, "batch_size": 1, "gradient_accumulation_steps": 3,
+          "log_steps": 1, "eval_steps": 2, "save_steps": 2, "expert_dropout_rate": 0.3}
+ROUTER_LOSSES = {"aux_loss_coef": 0.01, "z_loss_coef": 0.001}
+ROUTER_WEIGHT = "model.language_model.layers.1.mlp.gate.weight"
+
+
+def moe_by_step(run_dir: Path) -> dict[int, dict]:
+    return {r["step"]: r["moe"] for r in map(json.loads, (run_dir / "metrics_history.jsonl")
+                                              .read_text().splitlines()) if "moe" in r}
+
+
+def routed_run(dataset: Path, root: Path, out: Path, checkpointing: bool, **options) -> Path:
+    result = train(config(dataset, out, gradient_checkpointing=checkpointing, **ROUTED,
+                          **options), root=root, echo=quiet)
+    assert (result.status, result.step) == ("completed", 2)
+    return result.run_dir
+
+
+def test_training_rows_differ_in_length(dataset, root):
+    """The runs below need micro-batches of different lengths (one summary each)."""
+    from deepsynth.models.registry import load_model
+    from deepsynth.training.data import load_split
+
+    tokenizer = load_model("tiny-deepseek-ocr-2", root=root).tokenizer
+    summaries = load_split(str(dataset), "train", 4).table["summary"]
+    assert len({len(tokenizer(s).input_ids) for s in summaries}) > 1
+
+
+def test_router_losses_with_gradient_checkpointing_train_as_without_it(dataset, root,
+                                                                       tmp_path):
+    plain = routed_run(dataset, root, tmp_path / "plain", False, **ROUTER_LOSSES)
+    checkpointed = routed_run(dataset, root, tmp_path / "checkpointed", True, **ROUTER_LOSSES)
+    assert loss_by_step(checkpointed) == pytest.approx(loss_by_step(plain), rel=1e-5)
+    # The router's update includes the router losses' gradient: the same with checkpointing.
+    routers = [trainable_weights(run, 2)[ROUTER_WEIGHT] for run in (plain, checkpointed)]
+    torch.testing.assert_close(routers[1], routers[0], rtol=1e-5, atol=1e-6)
+    assert moe_by_step(checkpointed) == moe_by_step(plain)
+
+
+def test_router_statistics_are_counted_once_under_gradient_checkpointing(dataset, root,
+                                                                         tmp_path):
+    plain = moe_by_step(routed_run(dataset, root, tmp_path / "plain", False))
+    checkpointed = moe_by_step(routed_run(dataset, root, tmp_path / "checkpointed", True))
+    assert sorted(plain) == [1, 2]
+    for step, layers in plain.items():
+        assert list(layers) == ["model.language_model.layers.1.mlp.gate"]
+        for layer, stats in layers.items():
+            assert stats["routed_tokens"] > 0 and sum(stats["expert_share"]) > 0.99
+            assert checkpointed[step][layer] == stats, (step, layer)

@@ -169,7 +169,9 @@ class Trainer:
                 sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
                 with sync:
                     loss = self._forward_loss(batch)
-                    self.accelerator.backward(loss / (accumulation * passes))
+                    # Gradient checkpointing re-runs the routers in backward: not recorded.
+                    with self.monitor.paused():
+                        self.accelerator.backward(loss / (accumulation * passes))
                 losses.append(float(loss.detach()))
                 hooks.pass_done()
             hooks.finish_batch()
@@ -238,12 +240,11 @@ class Trainer:
 
     def _evaluate(self, log: MetricsLog, state: TrainerState) -> bool:
         """Evaluate the probe; True when early stopping says to stop."""
-        self.monitor.enabled = False
         try:
-            results = self.evaluator.run(self.accelerator.unwrap_model(self.model), self.dtype,
-                                         self.folder, state.step)
+            with self.monitor.paused():  # statistics describe the training batches
+                results = self.evaluator.run(self.accelerator.unwrap_model(self.model),
+                                             self.dtype, self.folder, state.step)
         finally:
-            self.monitor.enabled = True
             self.model.train()
         if self.accelerator.is_main_process:
             log.write({"step": state.step, "eval": results})
