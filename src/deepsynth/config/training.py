@@ -151,7 +151,9 @@ class EvaluationConfig:
     early_stopping_metric: str = option("eval_loss", choices=("eval_loss", "rouge1", "rouge2",
                                                               "rougeL"), help="metric watched")
     num_beams: int = option(1, min=1, max=16, help="beams when generating summaries")
-    max_new_tokens: int = option(64, min=1, max=4096, help="summary length limit")
+    max_new_tokens: int | None = option(None, min=1, max=4096, help=(
+        "summary length limit in tokens (default: 95th percentile of training summaries, at "
+        "most max_length)"))
     eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
                                     "else test)")
 
