@@ -223,7 +223,7 @@ def test_cli_train_evaluate_summarize_export(dataset, root, env, tmp_path):
                       "--save-steps", "2", "--max-new-tokens", "8", env=env)
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr
-    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+frozen\s*$", trained.stderr, re.MULTILINE), \
+    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+float32\s+frozen\s*$", trained.stderr, re.MULTILINE), \
         trained.stderr
     assert re.search(r"^note: tiny-deepseek-ocr-2 is a randomly initialized", trained.stderr,
                      re.MULTILINE), trained.stderr
