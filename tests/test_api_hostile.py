@@ -273,6 +273,7 @@ def server(tmp_path):
         known = {"job_id": [job["job_id"]], "name": ["demo", "queued"], "dataset": ["demo"],
                  "source": ["uploads/news.jsonl", "builtin:scitldr"], "index": [0, 1],
                  "page": [0], "preset": ["cpu_demo", "quick_test"], "split": ["train"],
+                 "text_field": ["article"], "summary_field": ["highlights"],
                  "action": ["pause", "resume", "cancel"],
                  "filename": ["css/app.css", "js/api.js"]}
         try:
