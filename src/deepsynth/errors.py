@@ -18,8 +18,18 @@ class ConfigError(DeepSynthError, ValueError):
         super().__init__(f"{field} {message}")
 
 
+class ConfigRefused(ConfigError):
+    """Values each allowed by their field, refused together (a rule between fields, such as
+    a margin that leaves no room on the page) or by this server (HTTP 422)."""
+
+
 class NotFound(DeepSynthError):
-    """Something a request or command names does not exist (HTTP 404)."""
+    """Something a request or command names does not exist (HTTP 404); ``field``: the
+    request's field that names it, when it is one, and ``allowed`` what it may name."""
+
+    def __init__(self, message: str, field: str | None = None, allowed: str | None = None):
+        self.field, self.allowed = field, allowed
+        super().__init__(message)
 
 
 class SourceError(DeepSynthError):

@@ -22,9 +22,10 @@ HubFactory = Callable[[str | None, str], object]
 
 
 def generation_config(workspace: Workspace, name: str, body: dict) -> GenerationConfig:
-    """A generation request (flat: source, field mapping, render options...) as config, its
-    source checked as far as is cheap (splits, first row: see ``check_source``), so a
-    request the generation would refuse is a 400 at submit, not a failed job."""
+    """A generation request (flat: source, field mapping, render options...) as config;
+    JSON (a REST body, or the job's stored copy of it), so its types are JSON's. Its source
+    is checked as far as is cheap (splits, first row: see ``check_source``), so a request the
+    generation would refuse is refused at submit, not a failed job."""
     from deepsynth.data.source_checks import check_source
 
     source_fields = set(SourceConfig.__dataclass_fields__)
@@ -33,7 +34,7 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
     config = from_dict(GenerationConfig, {
         **top, "out": str(workspace.dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
-        "render": {k: v for k, v in body.items() if k in render_fields}})
+        "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     check_source(config.source)
     return config
 

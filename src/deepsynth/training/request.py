@@ -43,6 +43,6 @@ def resolve_training(values: dict[str, Any], workspace: Workspace | None = None,
     if values.get("resume_from_checkpoint") is not None:
         values["resume_from_checkpoint"] = workspace.checkpoint(
             run.name, values["resume_from_checkpoint"])
-    config = training_config({**values, "out": str(run.path)})
+    config = training_config({**values, "out": str(run.path)}, strict=True)  # JSON
     check_data(config)
     return config
