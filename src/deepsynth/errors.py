@@ -3,6 +3,8 @@
 Anything else that escapes is a bug in DeepSynth and is reported as such.
 """
 
+import contextlib
+
 
 class DeepSynthError(Exception):
     """A problem with the user's input or environment, with a message that says what to do."""
@@ -21,6 +23,18 @@ class ConfigError(DeepSynthError, ValueError):
 class ConfigRefused(ConfigError):
     """Values each allowed by their field, refused together (a rule between fields, such as
     a margin that leaves no room on the page) or by this server (HTTP 422)."""
+
+
+@contextlib.contextmanager
+def refusing():
+    """Inside, a ConfigError is a ConfigRefused: for checks of values already valid one by
+    one (a config's rules between fields, its source's or dataset's content)."""
+    try:
+        yield
+    except ConfigRefused:
+        raise
+    except ConfigError as exc:
+        raise ConfigRefused(exc.field, exc.message, exc.allowed) from None
 
 
 class NotFound(DeepSynthError):

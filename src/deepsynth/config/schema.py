@@ -16,15 +16,30 @@ import typing
 from typing import Any
 
 from deepsynth.config.spec import MAX_INT, MAX_STRING, flat_fields, hub_repo_id
+from deepsynth.models.random_spec import PREFIX, REAL_MODELS, check_model_spec, real_depth
 
 # Strings that can be stored: JSON allows "\u0000", parsing refuses it (see json_input).
 TEXT_PATTERN = r"^[^\x00]*$"
 # spec.hub_repo_id's rule: ORG/NAME, no "..".
 HUB_ID_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _SIDE = r"0{0,2}(?:12[89]|1[3-9][0-9]|[2-9][0-9]{2})|0?(?:[1-3][0-9]{3}|40[0-8][0-9]|409[0-6])"
+
+
+def _model_pattern() -> str:
+    """``check_model_spec``'s rule: anything not ``random:``, or a real model's spec with
+    ``?layers=N`` (N from 1 to its depth; the digits as parse_random_spec reads them)."""
+    depths = {name: real_depth(name) for name in REAL_MODELS}
+    specs = "|".join(
+        name.replace(".", r"\.") + r"(?:\?layers=(?=[0-9]{1,4}$)0*(?:"
+        + "|".join(str(n) for n in range(depth, 0, -1)) + "))?"
+        for name, depth in depths.items())
+    return rf"^(?:(?!{PREFIX})[^\x00]*|{PREFIX}(?:{specs}))$"  # plain names: no escapes
+
+
 # The checks of config fields, by function or (for a module's private check) by field name.
 CHECK_PATTERNS: dict[Any, str] = {
     hub_repo_id: HUB_ID_PATTERN,
+    check_model_spec: _model_pattern(),
     "page_size": rf"^(?:tiny|small|base|large|(?:{_SIDE})x(?:{_SIDE}))$",  # 128-4096 a side
     "splits": r"^[A-Za-z][A-Za-z0-9_]*$",  # each split's name
 }

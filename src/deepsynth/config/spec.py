@@ -25,7 +25,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from deepsynth.errors import ConfigError, ConfigRefused
+from deepsynth.errors import ConfigError, refusing
 from deepsynth.json_input import unstorable
 
 T = TypeVar("T")
@@ -333,12 +333,8 @@ def validate(obj: Any, *, prefix: str = "") -> None:
         _check_field(name, dict(f.metadata), value)
     post = getattr(obj, "check", None)
     if callable(post):
-        try:
+        with refusing():  # each value is allowed; together they are not
             post()
-        except ConfigRefused:
-            raise
-        except ConfigError as exc:  # each value is allowed; together they are not
-            raise ConfigRefused(exc.field, exc.message, exc.allowed) from None
 
 
 def to_dict(obj: Any, *, secrets: bool = False) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
+from deepsynth.errors import refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
@@ -35,7 +36,8 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
         **top, "out": str(workspace.dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
-    check_source(config.source)
+    with refusing():  # what the source holds refuses the request, not the document
+        check_source(config.source)
     return config
 
 
