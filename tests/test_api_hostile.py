@@ -204,7 +204,7 @@ class Operation:
 
     def request(self, drawn, cookie: str) -> tuple[str, bytes | None, dict[str, str]]:
         path_args, query, (raw, content_type), auth, body_anyway = drawn
-        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: in_url(path_args[m.group(1)], 1000),
+        path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", lambda m: in_url(path_args[m.group(1)], 1000),
                       self.rule.rule)
         pairs = [(name, item) for name, value in query.items() if value is not None
                  for item in (value if isinstance(value, list) else [value])]

@@ -3,7 +3,9 @@ read within bounds.
 
 A generation request naming a split the source lacks, a field its first row lacks, or an
 unknown font, and a training request naming a split the dataset lacks or a max_length the
-prompt fills, are a 400 naming the field and what is allowed (REST) or one ``error:`` line
+prompt fills, are a 422 (values the OpenAPI document allows, refused by what the source or
+dataset holds; an unknown font names nothing: a 404) naming the field and what is allowed
+(REST) or one ``error:`` line
 before any work (CLI); nothing is queued. Source lines that are not UTF-8 or longer than
 the line limit are bad rows (skipped and counted under ``on_error skip``, named under
 ``fail``), never read whole. A real waitress server with capacities 0 (accepted jobs only
@@ -95,18 +97,18 @@ def job_count(client: Client) -> int:
     return listing["total"]
 
 
-def refused(client: Client, path: str, body: dict, field: str) -> dict:
-    """POST ``body``: a 400 naming ``field`` with what is allowed, and no job queued."""
+def refused(client: Client, path: str, body: dict, field: str, code: int = 422) -> dict:
+    """POST ``body``: a ``code`` naming ``field`` with what is allowed, and no job queued."""
     before = job_count(client)
     status, answer = client.call("POST", path, body)
-    assert status == 400, answer
+    assert status == code, answer
     assert answer["field"] == field, answer
     assert answer["allowed"], answer
     assert job_count(client) == before
     return answer
 
 
-# 1. Generation requests the generation would refuse: a 400 at submit.
+# 1. Generation requests the generation would refuse: a 422 at submit.
 
 def gen(name: str, **extra) -> dict:
     return {"name": name, "source": "uploads/x.jsonl", "page_size": "tiny", **FIELDS, **extra}
@@ -129,7 +131,8 @@ def gen(name: str, **extra) -> dict:
         "first row lacks it", "csv lacks summary", "no mapping", "bad first row", "font"])
 def test_generation_refused_at_submit(server, body, field, allowed):
     client, _ = server
-    answer = refused(client, "/api/dataset/generate", body, field)
+    answer = refused(client, "/api/dataset/generate", body, field,
+                     404 if field == "font" else 422)
     if allowed:
         assert allowed in answer["allowed"], answer
 

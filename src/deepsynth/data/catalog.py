@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest
-from deepsynth.errors import ConfigError, DeepSynthError, NotFound
+from deepsynth.errors import DeepSynthError, NotFound
 
 
 def _size(folder: Path) -> int:
@@ -65,9 +65,9 @@ def describe_dataset(folder: Path) -> dict:
 
 
 def check_split(manifest: Manifest, split: str) -> None:
-    if split not in manifest.splits:
-        raise ConfigError("split", f"must be one of {', '.join(manifest.splits)}; got "
-                          f"{split!r}", ", ".join(manifest.splits))
+    if split not in manifest.splits:  # the dataset has no such split: 404
+        raise NotFound(f"split must be one of {', '.join(manifest.splits)}; got {split!r}",
+                       "split", ", ".join(manifest.splits))
 
 
 def read_row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
+from deepsynth.errors import refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
@@ -22,9 +23,10 @@ HubFactory = Callable[[str | None, str], object]
 
 
 def generation_config(workspace: Workspace, name: str, body: dict) -> GenerationConfig:
-    """A generation request (flat: source, field mapping, render options...) as config, its
-    source checked as far as is cheap (splits, first row: see ``check_source``), so a
-    request the generation would refuse is a 400 at submit, not a failed job."""
+    """A generation request (flat: source, field mapping, render options...) as config;
+    JSON (a REST body, or the job's stored copy of it), so its types are JSON's. Its source
+    is checked as far as is cheap (splits, first row: see ``check_source``), so a request the
+    generation would refuse is refused at submit, not a failed job."""
     from deepsynth.data.source_checks import check_source
 
     source_fields = set(SourceConfig.__dataclass_fields__)
@@ -33,8 +35,9 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
     config = from_dict(GenerationConfig, {
         **top, "out": str(workspace.dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
-        "render": {k: v for k, v in body.items() if k in render_fields}})
-    check_source(config.source)
+        "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
+    with refusing():  # what the source holds refuses the request, not the document
+        check_source(config.source)
     return config
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from deepsynth.config.training import TrainingConfig, task_kind, training_config
 from deepsynth.config.training_checks import check_data
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigError, refusing
 from deepsynth.workspace import Workspace, check_name
 
 
@@ -43,6 +43,7 @@ def resolve_training(values: dict[str, Any], workspace: Workspace | None = None,
     if values.get("resume_from_checkpoint") is not None:
         values["resume_from_checkpoint"] = workspace.checkpoint(
             run.name, values["resume_from_checkpoint"])
-    config = training_config({**values, "out": str(run.path)})
-    check_data(config)
+    config = training_config({**values, "out": str(run.path)}, strict=True)  # JSON
+    with refusing():  # what the dataset and the model hold refuse it, not the document
+        check_data(config)
     return config
