@@ -17,7 +17,7 @@ from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
 from deepsynth.data.presets import PRESETS
 from deepsynth.data.sources import open_source
-from deepsynth.errors import SourceError
+from deepsynth.errors import ConfigError
 
 FIELDS = {"text_field": "article", "summary_field": "highlights", "id_field": "id"}
 
@@ -106,7 +106,7 @@ def test_split_selection_caps_and_aliases(tmp_path):
     result = generate_dataset(config(out, str(folder), splits=["dev"], max_samples=3, **FIELDS))
     assert result.rows == {"validation": 3}  # "dev" and "val" both mean validation
     assert ids(out, "validation") == ["v-0", "v-1", "v-2"]
-    with pytest.raises(SourceError, match="available: train, validation"):
+    with pytest.raises(ConfigError, match="available: train, validation"):
         generate_dataset(config(tmp_path / "o2", str(folder), splits=["test"], **FIELDS))
 
 

@@ -78,8 +78,11 @@ def test_undecodable_source_file_is_named(tmp_path):
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(b"\xff\xfe\x00\x81 not utf-8 \xc3\x28\n" * 4)
     line = user_error(generate(garbage, tmp_path / "out"))
-    assert str(garbage) in line
+    assert "garbage.jsonl line 1: invalid UTF-8" in line  # a bad row: --on-error applies
+    assert "--on-error skip" in line
     assert not shard_files(tmp_path / "out")
+    line = user_error(generate(garbage, tmp_path / "out", "--on-error", "skip"))
+    assert str(garbage) in line and "no readable rows" in line
 
 
 # 2. Invalid JSON on one line.

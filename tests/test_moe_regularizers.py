@@ -503,12 +503,15 @@ def test_router_monitor_statistics_and_reset(tiny_root):
         assert all(0 <= s <= 1 for s in layer["expert_share"])
         assert sum(layer["expert_share"]) == pytest.approx(1.0, abs=1e-3)
         assert 0 < layer["router_entropy"] <= math.log(NUM_EXPERTS) + 1e-4
+        assert layer["routed_tokens"] == inputs["input_ids"].numel()  # each position once
         assert monitor.read_stats() == {}  # counters reset by the read
 
-        monitor.enabled = False
-        with torch.no_grad():
+        with torch.no_grad(), monitor.paused():
             model(**inputs)
         assert monitor.read_stats() == {}
+        with torch.no_grad():  # recording again after the pause
+            model(**inputs)
+        assert monitor.read_stats()[f"{MOE}.gate"] == layer
     finally:
         monitor.close()
 

@@ -350,3 +350,58 @@ def test_truncated_job_json_is_listed_as_corrupt_and_the_server_stays_up(tmp_pat
     assert not (root / "jobs" / stray).exists()
     code, _ = error_status("GET", port, f"/api/jobs/{stray}")
     assert code == 404
+
+
+# A body over waitress' cap: the headers and a first KiB of the 50 MiB promised (more, left
+# unread in the server's socket when it closes, would make its kernel reset the connection).
+OVERSIZED = 50 * 2**20
+FIRST_PART = 2**10
+
+
+def oversized_upload(port: int) -> tuple[bytes, bytes]:
+    """POST /api/uploads announcing ``OVERSIZED`` bytes, sending only ``FIRST_PART``: the
+    answer and what came after it. A server that buffered the body would wait for the rest
+    (the socket's timeout fails the test); the cap answers from the headers alone."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
+        connection.sendall(b"POST /api/uploads HTTP/1.1\r\nHost: test\r\nContent-Type: "
+                           b"multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n"
+                           % OVERSIZED + b"x" * FIRST_PART)
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)
+            assert chunk, received  # closed before a whole answer
+            received += chunk
+        connection.settimeout(5)
+        try:
+            after = connection.recv(65536)  # b"": the server closed the connection
+        except ConnectionResetError:
+            after = b""
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body + after
+
+
+def check_json_413(head: bytes, body: bytes, max_upload_mb: int) -> None:
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"\r\ncontent-type: application/json" in head.lower(), head
+    assert json.loads(body) == {
+        "error": f"the request body is larger than this server accepts ({max_upload_mb} MiB)",
+        "field": "body", "allowed": f"at most {max_upload_mb} MiB"}
+
+
+def test_a_body_over_the_cap_is_a_json_413_before_it_is_read(tmp_path):
+    from support.server import running
+
+    from deepsynth.config.server import ServerConfig
+
+    config = ServerConfig(data_root=str(tmp_path / "data"), max_upload_mb=1, threads=4)
+    with running(config) as (_, base):
+        head, body = oversized_upload(int(base.rsplit(":", 1)[1]))
+        check_json_413(head, body, 1)
+        assert b"\r\nconnection: close" in head.lower()
+    assert not (tmp_path / "data" / "uploads").exists()  # the app never saw the request
+
+
+def test_deepsynth_serve_answers_a_body_over_its_cap_with_json(serve, tmp_path):
+    _, port = serve(tmp_path / "data", "--max-upload-mb", "2")
+    head, body = oversized_upload(port)
+    check_json_413(head, body, 2)

@@ -223,7 +223,7 @@ def test_cli_train_evaluate_summarize_export(dataset, root, env, tmp_path):
                       "--save-steps", "2", "--max-new-tokens", "8", env=env)
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr
-    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+frozen\s*$", trained.stderr, re.MULTILINE), \
+    assert re.search(r"^sam encoder\s+[\d,]+\s+0\s+float32\s+frozen\s*$", trained.stderr, re.MULTILINE), \
         trained.stderr
     assert re.search(r"^note: tiny-deepseek-ocr-2 is a randomly initialized", trained.stderr,
                      re.MULTILINE), trained.stderr
@@ -406,3 +406,166 @@ def test_train_resuming_with_another_peft_names_the_mismatch(trained_with, resum
     lines = error_lines(done.stderr)
     assert len(lines) == 1, done.stderr
     assert str(checkpoint) in lines[0] and re.search(r"adapter|peft", lines[0]), lines[0]
+
+
+# ------------------------------------ 6. router losses and statistics, gradient checkpointing
+
+# One example per micro-batch (so the micro-batches differ in length), three per step; the
+# router losses and expert dropout on. Without the fix, the routers re-run by checkpointing in
+# backward were recorded: the next micro-batch's router losses read logits of another length
+# (IndexError), and the statistics counted every routed token twice.
+ROUTED = {"peft": "full", "max_steps": 2, "batch_size": 1, "gradient_accumulation_steps": 3,
+          "log_steps": 1, "eval_steps": 2, "save_steps": 2, "expert_dropout_rate": 0.3}
+ROUTER_LOSSES = {"aux_loss_coef": 0.01, "z_loss_coef": 0.001}
+ROUTER_WEIGHT = "model.language_model.layers.1.mlp.gate.weight"
+
+
+def moe_by_step(run_dir: Path) -> dict[int, dict]:
+    return {r["step"]: r["moe"] for r in map(json.loads, (run_dir / "metrics_history.jsonl")
+                                              .read_text().splitlines()) if "moe" in r}
+
+
+def routed_run(dataset: Path, root: Path, out: Path, checkpointing: bool, **options) -> Path:
+    result = train(config(dataset, out, gradient_checkpointing=checkpointing, **ROUTED,
+                          **options), root=root, echo=quiet)
+    assert (result.status, result.step) == ("completed", 2)
+    return result.run_dir
+
+
+def test_training_rows_differ_in_length(dataset, root):
+    """The runs below need micro-batches of different lengths (one summary each)."""
+    from deepsynth.models.registry import load_model
+    from deepsynth.training.data import load_split
+
+    tokenizer = load_model("tiny-deepseek-ocr-2", root=root).tokenizer
+    summaries = load_split(str(dataset), "train", 4).table["summary"]
+    assert len({len(tokenizer(s).input_ids) for s in summaries}) > 1
+
+
+def test_router_losses_with_gradient_checkpointing_train_as_without_it(dataset, root,
+                                                                       tmp_path):
+    plain = routed_run(dataset, root, tmp_path / "plain", False, **ROUTER_LOSSES)
+    checkpointed = routed_run(dataset, root, tmp_path / "checkpointed", True, **ROUTER_LOSSES)
+    assert loss_by_step(checkpointed) == pytest.approx(loss_by_step(plain), rel=1e-5)
+    # The router's update includes the router losses' gradient: the same with checkpointing.
+    routers = [trainable_weights(run, 2)[ROUTER_WEIGHT] for run in (plain, checkpointed)]
+    torch.testing.assert_close(routers[1], routers[0], rtol=1e-5, atol=1e-6)
+    assert moe_by_step(checkpointed) == moe_by_step(plain)
+
+
+def test_router_statistics_are_counted_once_under_gradient_checkpointing(dataset, root,
+                                                                         tmp_path):
+    plain = moe_by_step(routed_run(dataset, root, tmp_path / "plain", False))
+    checkpointed = moe_by_step(routed_run(dataset, root, tmp_path / "checkpointed", True))
+    assert sorted(plain) == [1, 2]
+    for step, layers in plain.items():
+        assert list(layers) == ["model.language_model.layers.1.mlp.gate"]
+        for layer, stats in layers.items():
+            assert stats["routed_tokens"] > 0 and sum(stats["expert_share"]) > 0.99
+            assert checkpointed[step][layer] == stats, (step, layer)
+
+
+# ------------------------------------------------------- 7. the summary length limit
+
+
+def p95_of_training_summaries(dataset: Path, root: Path) -> int:
+    """The 95th percentile (numpy's inverted CDF, a nearest rank) of the training summaries'
+    token lengths with their EOS: computed here, not with the library's function."""
+    import numpy as np
+
+    from deepsynth.models.registry import load_model
+    from deepsynth.training.data import load_split
+
+    tokenizer = load_model("tiny-deepseek-ocr-2", root=root).tokenizer
+    rows = load_split(str(dataset), "train", 4)
+    lengths = [len(tokenizer(rows.table[i]["summary"], add_special_tokens=False).input_ids) + 1
+               for i in rows.indices]
+    assert len(set(lengths)) > 1
+    return int(np.percentile(lengths, 95, method="inverted_cdf"))
+
+
+def test_max_new_tokens_defaults_to_the_95th_percentile_of_training_summaries(dataset, root,
+                                                                             tmp_path):
+    expected = p95_of_training_summaries(dataset, root)
+    assert expected > 64  # the old fixed default would cut these summaries short
+    # Stopped after step 1 of 2, before any evaluation: only the recorded value is checked.
+    result = train(config(dataset, tmp_path / "run", max_new_tokens=None, max_steps=2,
+                          eval_steps=2), should_stop=lambda: True, root=root, echo=quiet)
+    assert result.step == 1
+    recorded = json.loads((result.run_dir / "training_config.json").read_text())
+    assert recorded["max_new_tokens"] == expected
+    assert f"--max-new-tokens {expected}" in (result.run_dir / "command.txt").read_text()
+
+
+def test_max_new_tokens_default_is_capped_by_max_length_and_counted_when_hit(dataset, root,
+                                                                             tmp_path):
+    result = train(config(dataset, tmp_path / "run", max_new_tokens=None, max_length=24,
+                          max_steps=1, eval_samples=2), root=root, echo=quiet)
+    assert result.status == "completed"
+    assert json.loads((result.run_dir / "training_config.json").read_text())[
+        "max_new_tokens"] == 24
+    (evaluation,) = [r["eval"] for r in map(json.loads, (result.run_dir / "metrics_history.jsonl")
+                                            .read_text().splitlines()) if "eval" in r]
+    # The tiny model's random weights never end a summary within 24 tokens.
+    assert (evaluation["max_new_tokens"], evaluation["eval_hit_max_new_tokens"],
+            evaluation["eval_hit_max_new_tokens_share"]) == (24, 2, 1.0)
+    samples = json.loads((result.run_dir / "eval_samples" / "step-000001.json").read_text())
+    assert [s["hit_max_new_tokens"] for s in samples] == [True, True]
+    summary = json.loads((result.run_dir / "metrics.json").read_text())
+    assert (summary["max_new_tokens"], summary["eval_hit_max_new_tokens"],
+            summary["eval_hit_max_new_tokens_share"]) == (24, 2, 1.0)
+
+
+def test_an_explicit_max_new_tokens_wins(dataset, root, tmp_path):
+    result = train(config(dataset, tmp_path / "run", max_new_tokens=3, max_steps=1,
+                          eval_samples=1), root=root, echo=quiet)
+    assert json.loads((result.run_dir / "training_config.json").read_text())[
+        "max_new_tokens"] == 3
+    assert json.loads((result.run_dir / "metrics.json").read_text())["max_new_tokens"] == 3
+    # deepsynth evaluate (and summarize) default to the limit the model was trained with.
+    from deepsynth.evaluation.evaluate import evaluate_model
+
+    evaluated = evaluate_model(str(result.final_model), str(dataset), max_samples=1,
+                               out=str(tmp_path / "evaluation"), root=root)
+    assert (evaluated["max_new_tokens"], evaluated["eval_hit_max_new_tokens"]) == (3, 1)
+
+
+def test_generation_tells_summaries_cut_at_the_limit_from_finished_ones(dataset, root):
+    """One batch of two: the first row is made to end (a real forward hook raising its EOS
+    logit from the second generated token on), the second runs into the limit."""
+    from deepsynth.config.training_presets import DEFAULT_PROMPT
+    from deepsynth.evaluation.generation import generate_summaries
+    from deepsynth.models.registry import load_model
+    from deepsynth.training.data import ExampleEncoder, PageDataset, load_split
+
+    loaded = load_model("tiny-deepseek-ocr-2", root=root)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    encoder = ExampleEncoder(tokenizer, loaded.image_token_id, loaded.image_tokens_per_page,
+                             DEFAULT_PROMPT, 512)
+    probe = PageDataset(load_split(str(dataset), "validation", 4), encoder, loaded.image_size)
+    by_pages: dict[int, list[dict]] = {}
+    for i in range(len(probe)):
+        by_pages.setdefault(len(probe[i]["pages"]), []).append(probe[i])
+    items = next(group[:2] for group in by_pages.values() if len(group) >= 2)  # one batch
+
+    plain = generate_summaries(model, tokenizer, encoder, items, 2, max_new_tokens=6)
+    assert plain.hit_limit == [True, True] and plain.hits == 2
+
+    calls = []
+
+    def end_first_row(module, inputs, logits):
+        calls.append(1)
+        if len(calls) < 2:
+            return logits
+        logits = logits.clone()
+        logits[0, -1, tokenizer.eos_token_id] = logits[0, -1].max() + 100
+        return logits
+
+    handle = model.lm_head.register_forward_hook(end_first_row)
+    try:
+        ended = generate_summaries(model, tokenizer, encoder, items, 2, max_new_tokens=6)
+    finally:
+        handle.remove()
+    assert ended.hit_limit == [False, True] and ended.hit_share() == 0.5
+    assert ended.texts[1] == plain.texts[1]
+    assert len(tokenizer(ended.texts[0]).input_ids) < len(tokenizer(plain.texts[0]).input_ids)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -270,6 +271,51 @@ def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):
         page.wait_for_url(base + "/train")
         playwright_api.expect(page.locator("#t-model")).to_contain_text("tiny-deepseek-ocr-2")
         context.close()
+
+
+def session_status(base: str, session: str) -> int:
+    """What the API answers a request that carries only this session cookie."""
+    request = urllib.request.Request(base + "/api/jobs",
+                                     headers={"Cookie": f"deepsynth_session={session}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_log_out_ends_the_session_and_shows_the_login_page(browser, tmp_path):
+    config = ServerConfig(data_root=str(tmp_path / "d"), api_token=TOKEN)
+    with running(config) as (app, base):
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/monitor")
+        page.get_by_label("API token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(base + "/monitor")
+        api_status = "() => fetch('/api/jobs').then(response => response.status)"
+        assert page.evaluate(api_status) == 200
+        [session] = [c["value"] for c in context.cookies() if c["name"] == "deepsynth_session"]
+        assert session_status(base, session) == 200
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(re.compile(re.escape(base) + r"/login$"))
+        playwright_api.expect(page.get_by_label("API token")).to_be_visible()
+        playwright_api.expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+        assert page.evaluate(api_status) == 401
+        assert session_status(base, session) == 401  # ended on the server, not only dropped
+        page.goto(base + "/train")
+        assert page.url.startswith(base + "/login")
+        context.close()
+        assert not errors, errors
+
+
+def test_without_a_token_there_is_no_log_out_button(server, page):
+    base, _ = server
+    page.goto(base + "/monitor")
+    playwright_api.expect(page.get_by_role("link", name="Monitor Jobs")).to_be_visible()
+    playwright_api.expect(page.get_by_role("button", name="Log out")).to_have_count(0)
 
 
 def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path):

@@ -17,7 +17,7 @@ blueprint = Blueprint("chat", __name__)
 def _inspect_request():
     from deepsynth.chat.inspect import chat_encoder
 
-    request = from_dict(ChatInspectConfig, body())
+    request = from_dict(ChatInspectConfig, body(), strict=True)
     path = workspace().existing_file(request.source, "source")
     encoder = chat_encoder(workspace().model_spec(request.model, chat=True), workspace().root,
                            request.chat_template, request.chat_reasoning,
@@ -26,7 +26,7 @@ def _inspect_request():
 
 
 @blueprint.post("/api/chat/validate")
-@declares(body=schemas.chat_inspect_body)
+@declares(body=schemas.chat_inspect_body, errors=(404, 422))
 def validate():
     """Every problem of a chat JSONL file (line, field path, rule), warnings and a summary."""
     from deepsynth.chat.inspect import validate_file
@@ -36,7 +36,7 @@ def validate():
 
 
 @blueprint.post("/api/chat/preview")
-@declares(body=schemas.chat_inspect_body)
+@declares(body=schemas.chat_inspect_body, errors=(404, 422))
 def preview():
     """One line as the model is trained on it: segments marked trained or not."""
     from deepsynth.chat.inspect import preview_line

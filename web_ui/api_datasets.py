@@ -8,6 +8,7 @@ import io
 import time
 
 from flask import Blueprint, Response, jsonify
+from werkzeug.routing import BaseConverter
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
@@ -27,6 +28,13 @@ from web_ui.requests_json import body, declares, page, parsed_query
 blueprint = Blueprint("datasets", __name__)
 
 
+class DatasetName(BaseConverter):
+    """A dataset's name in a path: anything but ``presets``, which names the presets (so
+    DELETE /api/datasets/presets is a 405, not the deletion of a dataset no GET can read)."""
+
+    regex = r"(?!presets\Z)[^/]+"
+
+
 def _generation(name: str, options: dict) -> dict:
     """The generate job's config: the request checked now (a bad field is a 400, not a
     failed job), its source, tokenizer and font confined to the data root."""
@@ -36,7 +44,7 @@ def _generation(name: str, options: dict) -> dict:
                 " (the output is datasets/NAME: give name)" if field == "out" else
                 " (render options are given flat: font_size, page_size...)"), "name")
     options = {**workspace().render_files(options),
-               "source": workspace().source(options.get("source", ""))}
+               "source": workspace().source(options.get("source"))}
     generation_config(workspace(), name, options)
     return {"name": name, "options": options}
 
@@ -51,12 +59,15 @@ def _unique_name(base: str) -> str:
 
 
 @blueprint.get("/api/datasets/presets")
+@declares()
 def presets():
     return jsonify(presets=[p.to_dict() for p in PRESETS.values()])
 
 
 @blueprint.post("/api/benchmark/create")
-@declares(body=lambda: schemas.generation_body(with_source=False))
+@declares(body=lambda: schemas.generation_body(with_source=False),
+          status=202, schema=schemas.JOB_ACCEPTED,
+          errors=(404, 409, 422, 507))
 def benchmark_create():
     data = body()
     preset = data.pop("preset", None)
@@ -71,7 +82,9 @@ def benchmark_create():
 
 
 @blueprint.post("/api/dataset/generate")
-@declares(body=lambda: schemas.generation_body(with_source=True))
+@declares(body=lambda: schemas.generation_body(with_source=True),
+          status=202, schema=schemas.JOB_ACCEPTED,
+          errors=(404, 409, 422, 507))
 def dataset_generate():
     data = body()
     if "name" not in data:
@@ -97,13 +110,15 @@ def datasets():
     return jsonify(page([_view(s) for s in found], "datasets"))
 
 
-@blueprint.get("/api/datasets/<name>")
+@blueprint.get("/api/datasets/<dataset:name>")
+@declares(path={"name": schemas.NAME})
 def dataset(name: str):
     """A dataset's summary (``unreadable`` with the reason when its manifest is damaged)."""
     return jsonify(_view(listed_dataset(workspace().dataset(name, "name"))))
 
 
-@blueprint.delete("/api/datasets/<name>")
+@blueprint.delete("/api/datasets/<dataset:name>")
+@declares(path={"name": schemas.NAME}, errors=(409,))
 def delete_dataset(name: str):
     folder = workspace().dataset_folder(name, "name")
     if not folder.is_dir():
@@ -115,8 +130,9 @@ def delete_dataset(name: str):
     return jsonify(deleted=name)
 
 
-@blueprint.post("/api/datasets/<name>/push")
-@declares(body=PushRequest)
+@blueprint.post("/api/datasets/<dataset:name>/push")
+@declares(body=PushRequest, path={"name": schemas.NAME},
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(409, 507))
 def push_dataset(name: str):
     """Upload a dataset to the Hub, or finish an upload (only missing files)."""
     workspace().dataset(name, "name")
@@ -132,8 +148,8 @@ def _manifest(name: str) -> tuple:
     return folder, manifest
 
 
-@blueprint.get("/api/datasets/<name>/samples")
-@declares(query=SamplesQuery)
+@blueprint.get("/api/datasets/<dataset:name>/samples")
+@declares(query=SamplesQuery, path={"name": schemas.NAME})
 def samples(name: str):
     folder, manifest = _manifest(name)
     query = parsed_query(SamplesQuery)
@@ -149,8 +165,8 @@ def samples(name: str):
     return jsonify(split=split, samples=rows, total=total, offset=offset, limit=limit)
 
 
-@blueprint.get("/api/datasets/<name>/samples/<int:index>/pages/<int:page>.png")
-@declares(query=SplitQuery)
+@blueprint.get("/api/datasets/<dataset:name>/samples/<int:index>/pages/<int:page>.png")
+@declares(query=SplitQuery, path={"name": schemas.NAME}, media="image/png")
 def page_png(name: str, index: int, page: int):
     folder, manifest = _manifest(name)
     split = parsed_query(SplitQuery).split or next(iter(manifest.splits))

@@ -27,6 +27,7 @@ def list_jobs():
 
 
 @blueprint.get("/api/jobs/<job_id>")
+@declares()
 def get_job(job_id: str):
     return jsonify(job_view(find(job_id)))
 
@@ -41,7 +42,8 @@ def job_logs(job_id: str):
     return jsonify(job_id=job_id, lines=lines[-tail:])
 
 
-@blueprint.post("/api/jobs/<job_id>/<action>")
+@blueprint.post("/api/jobs/<job_id>/<any(pause, resume, cancel):action>")
+@declares(errors=(409,))
 def act(job_id: str, action: str):
     find(job_id)
     actions = {"pause": manager().pause, "resume": manager().resume,
@@ -52,6 +54,7 @@ def act(job_id: str, action: str):
 
 
 @blueprint.delete("/api/jobs/<job_id>")
+@declares(errors=(409,))
 def delete_job(job_id: str):
     find(job_id)
     manager().delete(job_id)
@@ -77,6 +80,7 @@ def metrics(job_id: str):
 
 
 @blueprint.get("/api/jobs/<job_id>/samples")
+@declares()
 def job_samples(job_id: str):
     """A training job's latest evaluation: its best, worst and first predictions."""
     from deepsynth.training.run_folder import RunFolder
@@ -91,6 +95,7 @@ def job_samples(job_id: str):
 
 
 @blueprint.get("/api/jobs/<job_id>/events")
+@declares(media="text/event-stream", errors=(503,))
 def events(job_id: str):
     """Server-sent events of a job's state and training metrics."""
     record = find(job_id)

@@ -13,19 +13,18 @@ from flask import Blueprint, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    EvaluateRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
+    MAX_IMAGE_BYTES, EvaluateRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
 )
-from deepsynth.errors import ConfigError, NotFound
+from deepsynth.errors import ConfigRefused, NotFound
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.training.run_folder import list_runs
+from web_ui import schemas
 from web_ui.app_context import manager, submit_job, workspace
 from web_ui.requests_json import body, declares, page, parsed_body
 
 blueprint = Blueprint("models", __name__)
 SUMMARIZE_TIMEOUT_SECONDS = 120
-MAX_TEXT_CHARS = 50_000
-MAX_IMAGE_BYTES = 10 * 2**20
 _summaries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summarize")
 
 
@@ -38,6 +37,7 @@ def list_models():
 
 
 @blueprint.delete("/api/models/<name>")
+@declares(path={"name": schemas.NAME}, errors=(409,))
 def delete_model(name: str):
     run = workspace().existing_run(name)
     busy = manager().jobs_using(model=name)
@@ -48,7 +48,8 @@ def delete_model(name: str):
 
 
 @blueprint.post("/api/models/<name>/push")
-@declares(body=PushRequest)
+@declares(body=PushRequest, path={"name": schemas.NAME},
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(409, 507))
 def push_model(name: str):
     """Export a trained model (adapters merged) and upload it to the Hub."""
     workspace().trained_model(name)
@@ -57,35 +58,32 @@ def push_model(name: str):
 
 
 @blueprint.post("/api/evaluate")
-@declares(body=EvaluateRequest)
+@declares(body=EvaluateRequest, status=202, schema=schemas.JOB_ACCEPTED, errors=(404, 409, 507))
 def evaluate():
     request = parsed_body(EvaluateRequest)
     workspace().existing_run(request.model)
     if not workspace().dataset_folder(request.dataset).is_dir():
-        raise NotFound(f"no dataset {request.dataset!r}")
+        raise NotFound(f"no dataset {request.dataset!r}", "dataset")
     name = f"eval-{request.model}"
     return submit_job("evaluate", name, to_dict(request),
                       lambda options: {"name": name, "options": options})
 
 
 def _page_image(image: str) -> Path:
-    """A summarize request's base64 PNG, written to a temporary folder."""
-    try:
-        raw = base64.b64decode(image.split(",")[-1], validate=True)
-    except ValueError:
-        raise ConfigError("image", "must be base64 (optionally a data: URL)",
-                          "base64 PNG") from None
+    """A summarize request's base64 PNG (checked as base64 by its declaration), written to a
+    temporary folder."""
+    raw = base64.b64decode(image.split(",")[-1], validate=True)
     if len(raw) > MAX_IMAGE_BYTES:
-        raise ConfigError("image", "is too large", f"at most {MAX_IMAGE_BYTES} bytes")
+        raise ConfigRefused("image", "is too large", f"at most {MAX_IMAGE_BYTES} bytes")
     if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise ConfigError("image", "must be a PNG image", "base64 PNG")
+        raise ConfigRefused("image", "must be a PNG image", "base64 PNG")
     page_file = Path(tempfile.mkdtemp()) / "page.png"
     page_file.write_bytes(raw)
     return page_file
 
 
 @blueprint.post("/api/summarize")
-@declares(body=SummarizeRequest)
+@declares(body=SummarizeRequest, errors=(404, 422, 504))
 def summarize_endpoint():
     from deepsynth.evaluation.summarize import summarize
 
@@ -93,11 +91,8 @@ def summarize_endpoint():
     model = workspace().existing_run(request.model).final
     text, image = request.text, request.image
     if bool(text) == bool(image):
-        raise ConfigError("text", "give either text or image (a base64 PNG), not both",
-                          "text or image")
-    if text and len(text) > MAX_TEXT_CHARS:
-        raise ConfigError("text", f"must be a string of at most {MAX_TEXT_CHARS} characters",
-                          f"1-{MAX_TEXT_CHARS} characters")
+        raise ConfigRefused("text", "give either text or image (a base64 PNG), not both",
+                            "text or image")
     images = [str(_page_image(image))] if image else None
     future = _summaries.submit(summarize, str(model), text=text, images=images,
                                root=workspace().root)

@@ -12,8 +12,8 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.sources import SourceError, open_source
-from deepsynth.errors import ConfigError
+from deepsynth.data.sources import PREVIEW_LIMITS, SourceError, open_source
+from deepsynth.errors import ConfigError, ConfigRefused
 from deepsynth.render.renderer import build_renderer
 from web_ui import schemas
 from web_ui.app_context import workspace
@@ -21,31 +21,31 @@ from web_ui.requests_json import body, declares, parsed_body
 
 blueprint = Blueprint("previews", __name__)
 PREVIEW_ROWS = 5
-MAX_PREVIEW_CHARS = 50_000
 
 
 @blueprint.post("/api/render/preview")
-@declares(body=schemas.render_preview_body)
+@declares(body=schemas.render_preview_body, errors=(404, 422))
 def render_preview():
     data = body()
     text = data.pop("text", None)
     data = workspace().render_files(data)  # server files: only under the data root
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("text", "is required (a non-empty string)", "text")
-    if len(text) > MAX_PREVIEW_CHARS:
+    if len(text) > schemas.MAX_PREVIEW_CHARS:
         raise ConfigError("text", f"is too long for a preview ({len(text)} characters)",
-                          f"at most {MAX_PREVIEW_CHARS} characters")
-    rendered = build_renderer(from_dict(RenderConfig, data)).render(text)
+                          f"at most {schemas.MAX_PREVIEW_CHARS} characters")
+    rendered = build_renderer(from_dict(RenderConfig, data, strict=True)).render(text)
     return jsonify(stats=rendered.stats.to_dict(), pages=[
         "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages])
 
 
 @blueprint.post("/api/sources/preview")
-@declares(body=SourcePreviewRequest)
+@declares(body=SourcePreviewRequest, errors=(404,))
 def source_preview():
     data = parsed_body(SourcePreviewRequest)
     try:
-        source = open_source(workspace().source(data.source))
+        # Read less than a generation would: a preview shows a few rows, never a huge line.
+        source = open_source(workspace().source(data.source), PREVIEW_LIMITS)
         splits = source.splits()
         rows = []
         for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):
@@ -75,10 +75,14 @@ def _shown(value):
 
 
 @blueprint.post("/api/uploads")
+@declares(body=schemas.upload_body, body_media="multipart/form-data", status=201,
+          errors=(422, 507))
 def upload():
     sent = request.files.get("file")
-    if sent is None or not sent.filename:
+    if sent is None:
         raise ConfigError("file", "is required (multipart form field 'file')", "a file")
+    if not sent.filename:  # a part the document allows; the name is the rule of upload()
+        raise ConfigRefused("file", "needs a file name", "a corpus file's name")
     target = workspace().save_upload(sent.filename, sent.stream)
     return jsonify(source=f"{workspace().uploads.name}/{target.name}",
                    bytes=target.stat().st_size), 201

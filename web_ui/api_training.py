@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify
 from deepsynth.config import to_dict
 from deepsynth.config.requests import CheckpointsQuery, EstimateQuery, LoraRecommendationRequest
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
-from deepsynth.errors import ConfigError, NotFound
+from deepsynth.errors import ConfigError, ConfigRefused, NotFound
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.jobs.train_job import train_record
 from deepsynth.training.recommend import recommend_lora
@@ -31,11 +31,13 @@ blueprint = Blueprint("training", __name__)
 
 
 @blueprint.get("/api/training/presets")
+@declares()
 def training_presets():
     return jsonify(presets=TRAINING_PRESETS)
 
 
 @blueprint.get("/api/training/optimal-config/<preset>")
+@declares(path={"preset": {"type": "string", "enum": list(TRAINING_PRESETS)}})
 def optimal_config(preset: str):
     if preset not in TRAINING_PRESETS:
         raise NotFound(f"no training preset {preset!r}; presets: {', '.join(TRAINING_PRESETS)}")
@@ -46,13 +48,13 @@ def optimal_config(preset: str):
 
 
 @blueprint.get("/api/training/checkpoints")
-@declares(query=CheckpointsQuery)
+@declares(query=CheckpointsQuery, errors=(404, 422))
 def checkpoints():
     """A run's checkpoints, by training job or model name; ``ref`` is what
     ``resume_from_checkpoint`` takes to start a new run from one."""
     query = parsed_query(CheckpointsQuery)
     if bool(query.job_id) == bool(query.model):
-        raise ConfigError("job_id", "give exactly one of job_id and model",
+        raise ConfigRefused("job_id", "give exactly one of job_id and model",
                           "a training job id, or model=NAME")
     if query.model:
         run = workspace().existing_run(query.model)  # 404 for a model that does not exist
@@ -63,6 +65,7 @@ def checkpoints():
 
 
 @blueprint.get("/api/lora/presets")
+@declares()
 def lora_presets():
     return jsonify(presets={name: {**values, "modules": list(values["modules"]),
                                    "parameters": list(values["parameters"])}
@@ -99,8 +102,8 @@ def _resolved(name: str, values: dict):
     refusals: what a train job runs, and what an estimate estimates."""
     if values.get("trust_remote_code") and not current_app.config[
             "DEEPSYNTH"].allow_remote_code:
-        raise ConfigError("trust_remote_code", "is not allowed by this server's "
-                          "configuration", "false")
+        raise ConfigRefused("trust_remote_code", "is not allowed by this server's "
+                            "configuration", "false")
     config = resolve_training(values, workspace(), name)
     _check_chat_files(values)
     return config
@@ -132,7 +135,8 @@ def _training_job(name: str, values: dict, warnings: list[str]) -> dict:
 
 
 @blueprint.post("/api/model/train")
-@declares(body=schemas.training_body)
+@declares(body=schemas.training_body,
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(404, 409, 422, 507))
 def train_model():
     data = body()
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")

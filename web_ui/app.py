@@ -23,6 +23,7 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     # "/api/datasets//x" must be a 404, not a redirect to "/api/datasets/x": a client
     # following it would act on another name (DELETE /api/datasets/%2Fx).
     app.url_map.merge_slashes = False
+    app.url_map.converters["dataset"] = api_datasets.DatasetName
     workspace = Workspace(config.data_root or None)
     if manager is None:
         manager = JobManager(JobStore(workspace.jobs), job_kinds(workspace), role=config.role,

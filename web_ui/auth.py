@@ -18,6 +18,8 @@ import time
 
 from flask import Flask, jsonify, redirect, request
 
+from web_ui.requests_json import declares
+
 # Logout ends only the session its own cookie names, so it needs no token.
 OPEN_PATHS = ("/api/health", "/api/login", "/api/logout", "/login")
 COOKIE = "deepsynth_session"
@@ -26,6 +28,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SESSION_SECONDS = 12 * 3600
 LOGIN_ATTEMPTS = 10
 LOGIN_WINDOW_SECONDS = 60.0
+LOGIN_BODY = {"type": "object", "required": ["token"], "properties": {
+    "token": {"type": "string", "description": "the API token"}}}
 
 
 class Sessions:
@@ -78,6 +82,7 @@ def register(app: Flask, token: str | None) -> None:
     sessions = Sessions()
 
     @app.post("/api/login")
+    @declares(body=lambda: LOGIN_BODY, errors=(429,), refusal=401)
     def login():
         """Trade the API token for a browser session cookie."""
         client = request.remote_addr or "-"
@@ -100,6 +105,7 @@ def register(app: Flask, token: str | None) -> None:
         return response
 
     @app.post("/api/logout")
+    @declares()
     def logout():
         """End this browser's session."""
         sessions.end(request.cookies.get(COOKIE))

@@ -17,10 +17,20 @@ from deepsynth.json_input import load_checked_json
 
 
 def declares(body: type | Callable[[], dict] | None = None,
-             query: type | None = None):
-    """Record on a view what its request body and query parameters are."""
+             query: type | None = None, *, path: dict | None = None,
+             body_media: str = "application/json", status: int = 200,
+             media: str = "application/json", schema: dict | None = None,
+             errors: tuple[int, ...] = (), refusal: int = 400):
+    """Record on a view what it takes: its request body (of ``body_media``), query and path
+    parameters (JSON Schemas, or functions giving them, by name); and what it answers: the
+    ``status``, ``media`` type and ``schema`` of its success, and the error statuses beyond
+    those the OpenAPI document derives (``refusal``, 400, for input; 404 for a path
+    parameter, 413 for a body, 401 and 403 with a token)."""
     def mark(view):
         view.request_body, view.request_query = body, query
+        view.request_path, view.request_media = path or {}, body_media
+        view.answers = {"status": status, "media": media, "schema": schema,
+                        "errors": tuple(errors), "refusal": refusal}
         return view
     return mark
 

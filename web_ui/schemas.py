@@ -6,34 +6,59 @@ from __future__ import annotations
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.config.chat import ChatInspectConfig
-from deepsynth.config.schema import json_schema, merged_schema
+from deepsynth.config.schema import TEXT_PATTERN, json_schema, merged_schema
 from deepsynth.config.training import TrainingConfig
+from deepsynth.data.presets import PRESETS
+from deepsynth.jobs.state import STATUSES
 from deepsynth.workspace import NAME_PATTERN
 
-NAME = {"type": "string", "pattern": NAME_PATTERN}
-TOKEN = {"type": "string", "description": "Hub token, used in memory only"}
+NAME = {"type": "string", "pattern": NAME_PATTERN, "description": "a folder name"}
+# A name the server chooses when it is absent or null.
+OPTIONAL_NAME = {**NAME, "type": ["string", "null"], "description": "a folder name (default: "
+                 "chosen by the server)"}
+TOKEN = {"type": ["string", "null"], "pattern": TEXT_PATTERN,
+         "description": "Hub token, used in memory only"}
+MAX_PREVIEW_CHARS = 50_000
+# Text with something to render: at least one character that is not white space.
+PREVIEW_TEXT = {"type": "string", "maxLength": MAX_PREVIEW_CHARS,
+                "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$", "description": "the text to render"}
 
 
 def generation_body(with_source: bool) -> dict:
     generation = json_schema(GenerationConfig, exclude=("out", "source", "render"))
     source = json_schema(SourceConfig, exclude=() if with_source else ("source",))
-    extra = {"name": NAME, "hf_token": TOKEN}
+    extra = {"name": NAME if with_source else OPTIONAL_NAME, "hf_token": TOKEN}
     if not with_source:
-        extra["preset"] = {"type": "string"}
+        extra["preset"] = {"type": "string", "enum": list(PRESETS),
+                           "description": "the benchmark corpus"}
     return merged_schema(generation, source, json_schema(RenderConfig), extra=extra,
                          required=("source", "name") if with_source else ("preset",))
 
 
 def training_body() -> dict:
     training = json_schema(TrainingConfig, exclude=("out",))
-    training["properties"].update(name=NAME, hf_token=TOKEN)
+    training["properties"].update(name=OPTIONAL_NAME, hf_token=TOKEN)
     return training
 
 
 def render_preview_body() -> dict:
-    return merged_schema(json_schema(RenderConfig), extra={"text": {"type": "string"}},
+    return merged_schema(json_schema(RenderConfig), extra={"text": PREVIEW_TEXT},
                          required=("text",))
 
 
 def chat_inspect_body() -> dict:
     return json_schema(ChatInspectConfig)
+
+
+def upload_body() -> dict:
+    return {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "a corpus file (JSONL, JSON, CSV, Parquet; optionally .gz) "
+                                "with its file name"}}}
+
+
+# The answer of a request that submits a job (202).
+JOB_ACCEPTED = {"type": "object", "required": ["job_id", "kind", "status", "job"],
+                "properties": {"job_id": {"type": "string"}, "kind": {"type": "string"},
+                               "status": {"type": "string", "enum": list(STATUSES)},
+                               "job": {"type": "object"}}}

@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from deepsynth.errors import ConfigError, NotFound
+from deepsynth.errors import ConfigError, ConfigRefused, NotFound
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# A JSON Schema pattern too (the OpenAPI document states it): no "..", matched whole.
+NAME_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
 NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at most 100 "
              "characters)")
@@ -37,7 +38,7 @@ def data_root() -> Path:
 
 def check_name(field: str, name: object) -> str:
     """Output and input names are single folder names under the data root: no paths."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(field, f"{NAME_RULE}; got {name!r}", "a name")
     return name
 
@@ -119,7 +120,7 @@ class Workspace:
         (``models/NAME/final`` is ``NAME``); anything else (a Hub id, a file) is None."""
         if not isinstance(value, str) or not value:
             return None
-        if _NAME.match(value) and ".." not in value:
+        if _NAME.fullmatch(value):
             return value
         for path, base in ((Path(value), folder), (Path(value).resolve(), folder.resolve())):
             if path.is_relative_to(base) and path != base:
@@ -128,43 +129,50 @@ class Workspace:
 
     # Files named by a request.
     def file(self, value: object, field: str) -> Path:
-        """A path named by a request: relative, and inside the data root once resolved."""
+        """A path named by a request: relative, and inside the data root once resolved. A
+        string that cannot name a file there (absolute, escaping the root, too long, empty)
+        names nothing: NotFound, as for a file that does not exist."""
         example = "for example uploads/chat.jsonl"
-        if not isinstance(value, str) or not value or "\x00" in value or \
-                Path(value).is_absolute():
+        if not isinstance(value, str) or "\x00" in value:
             raise ConfigError(field, f"must be a path inside the data root ({example}); got "
                               f"{value!r}", "a relative path")
+        inside = f"a relative path inside the data root ({example})"
         if len(value) > MAX_PATH_CHARS or any(len(part.encode(errors="replace")) > 255
                                               for part in Path(value).parts):
-            raise ConfigError(field, f"is too long for a path ({len(value)} characters)",
-                              f"at most {MAX_PATH_CHARS} characters, 255 bytes a part")
+            raise NotFound(f"{field} is too long for a path ({len(value)} characters)", field,
+                           f"at most {MAX_PATH_CHARS} characters, 255 bytes a part")
         candidate = (self.root / value).resolve()
-        if not candidate.is_relative_to(self.root.resolve()):
-            raise ConfigError(field, f"must be a path inside the data root ({example}); got "
-                              f"{value!r}", "a relative path")
+        if not value or Path(value).is_absolute() or not candidate.is_relative_to(
+                self.root.resolve()):
+            raise NotFound(f"{field} must be a path inside the data root ({example}); got "
+                           f"{value!r}", field, inside)
         return candidate
 
     def existing_file(self, value: object, field: str) -> Path:
         path = self.file(value, field)
         if not path.is_file():
-            raise NotFound(f"no file {value!r} under the data root")
+            raise NotFound(f"no file {value!r} under the data root", field)
         return path
 
     def render_files(self, options: dict) -> dict:
         """A render request's server files, confined: ``tokenizer`` a file under the data
         root; ``font`` a bundled font's name or a font file under the data root (checked
-        now: an unknown font is a 400 at submit, never a failed job)."""
+        now: an unknown font is a 404 at submit, never a failed job)."""
         from deepsynth.render.fonts import BUNDLED_FONTS, FONT_SUFFIXES, resolve_font
 
         options = dict(options)
         if options.get("tokenizer") is not None:
-            options["tokenizer"] = str(self.file(options["tokenizer"], "tokenizer"))
+            tokenizer = self.file(options["tokenizer"], "tokenizer")
+            if not (tokenizer.is_file() or (tokenizer / "tokenizer.json").is_file()):
+                raise NotFound(f"no tokenizer {options['tokenizer']!r} under the data root",
+                               "tokenizer", "a tokenizer.json file or its folder")
+            options["tokenizer"] = str(tokenizer)
         font = options.get("font")
         if font is not None and font not in BUNDLED_FONTS:
             if not isinstance(font, str) or not font.lower().endswith(tuple(FONT_SUFFIXES)):
-                raise ConfigError("font", f"must be a bundled font ({', '.join(BUNDLED_FONTS)})"
-                                  f" or a .ttf/.otf/.ttc file under the data root; got "
-                                  f"{font!r}", ", ".join(BUNDLED_FONTS))
+                raise NotFound(f"no font {font!r}: a bundled font ({', '.join(BUNDLED_FONTS)}) "
+                               "or a .ttf/.otf/.ttc file under the data root", "font",
+                               ", ".join(BUNDLED_FONTS))
             options["font"] = str(self.existing_file(font, "font"))
             resolve_font(options["font"])  # a readable font file
         return options
@@ -174,9 +182,9 @@ class Workspace:
         ``hf:``, ``HF::``) or an existing file or folder under the data root."""
         from deepsynth.data.sources import SourceError, open_source
 
-        if not isinstance(value, str) or not value:
-            raise ConfigError("source", "is required", "a path under the data root, "
-                              "builtin:, hf: or preset:")
+        if not isinstance(value, str):
+            raise ConfigError("source", "is required (a string)", "a path under the data "
+                              "root, builtin:, hf: or preset:")
         if value.startswith(SOURCE_SCHEMES):
             try:
                 open_source(value)  # names the known presets; hf: must be ORG/NAME, no path
@@ -186,8 +194,8 @@ class Workspace:
             return value
         candidate = self.file(value, "source")
         if not candidate.exists():
-            raise ConfigError("source", f"no file or folder {value!r} under the data root "
-                              f"(upload it with POST /api/uploads)", "an existing path")
+            raise NotFound(f"no file or folder {value!r} under the data root (upload it "
+                           "with POST /api/uploads)", "source", "an existing path")
         return str(candidate)
 
     def upload(self, filename: object) -> Path:
@@ -197,10 +205,10 @@ class Workspace:
 
         suffixes = tuple(FORMATS) + tuple(ext + ".gz" for ext in FORMATS)
         if not isinstance(filename, str) or Path(filename).name != filename or \
-                not _UPLOAD_NAME.match(filename) or not filename.lower().endswith(suffixes):
-            raise ConfigError("file", f"must be a corpus file named with letters, digits, . _ "
-                              f"- and one of {', '.join(sorted(FORMATS))}; got {filename!r}",
-                              ", ".join(sorted(FORMATS)))
+                not _UPLOAD_NAME.fullmatch(filename) or not filename.lower().endswith(suffixes):
+            raise ConfigRefused("file", f"must be a corpus file named with letters, digits, "
+                                f". _ - and one of {', '.join(sorted(FORMATS))}; got "
+                                f"{filename!r}", ", ".join(sorted(FORMATS)))
         return self.uploads / filename
 
     def save_upload(self, filename: object, stream: BinaryIO) -> Path:
@@ -264,14 +272,16 @@ class Workspace:
             return value
         if isinstance(value, str) and chat and not hub_repo_id(value):
             return value
-        if isinstance(value, str) and _NAME.match(value) and ".." not in value and \
+        if isinstance(value, str) and _NAME.fullmatch(value) and \
                 self.run_folder(value).has_final():
             return str(self.run_folder(value).final)
-        raise ConfigError("model", f"must be a preset ({', '.join(MODEL_PRESETS)}), "
-                          f"random:deepseek-ocr-2?layers=N, the name of a model trained here"
-                          f"{', or a Hub id ORG/NAME' if chat else ''}; got {value!r}",
-                          "a preset, random:deepseek-ocr-2[?layers=N] or a trained model's "
-                          "name")
+        if not isinstance(value, str):
+            raise ConfigError("model", f"must be a string; got {value!r}", "a preset or a "
+                              "trained model's name")
+        raise NotFound(f"no model {value!r}: a preset ({', '.join(MODEL_PRESETS)}), "
+                       f"random:deepseek-ocr-2?layers=N, the name of a model trained here"
+                       f"{', or a Hub id ORG/NAME' if chat else ''}", "model",
+                       "a preset, random:deepseek-ocr-2[?layers=N] or a trained model's name")
 
     def checkpoint(self, run_name: str, value: object) -> str:
         """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest``
@@ -282,16 +292,19 @@ class Workspace:
         if not isinstance(value, str):
             raise ConfigError(field, f"must be a string; got {value!r}", allowed)
         run, _, step = value.rpartition("/")
-        run = check_name(field, run) if run else run_name
+        if run and not _NAME.fullmatch(run):  # names no run: nothing to resume from
+            raise NotFound(f"no checkpoint {value!r}: {run!r} is not a model's name", field,
+                           allowed)
+        run = run or run_name
         if value == "latest":
             if not self.run_folder(run_name, field).checkpoints():
-                raise ConfigError(field, f"model {run_name!r} has no checkpoint yet",
-                                  "latest (when the run has one), step-N or MODEL/step-N")
+                raise NotFound(f"model {run_name!r} has no checkpoint yet", field,
+                               "latest (when the run has one), step-N or MODEL/step-N")
             return "latest"
         found = {p.name: p for p in self.run_folder(run, field).checkpoints()}
         if step not in found:
-            raise ConfigError(field, f"no checkpoint {value!r}; {run!r} has "
-                              f"{', '.join(found) or 'none'}", allowed)
+            raise NotFound(f"no checkpoint {value!r}; {run!r} has "
+                           f"{', '.join(found) or 'none'}", field, allowed)
         return str(found[step])
 
     def training_data(self, value: object, chat: bool, field: str = "dataset") -> str:
@@ -305,7 +318,10 @@ class Workspace:
         if chat:
             return str(self.existing_file(value, field))
         if field != "dataset":
-            raise ConfigError(field, "is for trainer_type generic", "null")
+            raise ConfigRefused(field, "is for trainer_type generic", "null")
+        if isinstance(value, str) and not _NAME.fullmatch(value):  # names no dataset here
+            raise NotFound(f"no dataset {value!r}: a dataset's name, or hf:ORG/NAME", field,
+                           "a dataset's name")
         return str(self.dataset(value, field))
 
     def download_training_data(self, value: str, chat: bool, client, log) -> Path:

@@ -11,10 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from waitress import create_server
-
 from deepsynth.config.server import ServerConfig
 from web_ui import create_app
+from web_ui.serving import make_server
 
 TOKEN = "test-api-token-xyz"
 
@@ -38,9 +37,10 @@ class Client:
 
 @contextlib.contextmanager
 def running(config: ServerConfig, manager=None):
-    """A real waitress server on a free port, in a thread; stopped with its jobs after."""
+    """A real waitress server on a free port, in a thread, made as ``deepsynth serve``
+    makes it (its body cap, its JSON errors); stopped with its jobs after."""
     app = create_app(config, manager=manager)
-    server = create_server(app, host="127.0.0.1", port=0, threads=config.threads)
+    server = make_server(app, config, "127.0.0.1", 0)
 
     def serve_until_closed():
         try:

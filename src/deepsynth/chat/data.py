@@ -14,7 +14,7 @@ import torch
 
 from deepsynth.chat.template import ChatEncoder
 from deepsynth.chat.validate import ChatReport, conversations
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import ConfigRefused, DeepSynthError
 
 CHAT_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -37,10 +37,10 @@ def read_lines(path: Path) -> Iterator[str]:
         with opener(path, "rt", encoding="utf-8") as handle:
             yield from handle
     except UnicodeDecodeError as exc:
-        raise ConfigError("source", f"{path.name} is not UTF-8 text ({exc.reason} at byte "
+        raise ConfigRefused("source", f"{path.name} is not UTF-8 text ({exc.reason} at byte "
                           f"{exc.start})", "a UTF-8 JSONL file") from None
     except (OSError, EOFError) as exc:  # a truncated or fake .gz
-        raise ConfigError("source", f"{path.name} cannot be read: {exc}",
+        raise ConfigRefused("source", f"{path.name} cannot be read: {exc}",
                           "a JSONL file, optionally gzipped") from None
 
 

@@ -3,27 +3,47 @@ weights are not loaded), wrapped in a ChatEncoder; and the two operations on a c
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from deepsynth.chat.data import read_lines
 from deepsynth.chat.template import ChatEncoder, label_preview
 from deepsynth.chat.validate import ChatReport, parse_line, validate_chat
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import NotFound
+
+# One request at a time resolves and loads: transformers' lazy imports are not safe from two
+# threads at once (an ImportError), and a demo model is written on its first use.
+_LOADING = threading.Lock()
+# Tokenizers already loaded, each kept by the thread that loaded it (a fast tokenizer must
+# not encode for two threads at once), while its folder is unchanged.
+_LOADED = threading.local()
+
+
+def _tokenizer(location: str):
+    from transformers import AutoTokenizer
+
+    path = Path(location)
+    key = (location, path.stat().st_mtime if path.exists() else 0.0)
+    cache = _LOADED.__dict__.setdefault("tokenizers", {})
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.clear()
+        cache[key] = AutoTokenizer.from_pretrained(location)
+    return cache[key]
 
 
 def chat_encoder(model: str, root: Path | None = None, template: str = "auto",
                  reasoning: str = "render", train_on: str = "all_assistant",
                  max_length: int = 2048) -> ChatEncoder:
-    from transformers import AutoTokenizer
-
     from deepsynth.models.registry import resolve_model
 
-    location, _ = resolve_model(model, root, hub_ids=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-    except (OSError, ValueError) as exc:
-        raise DeepSynthError(f"cannot load the tokenizer of {model!r}: "
-                             f"{str(exc).splitlines()[0]}") from None
+    with _LOADING:
+        location, _ = resolve_model(model, root, hub_ids=True)
+        try:
+            tokenizer = _tokenizer(str(location))
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"cannot load the tokenizer of {model!r}: "
+                           f"{str(exc).splitlines()[0]}", "model") from None
     return ChatEncoder(tokenizer, template, reasoning, train_on, max_length)
 
 
@@ -43,4 +63,4 @@ def preview_line(path: Path, line: int, encoder: ChatEncoder) -> dict:
                         "errors": [p.__dict__ for p in problems]}
             return {"line": line, "ok": True, **label_preview(encoder, data),
                     "warnings": [p.__dict__ for p in warnings]}
-    raise ConfigError("line", f"the file has no line {line}", "a line number of the file")
+    raise NotFound(f"line: the file has no line {line}", "line", "a line number of the file")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import ConfigRefused, DeepSynthError
 
 IGNORE = -100
 START, END = "<|im_start|>", "<|im_end|>"
@@ -71,8 +71,8 @@ class ChatEncoder:
                  train_on: str = "all_assistant", max_length: int = 2048):
         has_own = bool(getattr(tokenizer, "chat_template", None))
         if template == "model" and not has_own:
-            raise ConfigError("chat_template", "the model's tokenizer has no chat template",
-                              "auto or builtin")
+            raise ConfigRefused("chat_template", "the model's tokenizer has no chat template",
+                                "auto or builtin")
         self.tokenizer = tokenizer
         self.use_model_template = template == "model" or (template == "auto" and has_own)
         self.reasoning, self.train_on, self.max_length = reasoning, train_on, max_length

@@ -33,7 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-samples", type=_positive, help="evaluate the first N rows")
     evaluate.add_argument("--batch-size", type=_positive, default=8)
     evaluate.add_argument("--num-beams", type=_positive, default=1, help="1: greedy")
-    evaluate.add_argument("--max-new-tokens", type=_positive, default=64)
+    evaluate.add_argument("--max-new-tokens", type=_positive,
+                          help="default: the limit the model was trained with, else 64")
     evaluate.add_argument("--out", help="results folder (default: MODEL/evaluation)")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -43,7 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--text-file", help="rendered with the training dataset's settings")
     source.add_argument("--image", nargs="+", help="page images, in order")
     summarize.add_argument("--num-beams", type=_positive, default=1)
-    summarize.add_argument("--max-new-tokens", type=_positive, default=64)
+    summarize.add_argument("--max-new-tokens", type=_positive,
+                           help="default: the limit the model was trained with, else 64")
     summarize.set_defaults(handler=run_summarize)
 
     export = commands.add_parser("export", help="a standalone model folder (merge adapters)")

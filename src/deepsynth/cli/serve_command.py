@@ -47,9 +47,8 @@ def check_exposure(config: ServerConfig, environ: dict) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
-    from waitress import create_server
-
     from web_ui import create_app
+    from web_ui.serving import make_server
 
     config = from_namespace(ServerConfig, args, api_token=ServerConfig.token_from_environment())
     check_exposure(config, dict(os.environ))
@@ -58,10 +57,8 @@ def run_serve(args: argparse.Namespace) -> int:
     interrupted = manager.recover(auto_resume=config.auto_resume)
     if interrupted:
         log.info("interrupted jobs found at start: %s", ", ".join(interrupted))
-    # Bodies larger than the app accepts are refused before waitress buffers them.
-    server = create_server(app, host=config.host, port=config.effective_port,
-                           threads=config.threads,
-                           max_request_body_size=(config.max_upload_mb + 1) * 2**20)
+    # Bodies larger than the app accepts are refused (JSON 413) before waitress reads them.
+    server = make_server(app, config, config.host, config.effective_port)
 
     def stop(signum, frame):
         log.info("stopping: pausing running jobs (up to %.0f s)", SHUTDOWN_GRACE_SECONDS)

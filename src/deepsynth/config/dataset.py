@@ -117,8 +117,9 @@ class SourceConfig:
     validation_fraction: float | None = option(
         None, help="carve a deterministic validation split of this fraction from a source "
         "that has only a train split (for example a single file)", min=0.001, max=0.9)
-    on_error: str = option("fail", help="a bad row (invalid JSON, missing field): stop, or "
-                           "skip it and count it", choices=("fail", "skip"))
+    on_error: str = option("fail", help="a bad row (invalid JSON or UTF-8, a line over the "
+                           "limit, missing field): stop, or skip it and count it",
+                           choices=("fail", "skip"))
 
     def check(self) -> None:
         if not self.source.strip():

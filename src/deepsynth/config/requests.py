@@ -13,17 +13,16 @@ but never serialized (``to_dict`` leaves them out) nor documented as config.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-from deepsynth.config.schema import json_schema
+from deepsynth.config.schema import TEXT_PATTERN, json_schema
 from deepsynth.config.spec import from_dict, hub_repo_id, option
 from deepsynth.errors import ConfigError
 from deepsynth.jobs.state import STATUSES
 from deepsynth.workspace import NAME_PATTERN, NAME_RULE, check_name
-
-_HUB_ID_PATTERN = r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$"
 
 
 def name_rule(value: object) -> str | None:
@@ -35,7 +34,22 @@ def name_rule(value: object) -> str | None:
     return None
 
 
-_PATTERNS = {name_rule: NAME_PATTERN, hub_repo_id: _HUB_ID_PATTERN}
+name_rule.pattern = NAME_PATTERN  # what the OpenAPI document states
+MAX_SUMMARY_CHARS = 50_000
+MAX_IMAGE_BYTES = 10 * 2**20
+MAX_IMAGE_CHARS = 64 + 4 * MAX_IMAGE_BYTES // 3 + 4  # base64, after a data: URL's prefix
+_BASE64 = re.compile(r"^(?:data:[^,\x00]*,)?(?:[A-Za-z0-9+/]{4})*"
+                     r"(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+
+
+def base64_text(value: object) -> str | None:
+    """The ``check`` of a base64 field (optionally a data: URL)."""
+    if isinstance(value, str) and _BASE64.fullmatch(value):
+        return None
+    return "must be base64 (optionally a data: URL)"
+
+
+base64_text.pattern = _BASE64.pattern
 _TOKEN_HELP = "Hub token, used in memory only"
 
 
@@ -59,8 +73,11 @@ class PushRequest:
 @dataclass
 class SummarizeRequest:
     model: str = option(help="a model trained here, by name", check=name_rule)
-    text: str | None = option(None, help="the text to summarize (or image)")
-    image: str | None = option(None, help="a page to summarize: a base64 PNG (or text)")
+    text: str | None = option(None, help="the text to summarize (or image)",
+                              max_chars=MAX_SUMMARY_CHARS)
+    image: str | None = option(None, help="a page to summarize: a base64 PNG, optionally a "
+                               "data: URL (or text)", check=base64_text,
+                               max_chars=MAX_IMAGE_CHARS)
 
 
 @dataclass
@@ -110,7 +127,8 @@ class SamplesQuery(SplitQuery):
 @dataclass
 class CheckpointsQuery:
     job_id: str | None = option(None, help="a training job's id (or model)")
-    model: str | None = option(None, help="a model trained here, by name (or job_id)")
+    model: str | None = option(None, help="a model trained here, by name (or job_id)",
+                               check=name_rule)
 
 
 @dataclass
@@ -120,18 +138,6 @@ class EstimateQuery:
 
 
 # Parsing.
-def _strict(name: str, tp: Any, value: Any) -> None:
-    tp, _ = _unwrap(tp)
-    if value is None:
-        return
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(name, f"must be true or false; got {value!r}", "true, false")
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(name, f"must be an integer; got {value!r}", "an integer")
-    if tp is str and not isinstance(value, str):
-        raise ConfigError(name, f"must be a string; got {type(value).__name__}", "a string")
-
-
 def _unwrap(tp: Any) -> tuple[Any, bool]:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(typing.get_args(tp)) == 2 and len(args) == 1:
@@ -140,20 +146,17 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
 
 
 def parse_body(cls: type, data: dict) -> Any:
-    """A JSON body as ``cls``: unknown fields refused by name, strict types, then the
-    declared ranges and choices."""
+    """A JSON body as ``cls``: unknown fields refused by name, JSON types (never the string
+    "false" for a boolean, which would publish a repository), then the declared ranges and
+    choices."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(unknown[0], "is not a known field", ", ".join(fields))
-    hints = typing.get_type_hints(cls)
     for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING:
-                raise ConfigError(name, "is required", f.metadata.get("help"))
-            continue
-        _strict(name, hints[name], data[name])
-    return from_dict(cls, data)
+        if name not in data and f.default is dataclasses.MISSING:
+            raise ConfigError(name, "is required", f.metadata.get("help"))
+    return from_dict(cls, data, strict=True)
 
 
 def _query_value(name: str, tp: Any, meta: dict, raw: str) -> Any:
@@ -191,14 +194,13 @@ def parse_query(cls: type, args: typing.Mapping[str, str]) -> Any:
 
 # Documentation.
 def body_schema(cls: type, extra: dict | None = None) -> dict:
-    """The JSON Schema of a request body; name and Hub id checks become patterns."""
+    """The JSON Schema of a request body (a secret field is a plain string)."""
     schema = json_schema(cls)
     for f in dataclasses.fields(cls):
-        pattern = _PATTERNS.get(f.metadata.get("check"))
-        if pattern and f.name in schema["properties"]:
-            schema["properties"][f.name]["pattern"] = pattern
         if f.metadata.get("secret"):
-            schema["properties"][f.name] = {"type": "string", "description": f.metadata["help"]}
+            schema["properties"][f.name] = {"type": ["string", "null"],
+                                            "pattern": TEXT_PATTERN,
+                                            "description": f.metadata["help"]}
     schema["properties"].update(extra or {})
     return schema
 

@@ -25,16 +25,17 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigError, refusing
 from deepsynth.json_input import unstorable
 
 T = TypeVar("T")
-_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# ASCII, as the Hub names repositories (and as the OpenAPI document states it).
+_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def hub_repo_id(value: str) -> str | None:
     """The ``check`` of fields naming a Hub repository: ORG/NAME, nothing else."""
-    ok = isinstance(value, str) and _HUB_REPO_ID.match(value) and ".." not in value
+    ok = isinstance(value, str) and _HUB_REPO_ID.fullmatch(value) and ".." not in value
     return None if ok else "must be ORG/NAME"
 
 
@@ -161,10 +162,23 @@ def _to_str(name: str, value: Any) -> str:
 
 
 _SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
+# What a JSON value of each type is (``strict`` parsing): 5.0 is an integer, as in JSON
+# Schema; "5" is a string, never a number.
+_JSON_TYPES = {bool: (bool,), int: (int, float), float: (int, float), str: (str,)}
 
 
-def _coerce(name: str, tp: Any, value: Any) -> Any:
-    """Convert ``value`` to ``tp`` or raise a ConfigError naming ``name``."""
+def _check_json_type(name: str, tp: Any, value: Any) -> None:
+    wrong = not isinstance(value, _JSON_TYPES[tp]) or (tp is not bool and isinstance(
+        value, bool)) or (tp is int and isinstance(value, float) and not value.is_integer())
+    if wrong:
+        kind = {bool: "true or false", int: "an integer", float: "a number",
+                str: "a string"}[tp]
+        raise ConfigError(name, f"must be {kind} (JSON), got {_short(value)}", kind)
+
+
+def _coerce(name: str, tp: Any, value: Any, strict: bool = False) -> Any:
+    """Convert ``value`` to ``tp`` or raise a ConfigError naming ``name``; ``strict``: the
+    value must already be of the JSON type (a REST body), not text to convert (CLI flags)."""
     tp, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
@@ -175,17 +189,19 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(name, f"must be an object, got {type(value).__name__}")
-        return from_dict(tp, value, prefix=f"{name}.")
+        return from_dict(tp, value, prefix=f"{name}.", strict=strict)
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         (item_tp, *_) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(name, f"must be a list, got {type(value).__name__}")
-        items = [_coerce(f"{name}[{i}]", item_tp, v) for i, v in enumerate(value)]
+        items = [_coerce(f"{name}[{i}]", item_tp, v, strict) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if tp in _SCALARS:
+        if strict:
+            _check_json_type(name, tp, value)
         return _SCALARS[tp](name, value)
     return value
 
@@ -277,8 +293,10 @@ def replace(obj: T, **values: Any) -> T:
     return build(type(obj), {**to_dict(obj, secrets=True), **values})
 
 
-def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
-    """Build ``cls`` from a (flat) mapping; unknown keys and bad values raise ConfigError."""
+def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "",
+              strict: bool = False) -> T:
+    """Build ``cls`` from a (flat) mapping; unknown keys and bad values raise ConfigError.
+    ``strict``: JSON (a REST body): values must have their JSON types (see _coerce)."""
     if not isinstance(data, dict):
         raise ConfigError(prefix.rstrip(".") or cls.__name__, "must be an object")
     fields = flat_fields(cls)
@@ -291,7 +309,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
         if name not in data and f.default is dataclasses.MISSING and (
                 f.default_factory is dataclasses.MISSING):
             raise ConfigError(prefix + name, f"is required: {f.metadata.get('help', '')}")
-    kwargs = {k: _coerce(prefix + k, fields[k][1], v) for k, v in data.items()}
+    kwargs = {k: _coerce(prefix + k, fields[k][1], v, strict) for k, v in data.items()}
     obj = build(cls, kwargs)
     validate(obj, prefix=prefix)
     return obj
@@ -299,7 +317,8 @@ def from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
 
 def validate(obj: Any, *, prefix: str = "") -> None:
     """Check every field of ``obj`` (recursively) against its declared range and choices;
-    sections' fields are named flat, nested configs' as ``outer.inner``."""
+    sections' fields are named flat, nested configs' as ``outer.inner``. A refusal of its
+    ``check()`` (the rules between fields) is a ConfigRefused."""
     hints = _field_types(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -314,7 +333,8 @@ def validate(obj: Any, *, prefix: str = "") -> None:
         _check_field(name, dict(f.metadata), value)
     post = getattr(obj, "check", None)
     if callable(post):
-        post()
+        with refusing():  # each value is allowed; together they are not
+            post()
 
 
 def to_dict(obj: Any, *, secrets: bool = False) -> dict[str, Any]:

@@ -151,7 +151,9 @@ class EvaluationConfig:
     early_stopping_metric: str = option("eval_loss", choices=("eval_loss", "rouge1", "rouge2",
                                                               "rougeL"), help="metric watched")
     num_beams: int = option(1, min=1, max=16, help="beams when generating summaries")
-    max_new_tokens: int = option(64, min=1, max=4096, help="summary length limit")
+    max_new_tokens: int | None = option(None, min=1, max=4096, help=(
+        "summary length limit in tokens (default: 95th percentile of training summaries, at "
+        "most max_length)"))
     eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
                                     "else test)")
 
@@ -221,12 +223,13 @@ def _lora_filled(values: dict[str, Any]) -> dict[str, Any]:
 _LOOKED_UP = ("preset", "trainer_type", "peft", "lora_preset", "model")
 
 
-def training_config(data: dict[str, Any]) -> TrainingConfig:
+def training_config(data: dict[str, Any], *, strict: bool = False) -> TrainingConfig:
     """Resolve a flat mapping (CLI flags given, REST body) into a complete config.
 
     Layers, lowest first: the dataclass defaults, the chat trainer's per-PEFT defaults, the
     training preset, the values given; then the LoRA preset's r/alpha/dropout wherever none
-    of them set one. So the result records every value the run uses.
+    of them set one. So the result records every value the run uses. ``strict``: ``data``
+    is JSON (a REST body), see :func:`deepsynth.config.spec.from_dict`.
     """
     for name in _LOOKED_UP:  # used as keys before parsing: a list or object must not get there
         if data.get(name) is not None and not isinstance(data[name], str):
@@ -244,7 +247,7 @@ def training_config(data: dict[str, Any]) -> TrainingConfig:
         if "model" in chosen and "model" not in data:  # an OCR preset's model
             chosen = {k: v for k, v in chosen.items() if k != "model"}
     values = {**underneath, **chosen, **data}
-    return from_dict(TrainingConfig, {**values, **_lora_filled(values)})
+    return from_dict(TrainingConfig, {**values, **_lora_filled(values)}, strict=strict)
 
 
 # Always on the command line, even when equal to the baseline: what the baseline is made of.

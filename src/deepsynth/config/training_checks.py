@@ -1,5 +1,7 @@
 """The refusals of a training config: options that would silently do nothing (or could not
-run) under the chosen trainer, adapter and LoRA preset.
+run) under the chosen trainer, adapter and LoRA preset; and, in :func:`check_data`, what
+the config names checked cheaply at submit (the dataset's splits, the prompt's length in
+the model's tokenizer when that tokenizer is local or built in).
 
 The MoE regularizers' rules come from their descriptors
 (:data:`deepsynth.training.regularizers.REGULARIZERS`): which fields the chat trainer
@@ -9,12 +11,16 @@ own rule. Adding a regularizer adds its rules here without editing this module.
 
 from __future__ import annotations
 
+import sys
+import threading
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepsynth.config.training_presets import (
     CHAT_LORA_PRESETS, LORA_PRESETS, OCR_LORA_PRESETS, default_lora_dropout,
 )
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from deepsynth.config.training import TrainingConfig
@@ -128,3 +134,78 @@ def check_chat(config: TrainingConfig) -> None:
     if config.adapter.lora_preset not in CHAT_LORA_PRESETS:
         raise ConfigError("lora_preset", f"{config.adapter.lora_preset} names DeepSeek-OCR "
                           f"modules; trainer_type generic adapts", ", ".join(CHAT_LORA_PRESETS))
+
+
+def check_data(config: TrainingConfig) -> None:
+    """Refuse what the run would refuse once it has loaded its model and data: a split the
+    dataset does not have, a max_length the prompt fills. Read cheaply: the dataset's
+    manifest, and the model's tokenizer only when it is on this machine (a Hub model's is
+    checked when the run starts)."""
+    if config.task.kind != "ocr":
+        return
+    _check_splits(config)
+    _check_prompt_length(config)
+
+
+def _check_splits(config: TrainingConfig) -> None:
+    from deepsynth.data.manifest import Manifest
+
+    folder = Path(config.task.dataset)
+    try:
+        manifest = Manifest.load(folder) if folder.is_dir() else None  # hf: read at start
+    except OutputError:
+        return  # an unreadable manifest: loading the dataset reports what is wrong
+    if manifest is None:
+        return
+    names = list(manifest.splits)
+    for field, split in (("train_split", config.task.train_split),
+                         ("eval_split", config.evaluation.eval_split)):
+        if split is not None and split not in names:
+            raise ConfigError(field, f"{split!r} is not a split of dataset {folder.name!r}; "
+                              f"it has: {', '.join(names)}", ", ".join(names))
+
+
+def _check_prompt_length(config: TrainingConfig) -> None:
+    task = config.task
+    prompt = _prompt_tokens(task.model, task.prompt)
+    # ExampleEncoder's rule (checked again when the run starts): the prompt, one summary
+    # token and EOS fit in max_length.
+    if prompt is not None and prompt + 2 > task.max_length:
+        raise ConfigError("max_length", f"{task.max_length} leaves no room for a summary after "
+                          f"the {prompt}-token prompt", f"at least {prompt + 2}, or a shorter "
+                          f"prompt")
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+_tiny_lock = threading.Lock()  # one shared tokenizer: fast tokenizers are not thread-safe
+
+
+def _prompt_tokens(model: str, prompt: str) -> int | None:
+    """The prompt's length in ``model``'s tokens, as ExampleEncoder counts them, when the
+    tokenizer is built in or in a local folder; else None."""
+    from deepsynth.models import tiny
+    from deepsynth.training.data import ExampleEncoder
+
+    def count(tokenizer) -> int:
+        return len(ExampleEncoder(tokenizer, -1, 0, prompt, sys.maxsize).prompt_ids)
+
+    if model == tiny.NAME:
+        with _tiny_lock:
+            return count(_tiny_tokenizer())
+    folder = Path(model).expanduser()
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception:  # a tokenizer needing remote code or extra packages: checked at start
+        return None
+    return count(tokenizer)
+
+
+@lru_cache(maxsize=1)
+def _tiny_tokenizer():
+    from deepsynth.models import tiny
+
+    return tiny.build_tokenizer()  # what the tiny model saves; trained offline, ~2 s once

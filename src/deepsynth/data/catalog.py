@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest
-from deepsynth.errors import ConfigError, DeepSynthError, NotFound
+from deepsynth.errors import DeepSynthError, NotFound
 
 
 def _size(folder: Path) -> int:
@@ -65,20 +65,20 @@ def describe_dataset(folder: Path) -> dict:
 
 
 def check_split(manifest: Manifest, split: str) -> None:
-    if split not in manifest.splits:
-        raise ConfigError("split", f"must be one of {', '.join(manifest.splits)}; got "
-                          f"{split!r}", ", ".join(manifest.splits))
+    if split not in manifest.splits:  # the dataset has no such split: 404
+        raise NotFound(f"split must be one of {', '.join(manifest.splits)}; got {split!r}",
+                       "split", ", ".join(manifest.splits))
 
 
 def read_row(folder: Path, manifest: Manifest, split: str, index: int) -> dict:
-    """Row ``index`` of a split (its page images included), reading only its shard."""
-    import pyarrow.parquet as pq
+    """Row ``index`` of a split (its page images included), reading only its shard (checked
+    first: a damaged one raises ``DatasetDamaged``)."""
+    from deepsynth.data.shards import read_shard
 
     check_split(manifest, split)
     position = index
     for shard in manifest.splits[split].shards:
         if position < shard["rows"]:
-            table = pq.read_table(folder / shard["file"])
-            return table.slice(position, 1).to_pylist()[0]
+            return read_shard(folder, shard).slice(position, 1).to_pylist()[0]
         position -= shard["rows"]
     raise NotFound(f"split {split!r} has no row {index}")

@@ -3,7 +3,8 @@
 Rows flow source -> field mapping -> filters (empty, duplicate, leaked into an evaluation
 split) -> render pool -> shard writer, in source order and in bounded memory. After each
 finished shard the manifest records how far the source was read and every count, so a
-re-run (after a crash, SIGKILL or a stop request) continues exactly where the last shard ended.
+re-run (after a crash, SIGKILL or a stop request) continues exactly where the last shard ended;
+a finished shard found damaged then (its SHA-256 differs, or it is gone) is rendered again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from deepsynth.config import GenerationConfig, validate
 from deepsynth.data.card import write_card
 from deepsynth.data.folder_lock import FolderLock
 from deepsynth.data.manifest import Manifest, SplitState
-from deepsynth.data.output_folder import check_disk_space, open_manifest, prepare_folder
+from deepsynth.data.output_folder import (
+    check_disk_space, drop_damaged_shards, open_manifest, prepare_folder,
+)
 from deepsynth.data.records import Document, check_mapping, content_key, to_document
 from deepsynth.data.render_pool import RenderPool
 from deepsynth.data.shards import ShardWriter, read_column
@@ -44,6 +47,7 @@ class GenerationResult:
     totals: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
     hub_error: str | None = None
+    damaged_shards: list[str] = field(default_factory=list)  # found on resume, rendered again
 
 
 @dataclass
@@ -56,8 +60,13 @@ class _Pending:
     counts: dict[str, int]
 
 
-def _first_row(source: Source, plan: SplitPlan) -> RawRow | None:
-    return next((r for r in source.rows(plan.source_split) if r.fields is not None), None)
+def _first_row(source: Source, plan: SplitPlan, on_error: str) -> RawRow | None:
+    for raw in source.rows(plan.source_split):
+        if raw.fields is not None:
+            return raw
+        if on_error == "fail":  # name the bad line, as the generation would
+            raise SourceError(f"{raw.error} (use --on-error skip to skip bad rows)")
+    return None
 
 
 class _Generation:
@@ -70,6 +79,7 @@ class _Generation:
         self.timings = {"layout": 0.0, "draw": 0.0, "encode": 0.0, "write": 0.0}
         self.stopped = False
         self.failure: DeepSynthError | None = None
+        self.damaged_shards: list[str] = []
 
     def run(self, plans: list[SplitPlan]) -> GenerationResult:
         self._check_space(plans)
@@ -101,7 +111,8 @@ class _Generation:
             self.publisher.finish(self.folder, self.manifest)
         return GenerationResult(
             self.folder, data["status"], {n: s.rows for n, s in self.manifest.splits.items()},
-            self.manifest.totals(), dict(self.timings), self.publisher.error)
+            self.manifest.totals(), dict(self.timings), self.publisher.error,
+            self.damaged_shards)
 
     def _keys(self, state: SplitState) -> set[bytes]:
         return {bytes.fromhex(h) for h in read_column(self.folder, state.shards, "text_sha256")}
@@ -248,7 +259,9 @@ class _Generation:
     def _close_shard(self, writer: ShardWriter, state: SplitState, counts: dict[str, int],
                      position: int) -> None:
         start = time.perf_counter()
-        entry = writer.finish()
+        # The split's state after this shard: a re-run that finds the next shard damaged
+        # goes back to it.
+        entry = {**writer.finish(), "source_rows_read": position, "counts": dict(counts)}
         state.shards.append(entry)
         state.counts = dict(counts)
         state.source_rows_read = position
@@ -280,15 +293,18 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
     plans = plan_splits(source, src)
     if not plans:
         raise SourceError(f"{source.name}: no splits to generate")
-    first = _first_row(source, plans[0])
+    first = _first_row(source, plans[0], src.on_error)
     if first is None:
-        raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no rows")
+        raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
+                          f"rows")
     check_mapping(mapping, list(first.fields))
     build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
     folder = prepare_folder(Path(config.out))
     with FolderLock(folder):
         manifest = open_manifest(folder, config, [p.name for p in plans])
+        damaged = drop_damaged_shards(folder, manifest)
         publisher = _publisher(config, hub_client, backoff_seconds)
         run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
                           should_stop)
+        run.damaged_shards = damaged
         return run.run(plans)

@@ -1,6 +1,8 @@
 """The dataset manifest: resolved configuration, package versions and per-split progress.
 
 It is rewritten atomically after every finished shard, and is what a re-run reads to resume.
+A shard's entry records the file, rows, bytes and SHA-256, and the split's state right after
+it (``source_rows_read``, ``counts``), so a re-run can go back to just before a damaged shard.
 """
 
 from __future__ import annotations
@@ -69,6 +71,21 @@ class SplitState:
     @property
     def rows(self) -> int:
         return sum(s["rows"] for s in self.shards)
+
+    def keep_shards(self, count: int) -> list[dict]:
+        """Go back to the state right after the first ``count`` shards; returns the entries
+        dropped. An entry of an older manifest does not record the state after it: then the
+        split goes back to its start."""
+        if count and "counts" not in self.shards[count - 1]:
+            count = 0
+        dropped = self.shards[count:]
+        if dropped:
+            last = self.shards[count - 1] if count else {"source_rows_read": 0, "counts": {}}
+            self.shards = self.shards[:count]
+            self.source_rows_read = last["source_rows_read"]
+            self.counts = {**empty_counts(), **last["counts"]}
+            self.status = "in_progress" if count else "pending"
+        return dropped
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The output folder of a generation: checks before writing, and resume-or-refuse decisions.
 
 A folder holding a dataset made with the same configuration is resumed; one made with another
-configuration is refused unless ``overwrite`` is set; free disk space is checked against an
-estimate before any rendering starts.
+configuration is refused unless ``overwrite`` is set; every finished shard of a resumed
+dataset is checked in full (a damaged one is rendered again); free disk space is checked
+against an estimate before any rendering starts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from deepsynth.config import GenerationConfig, to_dict
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest, fingerprint, package_versions
-from deepsynth.data.shards import TMP_DIR
+from deepsynth.data.shards import TMP_DIR, shard_problem
 from deepsynth.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,35 @@ def open_manifest(folder: Path, config: GenerationConfig, order: list[str]) -> M
     existing.data["versions"] = package_versions()
     existing.data["status"] = "in_progress"
     existing.data["error"] = None
-    if existing.splits and any(s.shards for s in existing.splits.values()):
-        log.info("resuming %s: %d rows already written", folder,
-                 sum(s.rows for s in existing.splits.values()))
     return existing
+
+
+def drop_damaged_shards(folder: Path, manifest: Manifest) -> list[str]:
+    """Check every finished shard in full (size, SHA-256, footer) before resuming; returns
+    what was found, and logs how many rows are resumed. A split with a bad or missing shard
+    goes back to just before it (the state its manifest entry records): that shard and the
+    later ones of the split are deleted and their rows rendered again, which gives the rows
+    an uninterrupted run writes."""
+    found = []
+    for name, state in manifest.splits.items():
+        for index, entry in enumerate(state.shards):
+            problem = shard_problem(folder, entry, full=True)
+            if problem is None:
+                continue
+            dropped = state.keep_shards(index)
+            for gone in dropped:
+                (folder / gone["file"]).unlink(missing_ok=True)
+                manifest.data["hub"]["uploaded"].pop(gone["file"], None)  # upload it again
+            log.warning("shard %s %s: rendering its rows again (%d shard(s) of split %s "
+                        "dropped)", entry["file"], problem, len(dropped), name)
+            found.append(f"{entry['file']} {problem}")
+            break
+    if found:
+        manifest.save()
+    if any(s.shards for s in manifest.splits.values()):
+        log.info("resuming %s: %d rows already written", folder,
+                 sum(s.rows for s in manifest.splits.values()))
+    return found
 
 
 def free_bytes(folder: Path) -> int:
@@ -98,6 +124,21 @@ def check_disk_space(folder: Path, bytes_per_row: float, rows_to_write: int | No
     need = int(bytes_per_row * rows_to_write * SAFETY_FACTOR) + SAFETY_BYTES
     free = free_bytes(folder)
     if need > free:
-        raise OutputError(f"not enough disk space in {folder}: about {need / 2**30:.2f} GiB "
-                          f"needed for {rows_to_write} rows ({bytes_per_row / 1024:.0f} KiB "
-                          f"each), {free / 2**30:.2f} GiB free")
+        raise OutputError(f"not enough disk space in {folder}: needs about {byte_size(need)} "
+                          f"for {rows_to_write:,} rows of about {byte_size(bytes_per_row)} "
+                          f"each, plus {SAFETY_FACTOR - 1:.0%} and {SAFETY_BYTES // 2**20} "
+                          f"MiB; {byte_size(free)} free")
+
+
+def byte_size(count: float) -> str:
+    """Exact bytes, with a binary unit of three significant figures: ``23,456,789 bytes
+    (22.4 MiB)``; a figure under 1 KiB is bytes only."""
+    count = int(count)
+    text = f"{count:,} byte{'' if count == 1 else 's'}"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            value = count / scale
+            shown = f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 \
+                else f"{value:.2f}"
+            return f"{text} ({shown} {unit})"
+    return text

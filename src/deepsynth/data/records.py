@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepsynth.data.sources import FieldMapping
-from deepsynth.errors import SourceError
+from deepsynth.errors import ConfigError, SourceError
 
 _SPACE = re.compile(r"\s+")
 
@@ -40,15 +40,16 @@ def _as_text(value: Any, first_only: bool) -> str | None:
 
 def check_mapping(fields: FieldMapping, columns: list[str]) -> None:
     """Fail early, naming the field and the columns present, when a mapping cannot work."""
+    present = ", ".join(columns)
     if not fields.text or not fields.summary:
         missing = "text_field" if not fields.text else "summary_field"
-        raise SourceError(f"{missing} is required for this source; columns present: "
-                          f"{', '.join(columns)}")
+        raise ConfigError(missing, f"is required for this source; columns present: {present}",
+                          present)
     for flag, name in (("text_field", fields.text), ("summary_field", fields.summary),
                        ("id_field", fields.id)):
         if name and name not in columns:
-            raise SourceError(f"{flag} {name!r} is not a column of this source; columns "
-                              f"present: {', '.join(columns)}")
+            raise ConfigError(flag, f"{name!r} is not a column of this source; columns "
+                              f"present: {present}", present)
 
 
 def to_document(fields: dict[str, Any], mapping: FieldMapping, default_id: str) -> Document:

@@ -1,12 +1,15 @@
 """Parquet shards in the Hugging Face layout, written atomically and in bounded memory.
 
 A shard is written row group by row group to a hidden temp file and renamed into ``data/``
-only when complete, so ``data/`` only ever holds finished shards.
+only when complete, so ``data/`` only ever holds finished shards. Its manifest entry records
+its size and SHA-256: readers check the size and the Parquet footer before use (cheap), a
+resumed generation checks the full SHA-256 (see ``output_folder.drop_damaged_shards``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepsynth.atomic_files import fsync_dir
+from deepsynth.errors import DatasetDamaged
 
 STAT_COLUMNS = {
     "num_pages": "int32", "num_lines": "int32", "num_chars": "int32",
@@ -85,14 +89,16 @@ class ShardWriter:
             self._buffer = []
 
     def finish(self) -> dict:
-        """Close, fsync and rename the shard; returns its manifest entry."""
+        """Close, fsync and rename the shard; returns its manifest entry (file, rows, bytes,
+        sha256). The hash re-reads the file just written, from the page cache."""
         self._flush()
         self._writer.close()
         with open(self.tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        sha256, size = file_sha256(self.tmp), self.tmp.stat().st_size
         os.replace(self.tmp, self.final)
         fsync_dir(self.final.parent)
-        return {"file": self.relative, "rows": self.rows, "bytes": self.final.stat().st_size}
+        return {"file": self.relative, "rows": self.rows, "bytes": size, "sha256": sha256}
 
     def abort(self) -> None:
         try:
@@ -101,10 +107,65 @@ class ShardWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _arrow_message(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def shard_problem(folder: Path, entry: dict, full: bool = False) -> str | None:
+    """What is wrong with a finished shard, or None. The cheap check compares the size and
+    reads the Parquet footer; ``full`` also compares the SHA-256, which catches bytes changed
+    at the same size. An entry of an older manifest is checked for what it records (no
+    ``sha256``: unverified)."""
+    path = Path(folder) / entry["file"]
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "is missing"
+    if "bytes" in entry and size != entry["bytes"]:
+        return f"has {size} bytes, the manifest records {entry['bytes']}"
+    if full and "sha256" in entry and file_sha256(path) != entry["sha256"]:
+        return "does not match its SHA-256 checksum"
+    try:
+        with pq.ParquetFile(path) as parquet:
+            rows = parquet.metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        return f"has no readable Parquet footer ({_arrow_message(exc)})"
+    if rows != entry["rows"]:
+        return f"holds {rows} rows, the manifest records {entry['rows']}"
+    return None
+
+
+def damaged(folder: Path, entry: dict, problem: str) -> DatasetDamaged:
+    return DatasetDamaged(Path(folder).resolve().name, entry["file"], problem)
+
+
+def check_shards(folder: Path, shards: list[dict]) -> None:
+    """The cheap check of each shard; the first bad one raises :class:`DatasetDamaged`."""
+    for entry in shards:
+        problem = shard_problem(folder, entry)
+        if problem is not None:
+            raise damaged(folder, entry, problem)
+
+
+def read_shard(folder: Path, entry: dict, columns: list[str] | None = None) -> pa.Table:
+    """A finished shard (or some of its columns), checked cheaply first; a shard that fails
+    the check or cannot be decoded raises :class:`DatasetDamaged` naming it."""
+    check_shards(folder, [entry])
+    try:
+        return pq.read_table(Path(folder) / entry["file"], columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged(folder, entry, f"cannot be read ({_arrow_message(exc)})") from None
+
+
 def read_column(folder: Path, shards: list[dict], column: str) -> list:
     """One column of finished shards, in order (resume rebuilds its dedup keys from it)."""
     values: list = []
     for shard in shards:
-        values.extend(pq.read_table(Path(folder) / shard["file"], columns=[column])
-                      .column(column).to_pylist())
+        values.extend(read_shard(folder, shard, [column]).column(column).to_pylist())
     return values

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from deepsynth.config import EVAL_SPLITS, SourceConfig
 from deepsynth.data.sources import Source
-from deepsynth.errors import SourceError
+from deepsynth.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,15 @@ class SplitPlan:
 
 
 def plan_splits(source: Source, config: SourceConfig) -> list[SplitPlan]:
+    """The splits to write, in order; a split or fraction the source cannot give is a
+    ConfigError naming the field (only ``source.splits()`` is read)."""
     available = source.splits()
     plans: list[SplitPlan] = []
     if config.validation_fraction:
         if available != ["train"]:
-            raise SourceError(f"validation_fraction carves a validation split from a source "
-                              f"with only a train split; this source has: {', '.join(available)}")
+            raise ConfigError("validation_fraction", f"carves a validation split from a "
+                              f"source with only a train split; this source has: "
+                              f"{', '.join(available)}", "null (unset) for this source")
         fraction = config.validation_fraction
         plans = [SplitPlan("validation", "train", fraction, True),
                  SplitPlan("train", "train", fraction, False)]
@@ -54,8 +57,9 @@ def plan_splits(source: Source, config: SourceConfig) -> list[SplitPlan]:
         known = {p.name for p in plans}
         for name in config.splits:
             if name not in known:
-                raise SourceError(f"split {name!r} is not in this source; available: "
-                                  f"{', '.join(sorted(known))}")
+                raise ConfigError("splits", f"names {name!r}, which is not a split of this "
+                                  f"source; available: {', '.join(sorted(known))}",
+                                  ", ".join(sorted(known)))
         plans = [p for p in plans if p.name in config.splits]
     return sorted(plans, key=lambda p: (not p.is_eval, EVAL_SPLITS.index(p.name)
                                         if p.is_eval else 0))

@@ -38,12 +38,14 @@ def _as_tensor(page: Image.Image) -> torch.Tensor:
 
 
 def summarize(model: str, text: str | None = None, images: list[str] | None = None,
-              max_new_tokens: int = 64, num_beams: int = 1, root: Path | None = None,
+              max_new_tokens: int | None = None, num_beams: int = 1, root: Path | None = None,
               render: RenderConfig | None = None) -> dict:
+    """``max_new_tokens`` None: the limit the model was trained with (see model_settings)."""
     if bool(text) == bool(images):
         raise DeepSynthError("give either a text or page images, not both")
     loaded = load_model(model, root=root)
     settings = model_settings(model)
+    max_new_tokens = max_new_tokens or settings["max_new_tokens"]
     encoder = encoder_for(loaded, settings)
     rendered_stats = None
     if text is not None:
@@ -67,7 +69,7 @@ def summarize(model: str, text: str | None = None, images: list[str] | None = No
     dtype = next(loaded.model.parameters()).dtype
     summary = generate_summaries(loaded.model, loaded.tokenizer, encoder,
                                  [{"pages": pages, "text": text or ""}], 1, max_new_tokens,
-                                 num_beams, dtype)[0]
+                                 num_beams, dtype).texts[0]
     return {"summary": summary, "pages": len(pages), "render": rendered_stats,
             "randomly_initialized_base": loaded.randomly_initialized, "model": model,
             "page_pngs": pngs}

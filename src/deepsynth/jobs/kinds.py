@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
+from deepsynth.errors import refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
@@ -22,14 +23,22 @@ HubFactory = Callable[[str | None, str], object]
 
 
 def generation_config(workspace: Workspace, name: str, body: dict) -> GenerationConfig:
-    """A generation request (flat: source, field mapping, render options...) as config."""
+    """A generation request (flat: source, field mapping, render options...) as config;
+    JSON (a REST body, or the job's stored copy of it), so its types are JSON's. Its source
+    is checked as far as is cheap (splits, first row: see ``check_source``), so a request the
+    generation would refuse is refused at submit, not a failed job."""
+    from deepsynth.data.source_checks import check_source
+
     source_fields = set(SourceConfig.__dataclass_fields__)
     render_fields = set(RenderConfig.__dataclass_fields__)
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
-    return from_dict(GenerationConfig, {
+    config = from_dict(GenerationConfig, {
         **top, "out": str(workspace.dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
-        "render": {k: v for k, v in body.items() if k in render_fields}})
+        "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
+    with refusing():  # what the source holds refuses the request, not the document
+        check_source(config.source)
+    return config
 
 
 def real_hub(token: str | None, repo_type: str):
@@ -63,6 +72,8 @@ def _generate(workspace: Workspace, hub: HubFactory) -> JobFunction:
         client = hub(token, "dataset") if generation.push_to_hub else None
         result = generate_dataset(generation, progress=context.progress,
                                   should_stop=context.should_stop, hub_client=client)
+        for shard in result.damaged_shards:
+            context.log(f"damaged shard {shard} was rendered again")
         context.log(f"generation {result.status}: {result.rows}")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,

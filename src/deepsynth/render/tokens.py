@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigError, ConfigRefused
 
 SMALL_VIEW_MAX_SIDE = 768
 SMALL_VIEW_TOKENS = 145
@@ -59,8 +59,8 @@ class TokenizerTokens:
         try:
             self._tokenizer = Tokenizer.from_file(str(file))
         except Exception as exc:  # the tokenizers library raises its own exception types
-            raise ConfigError("tokenizer", f"{path} is not a readable tokenizer.json "
-                              f"({type(exc).__name__})", "a tokenizer.json file or folder") \
+            raise ConfigRefused("tokenizer", f"{path} is not a readable tokenizer.json "
+                                f"({type(exc).__name__})", "a tokenizer.json file or folder") \
                 from None
         self.name = str(file)
 

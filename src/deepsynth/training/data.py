@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepsynth.data.manifest import is_dataset
-from deepsynth.errors import DeepSynthError
+from deepsynth.data.manifest import Manifest, is_dataset
+from deepsynth.data.shards import check_shards, damaged, shard_problem
+from deepsynth.errors import DeepSynthError, OutputError
 from deepsynth.training.augment import Augmenter
 
 IGNORE = -100
@@ -77,18 +78,47 @@ class SplitRows:
     indices: list[int] = field(default_factory=list)
 
 
+def _shards(folder: Path) -> list[dict]:
+    """The shards a DeepSynth manifest lists; none for a folder without a readable one (such
+    as a dataset downloaded without it), which is read as it is."""
+    try:
+        manifest = Manifest.load(folder) if is_dataset(folder) else None
+    except OutputError:
+        return []
+    return [] if manifest is None else [s for st in manifest.splits.values() for s in st.shards]
+
+
+def _load(folder: Path, split: str):
+    """``load_dataset`` of the folder. It prepares every split, so every shard is checked
+    first (size and footer); for a shard it still cannot read, the full check names it."""
+    import datasets
+    import pyarrow as pa
+
+    shards = _shards(folder)
+    check_shards(folder, shards)
+    try:
+        return datasets.load_dataset(str(folder), split=split)
+    except (datasets.exceptions.DatasetGenerationError, pa.ArrowException, OSError) as exc:
+        for entry in shards:
+            problem = shard_problem(folder, entry, full=True)
+            if problem is not None:
+                raise damaged(folder, entry, problem) from exc
+        raise
+    except ValueError as exc:  # an unknown split
+        raise DeepSynthError(f"dataset {str(folder)!r} has no split {split!r} "
+                             f"({str(exc).splitlines()[0]})") from None
+
+
 def load_split(dataset_dir: str, split: str, max_pages: int) -> SplitRows:
+    """The rows of ``split`` that fit ``max_pages``; a damaged shard raises
+    ``DatasetDamaged`` naming it."""
     import datasets
 
     folder = Path(dataset_dir)
     if not is_dataset(folder) and not (folder / "README.md").exists():
         raise DeepSynthError(f"dataset {dataset_dir!r} is not a dataset folder (generate one "
                              f"with deepsynth generate)")
-    try:
-        loaded = datasets.load_dataset(str(folder), split=split)
-    except ValueError as exc:
-        raise DeepSynthError(f"dataset {dataset_dir!r} has no split {split!r} "
-                             f"({str(exc).splitlines()[0]})") from None
+    loaded = _load(folder, split)
     table = loaded.cast_column("images", datasets.List(datasets.Image(decode=False)))
     pages = table["num_pages"]
     keep = [i for i, n in enumerate(pages) if n <= max_pages]

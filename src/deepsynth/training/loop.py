@@ -11,19 +11,22 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from deepsynth.config import to_dict, validate
+from deepsynth.config.spec import flat_fields
 from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.errors import DeepSynthError
+from deepsynth.evaluation.evaluate import LIMIT_METRICS
+from deepsynth.evaluation.generation import summary_length_limit
 from deepsynth.models.components import format_summary, parameter_summary
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.training import setup
 from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
-from deepsynth.training.data import Collator, pixel_values
+from deepsynth.training.data import Collator, PageDataset, pixel_values
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator
 from deepsynth.training.hooks import HookChain
@@ -89,6 +92,7 @@ class Trainer:
         with self.accelerator.main_process_first():  # one process builds the tiny model cache
             self.loaded = setup.load_base_model(config, self.root)
         self.data = setup.build_data(config, self.loaded)
+        config = self.config = self._with_length_limit(config)
         self.sampler = EpochOrder(len(self.data.train), schedule.seed)
         collate = Collator(self.loaded.tokenizer.pad_token_id)
         loader = torch.utils.data.DataLoader(self.data.train, batch_size=schedule.batch_size,
@@ -110,6 +114,20 @@ class Trainer:
             self.data.probe, self.loaded.tokenizer, collate, schedule.batch_size,
             config.evaluation.max_new_tokens, config.evaluation.num_beams)
         self.dtype = next(p for p in self.model.parameters()).dtype
+
+    def _with_length_limit(self, config: TrainingConfig) -> TrainingConfig:
+        """``max_new_tokens`` not given: the 95th percentile of the training summaries' token
+        lengths, written into the config, so the run's config files show the value used."""
+        evaluation = config.evaluation
+        if evaluation.max_new_tokens is not None:
+            return config
+        field_max = flat_fields(TrainingConfig)["max_new_tokens"][0].metadata["max"]
+        limit = summary_length_limit(self.loaded.tokenizer, training_summaries(self.data.train),
+                                     min(config.task.max_length, field_max))
+        if self.accelerator.is_main_process:
+            self.echo(f"max_new_tokens {limit}: the 95th percentile of the training "
+                      f"summaries' token lengths")
+        return replace(config, evaluation=replace(evaluation, max_new_tokens=limit))
 
     def _resume(self) -> TrainerState:
         config = self.config
@@ -169,7 +187,9 @@ class Trainer:
                 sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
                 with sync:
                     loss = self._forward_loss(batch)
-                    self.accelerator.backward(loss / (accumulation * passes))
+                    # Gradient checkpointing re-runs the routers in backward: not recorded.
+                    with self.monitor.paused():
+                        self.accelerator.backward(loss / (accumulation * passes))
                 losses.append(float(loss.detach()))
                 hooks.pass_done()
             hooks.finish_batch()
@@ -238,12 +258,11 @@ class Trainer:
 
     def _evaluate(self, log: MetricsLog, state: TrainerState) -> bool:
         """Evaluate the probe; True when early stopping says to stop."""
-        self.monitor.enabled = False
         try:
-            results = self.evaluator.run(self.accelerator.unwrap_model(self.model), self.dtype,
-                                         self.folder, state.step)
+            with self.monitor.paused():  # statistics describe the training batches
+                results = self.evaluator.run(self.accelerator.unwrap_model(self.model),
+                                             self.dtype, self.folder, state.step)
         finally:
-            self.monitor.enabled = True
             self.model.train()
         if self.accelerator.is_main_process:
             log.write({"step": state.step, "eval": results})
@@ -291,6 +310,8 @@ class Trainer:
             summary.update(best_eval_loss=best["eval_loss"], perplexity=best["perplexity"],
                            rouge={k: max(e[k] for e in evals) for k in
                                   ("rouge1", "rouge2", "rougeL")})
+            # The last evaluation's (the final model's); older records have none.
+            summary.update({k: evals[-1][k] for k in LIMIT_METRICS if k in evals[-1]})
         if self.accelerator.is_main_process:
             if status != "stopped":
                 final = save_final_model(self.folder.final, self.accelerator.unwrap_model(
@@ -299,6 +320,15 @@ class Trainer:
         if self.config.hub.report_to != "none":
             self.accelerator.end_training()
         return TrainingResult(self.run_dir, status, state.step, final, summary)
+
+
+def training_summaries(train: torch.utils.data.Dataset) -> list[str]:
+    """The reference texts of the training examples: the summary column of a page dataset
+    (read as a column: no page is decoded), each conversation's last assistant turn."""
+    if isinstance(train, PageDataset):
+        column = list(train.rows.table["summary"])
+        return [column[i] for i in train.indices]
+    return [train[i]["summary"] for i in range(len(train))]
 
 
 def train(config: TrainingConfig, progress: ProgressCallback = no_progress,

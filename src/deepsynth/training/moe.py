@@ -8,6 +8,8 @@ expert e owns rows ``e*r:(e+1)*r`` of A and columns ``e::E`` of B.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -80,12 +82,19 @@ def routers(model) -> list[tuple[str, torch.nn.Module]]:
 
 class RouterMonitor:
     """Captures each router's output in the forward pass: for auxiliary losses (with grad) and
-    for observability (token share per expert, router entropy), accumulated between reads."""
+    for observability (token share per expert, router entropy), accumulated between reads.
+
+    A router runs more often than the training forward passes: in evaluation, and in backward
+    under gradient checkpointing, which re-runs each checkpointed decoder layer (the router
+    inside it, forward hooks included) to recompute its activations. The loop records neither:
+    it runs both inside :meth:`paused`. Recorded there, the recomputed outputs would be counted
+    twice and read by the next forward's router losses (of another micro-batch's length).
+    """
 
     def __init__(self, model):
         self.layers = routers(model)
         self.keep_outputs = False  # only the router losses need the logits with their graph
-        self.enabled = True  # off during evaluation, so statistics describe training batches
+        self.enabled = True  # see paused()
         self.outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._counts = {name: None for name, _ in self.layers}
         self._entropy = {name: [0.0, 0] for name, _ in self.layers}
@@ -109,12 +118,22 @@ class RouterMonitor:
                 self._entropy[name][1] += entropy.numel()
         return capture
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing is recorded inside (evaluation, backward); then as before."""
+        enabled, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = enabled
+
     def take_outputs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         outputs, self.outputs = self.outputs, []
         return outputs
 
     def read_stats(self) -> dict[str, dict]:
-        """Per MoE layer: the share of routed tokens per expert and the mean router entropy."""
+        """Per MoE layer: the share of routed tokens per expert, the mean router entropy and
+        how many token positions (padding included) were routed since the last read."""
         stats = {}
         for name, counts in self._counts.items():
             if counts is None:
@@ -123,7 +142,8 @@ class RouterMonitor:
             total_entropy, tokens = self._entropy[name]
             stats[name.removeprefix("base_model.model.").removesuffix(".base_layer")] = {
                 "expert_share": [round(int(c) / total, 4) for c in counts],
-                "router_entropy": round(total_entropy / max(tokens, 1), 4)}
+                "router_entropy": round(total_entropy / max(tokens, 1), 4),
+                "routed_tokens": tokens}
         self._counts = {name: None for name in self._counts}
         self._entropy = {name: [0.0, 0] for name in self._entropy}
         return stats

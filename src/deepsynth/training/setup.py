@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from deepsynth.config.training import LORA_PRESETS, TrainingConfig
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import ConfigError, DatasetDamaged, DeepSynthError
 from deepsynth.models.adapters import apply_adapters, peft_config, unfreeze_decoder
 from deepsynth.models.components import freeze_vision
 from deepsynth.models.registry import LoadedModel, load_model
@@ -139,6 +139,8 @@ def _eval_rows(config: TrainingConfig) -> tuple[str | None, SplitRows | None]:
     for split in [chosen] if chosen else ["validation", "test"]:
         try:
             rows = load_split(config.task.dataset, split, config.task.max_pages)
+        except DatasetDamaged:
+            raise  # the split exists; hiding it would blame a missing split
         except DeepSynthError:
             if chosen:
                 raise
