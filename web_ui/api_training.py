@@ -149,7 +149,8 @@ def train_model():
 
 
 @blueprint.post("/api/training/estimate")
-@declares(body=schemas.training_body, query=EstimateQuery)
+@declares(body=schemas.training_body, query=EstimateQuery, schema=schemas.ESTIMATE,
+          errors=(404, 422))
 def training_estimate():
     """Peak memory and step time of a training request (the body of POST /api/model/train;
     name optional): the breakdown deepsynth estimate prints, as JSON."""

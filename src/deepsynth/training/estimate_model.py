@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsynth.config.training import TrainingConfig
-from deepsynth.errors import ConfigError
+from deepsynth.errors import ConfigRefused
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1,
@@ -116,7 +116,7 @@ def _folder_config(spec: str, root: Path | None, chat: bool):
     try:
         return AutoConfig.from_pretrained(location, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError("model", f"cannot estimate {spec!r} offline: its config.json is "
+        raise ConfigRefused("model", f"cannot estimate {spec!r} offline: its config.json is "
                           f"not here ({str(exc).splitlines()[0][:120]})",
                           "a preset, random:deepseek-ocr-2[?layers=N], a model folder or a "
                           "Hub id in the local cache") from None
@@ -140,9 +140,9 @@ def trainable_meta(config: TrainingConfig, root: Path | None = None):
     model, image_size = build_meta(config.task.model, root, chat, setup.base_dtype(config))
     family = "deepseek_ocr2" if model.config.model_type == "deepseek_ocr2" else "causal_lm"
     if chat != (family == "causal_lm"):
-        raise ConfigError("model", f"{config.task.model} is a {family} model; trainer_type "
-                          f"{config.task.trainer_type} needs "
-                          f"{'a causal LM' if chat else 'a DeepSeek-OCR model'}")
+        raise ConfigRefused("model", f"{config.task.model} is a {family} model; trainer_type "
+                            f"{config.task.trainer_type} needs "
+                            f"{'a causal LM' if chat else 'a DeepSeek-OCR model'}")
     loaded = LoadedModel(model, None, family, config.task.model, image_size, -1, True)
     steps = config.schedule.max_steps or 1000  # AdaLoRA's schedule; no count depends on it
     with warnings.catch_warnings():  # deprecations inside PEFT and transformers: not ours
