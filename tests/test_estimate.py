@@ -45,6 +45,45 @@ def test_cli_estimates_deepseek_ocr_2_offline(cli, tmp_path):
     assert set(result["fits"]) == {"16", "24", "40", "48", "80", "141"}
 
 
+def test_cli_estimates_qlora_for_a_gpu_with_its_experts_unquantized(cli, tmp_path):
+    """QLoRA is estimated for a CUDA run on any machine (the GPU is the one to rent), with its
+    real saving: bitsandbytes quantizes linear layers only, so the fused routed experts stay
+    float32 and the weights exceed bf16 LoRA's. On the CPU it is refused, as train is."""
+    env = {**OFFLINE, "DEEPSYNTH_DATA_ROOT": str(tmp_path)}
+    done = cli("estimate", "--model", "deepseek-ocr-2", "--peft", "qlora", "--json",
+               env=env, timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    weights = result["memory_gib"]["weights"]
+    # 0.63 billion linear weights at 0.516 bytes, 2.76 billion float32 (experts among them)
+    assert 10.4 < weights < 10.8, weights
+    assert any(note.startswith("qlora: 628,519,936 of") for note in result["notes"])
+    done = cli("estimate", "--model", "deepseek-ocr-2", "--peft", "qlora", "--device", "cpu",
+               env=env, timeout=240)
+    assert done.returncode == 2 and "peft" in done.stderr, done.stderr
+
+
+def test_a_4bit_layer_keeps_nothing_but_its_adapter_does():
+    """bitsandbytes' MatMul4Bit saves only its packed weight (no input, no dequantized
+    copy); the LoRA adapter on it keeps its own tensors; the float32 output head under
+    autocast keeps its bf16 copy."""
+    from dataclasses import replace as with_
+
+    from deepsynth.training import estimate_memory as mem
+    from deepsynth.training.estimate_model import Adapted
+
+    num = mem.Numerics(compute=2, residual=4, weights=4, autocast=True, cpu=False,
+                       lora_dropout=False, hidden_dropout=False, attention_dropout=False,
+                       full=False, quantized=True)
+    assert mem._linear(100, 1280, 1280, None, num, True) == 0
+    adapter = Adapted(1, "self_attn.q_proj", 1280, 1280, 16)
+    assert mem._linear(100, 1280, 1280, adapter, num, True) == mem._adapter(
+        100, adapter, num, True) > 0
+    # the same float32 layer unquantized: autocast's bf16 copy of its weight
+    assert mem._linear(100, 1280, 1280, None, with_(num, quantized=False), True) == (
+        1280 * 1280 * 2)
+
+
 def test_cli_errors_name_the_option_as_train_does(cli, tmp_path):
     done = cli("estimate", "--model", "deepseek-ocr-2", "--batch-size", "0",
                env={**OFFLINE, "DEEPSYNTH_DATA_ROOT": str(tmp_path)})

@@ -4,6 +4,7 @@ from the same options as ``deepsynth train`` (offline, in seconds, nothing loade
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 from deepsynth.cli import exit_codes
@@ -39,13 +40,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    from deepsynth.config.training_checks import for_a_cuda_machine
     from deepsynth.training.estimate import estimate, gpus_for
     from deepsynth.training.estimate_report import format_estimate
     from deepsynth.training.request import resolve_training
 
     names = flat_fields(TrainingConfig)
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    config = resolve_training({**_UNREAD, **values})  # parsed as train parses it
+    # Parsed as train parses it; for a GPU run as a CUDA machine checks it, since the
+    # estimate is for the GPU one would rent (QLoRA is estimated on a machine without one).
+    with for_a_cuda_machine() if args.device == "cuda" else contextlib.nullcontext():
+        config = resolve_training({**_UNREAD, **values})
     result = estimate(config, args.device, gpus_for(args.gpu, args.tflops, args.bandwidth))
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_estimate(result))
     return exit_codes.OK

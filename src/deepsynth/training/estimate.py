@@ -24,12 +24,12 @@ from pathlib import Path
 
 from deepsynth.config.training import TrainingConfig
 from deepsynth.config.training_checks import lora_dropout_of
-from deepsynth.errors import ConfigError, DeepSynthError
+from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.training import estimate_memory as mem
-from deepsynth.training.setup import uses_4bit
 from deepsynth.training.estimate_model import ModelFacts, dtype_bytes, model_facts
 from deepsynth.training.estimate_time import GPUS, Gpu, custom_gpu, step_times
 from deepsynth.training.estimate_work import step_work
+from deepsynth.training.setup import uses_4bit
 
 GiB = 2**30
 FIT_SIZES_GIB = (16, 24, 40, 48, 80, 141)
@@ -96,10 +96,15 @@ def estimate(config: TrainingConfig, device: str = "cuda", gpus: list[Gpu] | Non
     if device not in DEVICES:
         raise ConfigError("device", f"must be one of {', '.join(DEVICES)}; got {device!r}",
                           ", ".join(DEVICES))
+    if device == "cpu" and uses_4bit(config):
+        raise ConfigRefused("peft", "qlora runs on CUDA only (bitsandbytes' 4-bit layers); "
+                            "estimate it with device cuda", "lora, dora, adalora or full")
     facts = model_facts(config, root)
     num = numerics(config, facts, device)
     tokens, batch = sequence_tokens(config, facts), config.schedule.batch_size
     phases, notes = _phases(config, facts, num, tokens, batch)
+    if facts.quantized:
+        notes.append(_quantized_note(facts))
     totals = {name: sum(parts.values()) for name, parts in phases.items()}
     phase = max(totals, key=totals.get)
     result = Estimate(config.task.model, device, facts.parameters, facts.trainable, tokens,
@@ -149,6 +154,16 @@ def _phases(config: TrainingConfig, facts: ModelFacts, num: mem.Numerics, tokens
         phases["bi-drop agreement"] = {**base, "gradients": grads,
                                        "regularizer_copies": agreement}
     return phases, notes
+
+
+def _quantized_note(facts: ModelFacts) -> str:
+    """QLoRA's real saving: bitsandbytes quantizes linear layers only."""
+    rest = facts.weight_bytes - facts.quantized_bytes
+    return (f"qlora: {facts.quantized:,} of {facts.parameters:,} weights are 4-bit NF4 "
+            f"({facts.quantized_bytes / GiB:.1f} GiB); the others (the routed experts, fused "
+            f"3-D tensors and not linear layers, the output head, convolutions, norms) stay "
+            f"{facts.base_dtype} ({rest / GiB:.1f} GiB). Computed, not measured: "
+            f"bitsandbytes' 4-bit layers need CUDA")
 
 
 def _backward(facts: ModelFacts, tapes: list[int], num: mem.Numerics, n: int, held: int,

@@ -66,6 +66,8 @@ class ModelFacts:
     sparse_layers: int = 0
     base_dtype: str = "float32"
     trainable_dtype: str = "float32"
+    quantized: int = 0  # QLoRA: weights stored in 4 bits
+    quantized_bytes: int = 0
 
     @property
     def layers(self) -> int:
@@ -168,6 +170,9 @@ def model_facts(config: TrainingConfig, root: Path | None = None) -> ModelFacts:
         facts.parameters += size
         if family != "causal_lm" and is_vision(name, family):
             facts.vision_parameters += size
+        if id(parameter) in quantized:
+            facts.quantized += size
+            facts.quantized_bytes += round(size * NF4_BYTES)
         facts.weight_bytes += round(size * NF4_BYTES) if id(parameter) in quantized else nbytes
         if parameter.requires_grad:
             _count_trainable(facts, name, size, nbytes)
