@@ -22,13 +22,13 @@ import argparse
 import ctypes
 import gc
 import json
-import random
 import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from pathlib import Path
+
+from training_bench import LiveTensors, TrainerSteps, make_dataset, make_trainer
 
 TINY, REAL = "tiny-deepseek-ocr-2", "random:deepseek-ocr-2"
 # name: (model, mixed precision, max_length). bf16 at the real width runs at a shorter
@@ -46,28 +46,6 @@ CONFIGS = {
 OPTIONS = {"peft": "lora", "lora_preset": "balanced", "batch_size": 1,
            "gradient_accumulation_steps": 1, "max_pages": 1, "max_steps": 10,
            "eval_steps": 1000, "save_steps": 1000}
-WORDS = ("market city report council river energy school police weather budget station "
-         "museum festival harbour railway library hospital garden").split()
-
-
-def make_dataset(folder: Path, page_size: str) -> Path:
-    """One page per document; summaries far longer than max_length (truncated to it)."""
-    rng = random.Random(0)
-    corpus = folder / "corpus.jsonl"
-    with corpus.open("w") as handle:
-        for i in range(8):
-            summary = " ".join(f"{rng.choice(WORDS)}{rng.randint(0, 99)}" for _ in range(900))
-            handle.write(json.dumps({"id": f"d{i}", "article": " ".join(
-                rng.choice(WORDS) for _ in range(12)), "highlights": summary}) + "\n")
-    out = folder / f"ds-{page_size}"
-    subprocess.run([sys.executable, "-m", "deepsynth", "generate", "--source", str(corpus),
-                    "--out", str(out), "--text-field", "article", "--summary-field",
-                    "highlights", "--id-field", "id", "--page-size", page_size,
-                    "--font-size", "12", "--margin", "8", "--workers", "1"],
-                   check=True, capture_output=True)
-    return out
-
-
 def _status(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key):
@@ -75,68 +53,18 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
-class LiveTensors:
-    """The peak bytes of tensor storages alive at once (what ``max_memory_allocated`` counts
-    on a GPU), on the CPU: every storage an op creates is counted until it is freed."""
-
-    def __init__(self, model):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        tracker = self
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tracker.saw(out)
-                return out
-
-        # the weights exist already: counted once here, never again through their views
-        tensors = [*model.parameters(), *model.buffers()]
-        self.live = {t.untyped_storage().data_ptr(): 0 for t in tensors}
-        self.mode = Mode()
-        self.now = self.peak = sum(t.untyped_storage().nbytes() for t in tensors)
-
-    def saw(self, out) -> None:
-        import torch
-        from torch.utils._pytree import tree_flatten
-
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            storage = tensor.untyped_storage()
-            key = storage.data_ptr()
-            if key and key not in self.live:
-                self.live[key] = storage.nbytes()
-                self.now += storage.nbytes()
-                self.peak = max(self.peak, self.now)
-                weakref.finalize(storage, self._freed, key)
-
-    def _freed(self, key: int) -> None:
-        self.now -= self.live.pop(key, 0)
-
-
 def _trainer(name: str, dataset: Path, root: Path):
-    from deepsynth.config.training import training_config
-    from deepsynth.progress import never_stop, no_progress
-    from deepsynth.training.loop import Trainer
-
     model, precision, max_length = CONFIGS[name]
-    config = training_config({**OPTIONS, "model": model, "dataset": str(dataset),
-                              "mixed_precision": precision, "max_length": max_length,
-                              "out": str(root / "runs" / name)})
-    return config, Trainer(config, no_progress, never_stop, root, lambda text: None)
+    return make_trainer({**OPTIONS, "model": model, "dataset": str(dataset),
+                         "mixed_precision": precision, "max_length": max_length,
+                         "out": str(root / "runs" / name)}, root)
 
 
-def _steps(trainer, count: int) -> list[float]:
-    from deepsynth.training.checkpoint import TrainerState
-
-    state = TrainerState()
-    batches = trainer._batches(state)
-    trainer.model.train()
+def _steps(steps: TrainerSteps, count: int) -> list[float]:
     took = []
     for _ in range(count):
         started = time.perf_counter()
-        trainer._optimizer_step(batches, state)
+        steps.step()
         took.append(round(time.perf_counter() - started, 1))
     return took
 
@@ -149,8 +77,7 @@ def child(name: str, dataset: Path, warmup: Path, root: Path, steps: int) -> dic
 
     cuda = torch.cuda.is_available()
     _, warm = _trainer("tiny-bf16", warmup, root)
-    warm._prepare()
-    _steps(warm, 1)
+    _steps(TrainerSteps(warm), 1)
     del warm
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -160,12 +87,12 @@ def child(name: str, dataset: Path, warmup: Path, root: Path, steps: int) -> dic
         torch.cuda.reset_peak_memory_stats()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
-    trainer._prepare()
+    stepper = TrainerSteps(trainer)  # prepares the trainer
     prepared = (torch.cuda.memory_allocated() if cuda else _status("VmRSS")) - before
     tensors = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     live = LiveTensors(trainer.model)
     with live.mode:
-        took = _steps(trainer, steps)
+        took = _steps(stepper, steps)
     peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
     result = estimate(config, "cuda" if cuda else "cpu", gpus=[], root=root)
     measured = peak - before
