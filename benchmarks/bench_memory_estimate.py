@@ -30,13 +30,13 @@ import ctypes
 import gc
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from pathlib import Path
+
+from training_bench import LiveTensors, TrainerSteps, make_dataset, make_trainer
 
 TINY, REAL = "tiny-deepseek-ocr-2", "random:deepseek-ocr-2"
 # name: (model, mixed precision, max_length). bf16 at the real width runs at a shorter
@@ -59,28 +59,6 @@ RETURN_FREED = {"MALLOC_MMAP_THRESHOLD_": "4096"}
 OPTIONS = {"peft": "lora", "lora_preset": "balanced", "batch_size": 1,
            "gradient_accumulation_steps": 1, "max_pages": 1, "max_steps": 10,
            "eval_steps": 1000, "save_steps": 1000}
-WORDS = ("market city report council river energy school police weather budget station "
-         "museum festival harbour railway library hospital garden").split()
-
-
-def make_dataset(folder: Path, page_size: str) -> Path:
-    """One page per document; summaries far longer than max_length (truncated to it)."""
-    rng = random.Random(0)
-    corpus = folder / "corpus.jsonl"
-    with corpus.open("w") as handle:
-        for i in range(8):
-            summary = " ".join(f"{rng.choice(WORDS)}{rng.randint(0, 99)}" for _ in range(900))
-            handle.write(json.dumps({"id": f"d{i}", "article": " ".join(
-                rng.choice(WORDS) for _ in range(12)), "highlights": summary}) + "\n")
-    out = folder / f"ds-{page_size}"
-    subprocess.run([sys.executable, "-m", "deepsynth", "generate", "--source", str(corpus),
-                    "--out", str(out), "--text-field", "article", "--summary-field",
-                    "highlights", "--id-field", "id", "--page-size", page_size,
-                    "--font-size", "12", "--margin", "8", "--workers", "1"],
-                   check=True, capture_output=True)
-    return out
-
-
 def _status(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key):
@@ -88,56 +66,11 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
-class LiveTensors:
-    """The peak bytes of tensor storages alive at once (what ``max_memory_allocated`` counts
-    on a GPU), on the CPU: every storage an op creates is counted until it is freed."""
-
-    def __init__(self, model):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        tracker = self
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tracker.saw(out)
-                return out
-
-        # the weights exist already: counted once here, never again through their views
-        tensors = [*model.parameters(), *model.buffers()]
-        self.live = {t.untyped_storage().data_ptr(): 0 for t in tensors}
-        self.mode = Mode()
-        self.now = self.peak = sum(t.untyped_storage().nbytes() for t in tensors)
-
-    def saw(self, out) -> None:
-        import torch
-        from torch.utils._pytree import tree_flatten
-
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            storage = tensor.untyped_storage()
-            key = storage.data_ptr()
-            if key and key not in self.live:
-                self.live[key] = storage.nbytes()
-                self.now += storage.nbytes()
-                self.peak = max(self.peak, self.now)
-                weakref.finalize(storage, self._freed, key)
-
-    def _freed(self, key: int) -> None:
-        self.now -= self.live.pop(key, 0)
-
-
 def _trainer(name: str, dataset: Path, root: Path):
-    from deepsynth.config.training import training_config
-    from deepsynth.progress import never_stop, no_progress
-    from deepsynth.training.loop import Trainer
-
     model, precision, max_length = CONFIGS[name]
-    config = training_config({**OPTIONS, "model": model, "dataset": str(dataset),
-                              "mixed_precision": precision, "max_length": max_length,
-                              "out": str(root / "runs" / name)})
-    return config, Trainer(config, no_progress, never_stop, root, lambda text: None)
+    return make_trainer({**OPTIONS, "model": model, "dataset": str(dataset),
+                         "mixed_precision": precision, "max_length": max_length,
+                         "out": str(root / "runs" / name)}, root)
 
 
 def mib(value: float) -> int:
@@ -154,30 +87,19 @@ def _warm_up(name: str, data: Path, root: Path) -> None:
     the data loader's first batch) so that the measured configuration does not."""
     warm = "tiny-bf16" if CONFIGS[name][1] == "bf16" else "tiny-fp32"
     _, trainer = _trainer(warm, data / "ds-256x256", root)
-    trainer._prepare()
-    _Steps(trainer).run(1)
+    _steps(TrainerSteps(trainer), 1)
     del trainer
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-class _Steps:
-    """The loop's optimizer steps on the trainer's own batches."""
-
-    def __init__(self, trainer):
-        from deepsynth.training.checkpoint import TrainerState
-
-        self.trainer, self.state = trainer, TrainerState()
-        self.batches = trainer._batches(self.state)
-        trainer.model.train()
-
-    def run(self, count: int) -> list[float]:
-        took = []
-        for _ in range(count):
-            started = time.perf_counter()
-            self.trainer._optimizer_step(self.batches, self.state)
-            took.append(round(time.perf_counter() - started, 1))
-        return took
+def _steps(steps: TrainerSteps, count: int) -> list[float]:
+    took = []
+    for _ in range(count):
+        started = time.perf_counter()
+        steps.step()
+        took.append(round(time.perf_counter() - started, 1))
+    return took
 
 
 def _measure(trainer, cuda: bool) -> dict:
@@ -187,22 +109,21 @@ def _measure(trainer, cuda: bool) -> dict:
     import torch
 
     before = torch.cuda.memory_allocated() if cuda else _rss()
-    trainer._prepare()
+    steps = TrainerSteps(trainer)  # prepares the trainer
     loaded = (torch.cuda.memory_allocated() if cuda else _rss()) - before
     model = [*trainer.model.parameters(), *trainer.model.buffers()]
     tensors = sum(t.untyped_storage().nbytes() for t in {t.untyped_storage().data_ptr(): t
                                                         for t in model}.values())
-    steps = _Steps(trainer)
-    took = steps.run(1)
+    took = _steps(steps, 1)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
-    took += steps.run(1)
+    took += _steps(steps, 1)
     peak = (torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")) - before
     live = LiveTensors(trainer.model)
     with live.mode:
-        took += steps.run(1)
+        took += _steps(steps, 1)
     return {"peak": peak, "loaded": loaded, "tensors": tensors, "live": live.peak,
             "took": took}
 
