@@ -29,6 +29,9 @@ NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at
              "characters)")
 SOURCE_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
 MAX_PATH_CHARS = 1024
+# Dataset names the REST API uses for something else (GET /api/datasets/presets lists the
+# source presets), so a dataset of that name could be made but never read there.
+RESERVED_DATASET_NAMES = ("presets",)
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
@@ -85,6 +88,15 @@ class Workspace:
     def dataset_folder(self, name: object, field: str = "dataset") -> Path:
         """``datasets/NAME``, whether or not it exists yet."""
         return self.datasets / check_name(field, name)
+
+    def new_dataset_folder(self, name: object, field: str = "name") -> Path:
+        """``datasets/NAME`` for a dataset about to be generated: a name the API reserves is
+        refused (valid as a name, refused by this server: a ConfigRefused)."""
+        folder = self.dataset_folder(name, field)
+        if name in RESERVED_DATASET_NAMES:
+            raise ConfigRefused(field, f"{name!r} is reserved (the API lists the source "
+                                f"presets there)", f"a name other than {', '.join(RESERVED_DATASET_NAMES)}")
+        return folder
 
     def dataset(self, name: object, field: str = "dataset") -> Path:
         """An existing generated dataset (it has a manifest), else NotFound."""

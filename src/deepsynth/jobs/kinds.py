@@ -33,7 +33,7 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
     render_fields = set(RenderConfig.__dataclass_fields__)
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
     config = from_dict(GenerationConfig, {
-        **top, "out": str(workspace.dataset_folder(name, "name")),
+        **top, "out": str(workspace.new_dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     with refusing():  # what the source holds refuses the request, not the document
