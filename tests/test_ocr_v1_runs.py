@@ -105,12 +105,16 @@ def rebuilt_from_checkpoint(run_config, result, root: Path, steps: int):
 # ------------------------------------------------------------------ training and reload
 
 
-@pytest.mark.parametrize("peft,lora_preset,steps", [("lora", "high_capacity_moe", 2),
-                                                    ("full", "standard", 1)])
+# Full fine-tuning also runs the MoE regularizers that need v1's routers and experts found.
+MOE = {"expert_dropout_rate": 0.1, "gate_dropout_rate": 0.1, "aux_loss_coef": 0.01}
+
+
+@pytest.mark.parametrize("peft,lora_preset,steps,moe", [("lora", "high_capacity_moe", 2, {}),
+                                                        ("full", "standard", 1, MOE)])
 def test_a_v1_checkpoint_trains_saves_and_reloads_to_identical_outputs(
-        v1_folder, dataset, root, tmp_path, peft, lora_preset, steps):
+        v1_folder, dataset, root, tmp_path, peft, lora_preset, steps, moe):
     run_config = config(dataset, tmp_path / "run", str(v1_folder), steps, peft=peft,
-                        lora_preset=lora_preset)
+                        lora_preset=lora_preset, **moe)
     result = train(run_config, root=root, echo=lambda *_: None)
     assert (result.status, result.step) == ("completed", steps)
     info = json.loads((result.final_model / MODEL_INFO_NAME).read_text())
