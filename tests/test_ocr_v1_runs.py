@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import run_cli
 from safetensors.torch import load_file, save_file
-from support.server import Client, running
+from support.server import Client, running, wait_job
 from support.v1_checkpoint import write_v1_checkpoint
 from transformers import AutoTokenizer, set_seed
 
@@ -209,12 +209,22 @@ def without_weights(v1_folder: Path, out: Path) -> Path:
     return Path(shutil.copytree(v1_folder, out, ignore=shutil.ignore_patterns("*.safetensors*")))
 
 
+def causal_lm(v1_folder: Path, out: Path) -> Path:
+    """The tiny chat model's folder, without DeepSynth's metadata: a plain qwen2 folder."""
+    from deepsynth.models.tiny_chat import ensure_tiny_chat_model
+
+    built = ensure_tiny_chat_model(Workspace().cache)  # the module's data root (env)
+    shutil.copytree(built, out, ignore=shutil.ignore_patterns(MODEL_INFO_NAME))
+    return out
+
+
 # The tiny model has one MoE layer: its two fused expert tensors are missing.
 MISSING = "lacks 2 of the model's weights"
 BROKEN = {"missing weights": (without_experts, MISSING),
           "no weights file": (without_weights, "cannot load model"),
           "unknown family": (lambda v1, out: deepseek_vl2(out),
-                             "is a 'deepseek_vl_v2' model, of no family DeepSynth trains")}
+                             "is a 'deepseek_vl_v2' model, of no family DeepSynth trains"),
+          "a causal LM": (causal_lm, "is a causal LM; the OCR trainers read page images")}
 
 
 @pytest.mark.parametrize("case", BROKEN)
@@ -231,12 +241,26 @@ def test_a_broken_or_foreign_folder_is_one_error_line_naming_the_model(
     assert last.startswith("error:") and message in last and str(folder) in last, last
 
 
-def test_the_api_answers_400_naming_the_model_field(v1_folder, root, tmp_path):
-    models = Workspace(root).models
-    without_experts(v1_folder, models / "v1-broken" / "final")
-    deepseek_vl2(models / "vl2" / "final")
+def test_the_api_answers_4xx_naming_the_model_field(v1_folder, dataset, root):
+    """A summary loads the model (400 from the load); a training request is refused as it is
+    submitted when the folder's config.json is of no OCR family (422, nothing queued), and
+    its job fails naming the model when its weights are missing (read when it starts)."""
+    workspace = Workspace(root)
+    without_experts(v1_folder, workspace.models / "v1-broken" / "final")
+    deepseek_vl2(workspace.models / "vl2" / "final")
+    shutil.copytree(dataset, workspace.datasets / "ds")
     with running(ServerConfig(data_root=str(root), threads=2)) as (_, base):
         client = Client(base)
+        status, answer = client.call("POST", "/api/model/train", {
+            "name": "from-vl2", "dataset": "ds", "model": "vl2", "max_steps": 1})
+        assert status == 422 and answer["field"] == "model", answer
+        assert "of no family DeepSynth trains" in answer["error"]
+        status, accepted = client.call("POST", "/api/model/train", {
+            "name": "from-broken", "dataset": "ds", "model": "v1-broken", "max_steps": 1})
+        assert status == 202, accepted
+        job = wait_job(client, accepted["job_id"])
+        assert job["status"] == "failed" and MISSING in job["error"], job
+        assert "Traceback" not in job["error"]
         for name, message in (("v1-broken", MISSING),
                               ("vl2", "of no family DeepSynth trains")):
             status, answer = client.call("POST", "/api/summarize",

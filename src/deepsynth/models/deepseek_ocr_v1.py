@@ -155,6 +155,25 @@ def read_config(location: str, name: str) -> dict:
     return raw
 
 
+def ocr_tokenizer(location: str, v1: bool):
+    """A DeepSeek-OCR model's tokenizer, never with remote code. v1's config.json names its
+    remote code (``auto_map``): AutoTokenizer would read it and ask, on a terminal, whether
+    to run that code; it is not read (the tokenizer's class is in its own config)."""
+    from transformers import AutoTokenizer, PretrainedConfig
+
+    return AutoTokenizer.from_pretrained(location, trust_remote_code=False,
+                                         **({"config": PretrainedConfig()} if v1 else {}))
+
+
+def is_v1_folder(folder: Path) -> bool:
+    """A local folder whose config.json is in v1's layout."""
+    try:
+        raw = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and is_v1_layout(raw)
+
+
 def image_token_id(tokenizer, name: str) -> int:
     """v1 marks image positions with its tokenizer's ``<image>`` token (128815 in v1's
     vocabulary; v1's config.json does not name it)."""

@@ -181,17 +181,10 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
     if family == "causal_lm":
         return _load_causal_lm(spec, location, preset, info, dtype, quantize_4bit,
                                trust_remote_code)
-    from transformers import (
-        AutoTokenizer,
-        DeepseekOcr2ForConditionalGeneration,
-        PretrainedConfig,
-    )
+    from transformers import DeepseekOcr2ForConditionalGeneration
 
     try:
-        # v1's config.json names its remote code (auto_map): AutoTokenizer would read it and
-        # ask whether to run that code. The tokenizer's class is in its own config.
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False, **(
-            {"config": PretrainedConfig()} if family == "deepseek_ocr" else {}))
+        tokenizer = deepseek_ocr_v1.ocr_tokenizer(location, v1=family == "deepseek_ocr")
         if family == "deepseek_ocr":
             model = deepseek_ocr_v1.load(location, spec, tokenizer, dtype,
                                          _quantization(quantize_4bit))
