@@ -278,6 +278,7 @@ class Workspace:
         (checked), a model trained here (by name: its final folder), or for the chat trainer
         a Hub id. Never a server path."""
         from deepsynth.config.spec import hub_repo_id
+        from deepsynth.models.random_spec import PREFIX, REAL_MODELS
         from deepsynth.models.registry import MODEL_PRESETS, preset_of
 
         if isinstance(value, str) and preset_of(value) is not None:
@@ -290,10 +291,11 @@ class Workspace:
         if not isinstance(value, str):
             raise ConfigError("model", f"must be a string; got {value!r}", "a preset or a "
                               "trained model's name")
+        random = " or ".join(f"{PREFIX}{name}[?layers=N]" for name in REAL_MODELS)
         raise NotFound(f"no model {value!r}: a preset ({', '.join(MODEL_PRESETS)}), "
-                       f"random:deepseek-ocr-2?layers=N, the name of a model trained here"
+                       f"{random}, the name of a model trained here"
                        f"{', or a Hub id ORG/NAME' if chat else ''}", "model",
-                       "a preset, random:deepseek-ocr-2[?layers=N] or a trained model's name")
+                       f"a preset, {random} or a trained model's name")
 
     def checkpoint(self, run_name: str, value: object) -> str:
         """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest``

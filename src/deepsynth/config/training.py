@@ -41,14 +41,16 @@ class TaskConfig:
                           "trainer_type generic, a chat JSONL file or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
     model: str = option("tiny-deepseek-ocr-2", check=check_model_spec, help=(
-        "model preset, random:deepseek-ocr-2[?layers=N] (the real architecture, random "
-        "weights) or folder"))
+        "model preset, random:deepseek-ocr-2[?layers=N] or random:deepseek-ocr[?layers=N] "
+        "(the real architecture, random weights) or folder"))
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
         "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))
     preset: str | None = option(None, choices=tuple(TRAINING_PRESETS),
                                 help="training preset; explicit options override it")
-    trust_remote_code: bool = option(False, help="allow DeepSeek-OCR v1's Hub code to run")
+    trust_remote_code: bool = option(False, help=(
+        "allow a chat trainer's Hub causal LM to run code from its repository (no DeepSeek-OCR "
+        "model needs it)"))
     train_split: str = option("train", help="split to train on")
     max_length: int = option(512, min=8, max=32768,
                              help="text tokens (prompt + summary); image tokens never count")

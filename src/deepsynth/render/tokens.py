@@ -1,7 +1,10 @@
 """Text-token and vision-token counts: the compression figures of a rendered document.
 
 DeepSeek-OCR-2 encodes each page with a global view of 145 tokens up to 768 px and 257 tokens
-at 1024 px and above; sizes in between are processed at 1024 px.
+at 1024 px and above; sizes in between are processed at 1024 px. DeepSeek-OCR v1 lays its
+global view out as transformers' ``UnlimitedOcrProcessor`` and ``UnlimitedOcrModel`` do: a
+q x q grid of features (SAM's 16 px patches, downsampled 4x by its neck), a newline token
+after each row and a view separator, q(q+1)+1 tokens: 273 at 1024 px.
 """
 
 from __future__ import annotations
@@ -15,10 +18,28 @@ from deepsynth.errors import ConfigError, ConfigRefused
 SMALL_VIEW_MAX_SIDE = 768
 SMALL_VIEW_TOKENS = 145
 LARGE_VIEW_TOKENS = 257
+# DeepSeek-OCR v1: UnlimitedOcrProcessor's patch_size and downsample_ratio (v1's SAM and neck).
+V1_PATCH_SIZE = 16
+V1_DOWNSAMPLE = 4
 
 
 def vision_tokens_per_page(width: int, height: int) -> int:
     return SMALL_VIEW_TOKENS if max(width, height) <= SMALL_VIEW_MAX_SIDE else LARGE_VIEW_TOKENS
+
+
+def v1_view_tokens(image_size: int, patch_size: int = V1_PATCH_SIZE) -> int:
+    """DeepSeek-OCR v1's global view of an ``image_size`` page: the count of
+    ``UnlimitedOcrProcessor.replace_image_token`` (tests/test_ocr_v1.py compares both, and
+    the features the model produces)."""
+    side = math.ceil(image_size // patch_size / V1_DOWNSAMPLE)
+    return side * (side + 1) + 1
+
+
+def page_tokens(family: str, image_size: int) -> int:
+    """Image tokens of one square page's global view for a model family."""
+    if family == "deepseek_ocr":
+        return v1_view_tokens(image_size)
+    return vision_tokens_per_page(image_size, image_size)
 
 
 def _is_cjk(code: int) -> bool:

@@ -79,7 +79,7 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
                 loaded.model, use_gradient_checkpointing=config.schedule.gradient_checkpointing)
         model = apply_adapters(loaded.model, peft_config(
             method, preset["modules"], preset["parameters"], adapter.lora_r, adapter.lora_alpha,
-            adapter.lora_dropout, total_steps, loaded.family))
+            adapter.lora_dropout, total_steps, loaded.family), loaded.family)
     if config.schedule.gradient_checkpointing:
         loaded.model.gradient_checkpointing_enable()
     trainable = [p for p in model.parameters() if p.requires_grad]
