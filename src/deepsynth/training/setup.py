@@ -138,7 +138,8 @@ def check_sequence_fits(loaded: LoadedModel, pages: PageFormat, rows: SplitRows,
     single = PageFormat(pages.family, pages.image_size).tokens(width, height)
     raise ConfigRefused(
         "image_mode" if pages.mode == "crops" else "max_pages",
-        f"{pages.mode}: {most} pages of {width}x{height} px are {image} image tokens; with "
+        f"{pages.mode}: {most} page{'s' * (most != 1)} of {width}x{height} px are {image} "
+        f"image tokens; with "
         f"max_length {max_length} a sequence of {1 + image + max_length} tokens exceeds "
         f"the model's {positions} positions",
         f"image_mode global ({single} image tokens a page), a smaller max_pages or "
