@@ -31,7 +31,7 @@ PAD_GRAY = 127  # the processors' background_color (the images' mean, 0.5 x 255)
 PATCH_SIZE = 16  # SAM's patches (both families; the processors' patch_size)
 DOWNSAMPLE = 4  # SAM's neck (the processors' downsample_ratio)
 REAL_IMAGE_SIZE = 1024  # both published models' global view (their SAM image_size)
-OCR2_SMALL_QUERIES, OCR2_LARGE_QUERIES = 144, 256  # query_768_resolution, query_1024_
+OCR2_SMALL_QUERIES, OCR2_LARGE_QUERIES = 144, 256  # its query_768_ and query_1024_resolution
 
 
 @dataclass(frozen=True)
