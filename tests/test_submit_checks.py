@@ -30,9 +30,9 @@ from support.server import Client, running
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.config.server import ServerConfig
 from deepsynth.data import output_folder
+from deepsynth.data.file_formats import GENERATION_LIMITS, PREVIEW_LIMITS, ReadLimits, read_file
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
-from deepsynth.data.sources import GENERATION_LIMITS, PREVIEW_LIMITS, ReadLimits, read_file
 from deepsynth.errors import DeepSynthError, OutputError
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -156,7 +156,7 @@ def test_bad_first_row_names_the_line(server):
     client, _ = server
     answer = refused(client, "/api/dataset/generate", gen("r2", source="uploads/bad-first.jsonl"),
                      "source")
-    assert "bad-first.jsonl line 1: invalid UTF-8" in answer["error"], answer
+    assert "bad-first.jsonl line 1 (record 1): invalid UTF-8" in answer["error"], answer
 
 
 # 1. Training requests: the dataset's splits and the prompt's length.
@@ -221,13 +221,13 @@ def test_invalid_utf8_lines_are_skipped_and_counted(tmp_path):
     text = "\n".join(",".join(f'"{cell}"' for cell in line) for line in table) + "\n"
     csv_file = tmp_path / "corpus.csv"
     csv_file.write_bytes(text.encode().replace(b"Story doc-2", b"Story \xff\xfe"))
-    for source, bad_line in ((jsonl, 2), (csv_file, 4)):
+    for source, bad_line, record in ((jsonl, 2, 2), (csv_file, 4, 3)):  # CSV: a header
         out = tmp_path / f"out-{source.suffix[1:]}"
         result = generate_dataset(generation(source, out, "skip"))
         assert result.rows == {"train": 3}
         assert manifest(out)["totals"]["invalid"] == 1
-        with pytest.raises(DeepSynthError, match=f"{source.name} line {bad_line}: invalid "
-                           f"UTF-8.*--on-error skip"):
+        with pytest.raises(DeepSynthError, match=f"{source.name} line {bad_line} \\(record "
+                           f"{record}\\): invalid UTF-8.*--on-error skip"):
             generate_dataset(generation(source, tmp_path / f"fail-{source.suffix[1:]}",
                                         "fail"))
 
@@ -239,12 +239,13 @@ def test_a_long_line_is_not_held_in_memory(tmp_path):
     assert source.stat().st_size < 2**20  # a small file that inflates to 24 MiB
     tracemalloc.start()
     try:
-        rows = list(read_file(source, ReadLimits(line_bytes=2**20, json_bytes=2**20)))
+        rows = list(read_file(source, ReadLimits(line_bytes=2**20)))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert [r[0]["id"] if r[0] else None for r in rows] == ["doc-0", None, "doc-1"]
-    assert rows[1][1] == "bomb.jsonl.gz line 2: longer than 1,048,576 bytes (the line limit)"
+    assert rows[1][1] == ("bomb.jsonl.gz line 2 (record 2): longer than 1,048,576 bytes (the "
+                          "line limit)")
     assert peak < 8 * 2**20, peak
 
 
@@ -255,7 +256,7 @@ def test_preview_reports_a_line_over_its_limit(server):
                                  {"source": "uploads/long.jsonl.gz"})
     assert status == 200, answer
     assert answer["rows"][0]["id"] == "doc-0" and answer["rows"][2]["id"] == "doc-1"
-    assert answer["rows"][1] == {"error": f"long.jsonl.gz line 2: longer than "
+    assert answer["rows"][1] == {"error": f"long.jsonl.gz line 2 (record 2): longer than "
                                           f"{PREVIEW_LIMITS.line_bytes:,} bytes (the line limit)"}
 
 
@@ -266,8 +267,8 @@ def test_generation_skips_or_names_a_line_over_the_limit(tmp_path):
     result = generate_dataset(generation(source, out, "skip"))
     assert result.rows == {"train": 4}
     assert manifest(out)["totals"]["invalid"] == 1
-    with pytest.raises(DeepSynthError, match="long.jsonl.gz line 3: longer than 67,108,864 "
-                       "bytes"):
+    with pytest.raises(DeepSynthError, match=r"long.jsonl.gz line 3 \(record 3\): longer than "
+                       r"67,108,864 bytes"):
         generate_dataset(generation(source, tmp_path / "fail", "fail"))
 
 
