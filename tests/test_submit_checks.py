@@ -1,11 +1,12 @@
 """Everything that can be known cheaply is checked when a job is submitted, and sources are
 read within bounds.
 
-A generation request naming a split the source lacks, a field its first row lacks, or an
-unknown font, and a training request naming a split the dataset lacks or a max_length the
-prompt fills, are a 422 (values the OpenAPI document allows, refused by what the source or
-dataset holds; an unknown font names nothing: a 404) naming the field and what is allowed
-(REST) or one ``error:`` line
+A generation request naming a split the source lacks, a field its first row lacks (column
+names shown with their invisible characters), a first row the generation would stop at
+(unreadable, or its text null, under on_error fail), or an unknown font, and a training
+request naming a split the dataset lacks or a max_length the prompt fills, are a 422 (values
+the OpenAPI document allows, refused by what the source or dataset holds; an unknown font
+names nothing: a 404) naming the field and what is allowed (REST) or one ``error:`` line
 before any work (CLI); nothing is queued. Source lines that are not UTF-8 or longer than
 the line limit are bad rows (skipped and counted under ``on_error skip``, named under
 ``fail``), never read whole. A real waitress server with capacities 0 (accepted jobs only
@@ -85,6 +86,10 @@ def server(tmp_path_factory):
         + json.dumps(articles(1)[0]).encode() + b"\n")
     with open(uploads / "nosummary.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([["id", "article"], ["1", "text"]])
+    pq.write_table(pa.table({"\ufeffarticle": ["t"], "highlights": ["s"]}),
+                   uploads / "hidden.parquet")  # a BOM kept in a column name
+    write_jsonl(uploads / "null-first.jsonl", [dict(articles(1)[0], article=None),
+                                               *articles(2)])
     config = ServerConfig(data_root=str(root), threads=4, generate_capacity=0,
                           accelerator_capacity=0)
     with running(config) as (_, base):
@@ -125,10 +130,14 @@ def gen(name: str, **extra) -> dict:
     (gen("f3", source="uploads/nosummary.csv", id_field=None), "source.summary_field",
      "id, article"),
     (gen("f4", text_field=None), "source.text_field", "id, article, highlights"),
+    (gen("f5", source="uploads/hidden.parquet", id_field=None), "source.text_field",
+     "\\ufeffarticle, highlights"),
     (gen("r1", source="uploads/bad-first.jsonl"), "source", None),
+    (gen("r3", source="uploads/null-first.jsonl"), "source", "on_error skip"),
     (gen("t1", font="NoSuchFont"), "font", "DejaVuSans"),  # already refused before
 ], ids=["local split", "builtin split", "fraction of a split source", "unknown text field",
-        "first row lacks it", "csv lacks summary", "no mapping", "bad first row", "font"])
+        "first row lacks it", "csv lacks summary", "no mapping", "invisible column name",
+        "bad first row", "null first text", "font"])
 def test_generation_refused_at_submit(server, body, field, allowed):
     client, _ = server
     answer = refused(client, "/api/dataset/generate", body, field,
@@ -144,10 +153,11 @@ def test_benchmark_with_an_unknown_split_is_refused(server):
     assert answer["allowed"] == "train, validation"
 
 
-def test_bad_first_row_is_accepted_with_on_error_skip(server):
+@pytest.mark.parametrize("name", ["bad-first.jsonl", "null-first.jsonl"])
+def test_bad_first_row_is_accepted_with_on_error_skip(server, name):
     client, _ = server
     status, answer = client.call("POST", "/api/dataset/generate",
-                                 gen("skip-ok", source="uploads/bad-first.jsonl",
+                                 gen(f"skip-{name[:4]}", source=f"uploads/{name}",
                                      on_error="skip"))
     assert status == 202 and answer["status"] == "queued", answer
 
@@ -157,6 +167,10 @@ def test_bad_first_row_names_the_line(server):
     answer = refused(client, "/api/dataset/generate", gen("r2", source="uploads/bad-first.jsonl"),
                      "source")
     assert "bad-first.jsonl line 1 (record 1): invalid UTF-8" in answer["error"], answer
+    answer = refused(client, "/api/dataset/generate",
+                     gen("r4", source="uploads/null-first.jsonl"), "source")
+    assert answer["error"] == ("source null-first.jsonl line 1 (record 1): text_field 'article' "
+                               "is null (set on_error to skip to skip bad rows)"), answer
 
 
 # 1. Training requests: the dataset's splits and the prompt's length.
