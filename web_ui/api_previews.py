@@ -12,7 +12,8 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.sources import PREVIEW_LIMITS, SourceError, open_source
+from deepsynth.data.file_formats import PREVIEW_LIMITS
+from deepsynth.data.sources import SourceError, open_source
 from deepsynth.errors import ConfigError, ConfigRefused
 from deepsynth.render.renderer import build_renderer
 from web_ui import schemas
