@@ -9,6 +9,7 @@ file; each record carries the line its text starts on, which is what messages na
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from collections.abc import Iterable, Iterator
@@ -41,16 +42,11 @@ def open_text(path: Path) -> TextIO:
     return opener(path, "rt", encoding="utf-8-sig")
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """The records of a chat file, JSON Lines or a JSON array, with their lines."""
-    path = Path(path)
+@contextlib.contextmanager
+def _refusing(path: Path):
+    """Decoding and reading errors as refusals naming the file (never a traceback)."""
     try:
-        with open_text(path) as handle:
-            first = _peek(handle)
-            if first.lstrip().startswith("["):
-                yield from array_records(handle, first)
-            else:
-                yield from line_records(_lines(first, handle))
+        yield
     except UnicodeDecodeError as exc:
         raise ConfigRefused("source", f"{path.name} is not UTF-8 text ({exc.reason} at byte "
                             f"{exc.start})", "a UTF-8 JSON Lines or JSON file") from None
@@ -59,8 +55,20 @@ def read_records(path: Path) -> Iterator[Record]:
                             "a JSON Lines or JSON file, optionally gzipped") from None
 
 
+def read_records(path: Path) -> Iterator[Record]:
+    """The records of a chat file, JSON Lines or a JSON array, with their lines."""
+    path = Path(path)
+    with _refusing(path), open_text(path) as handle:
+        first = _peek(handle)
+        if first.lstrip().startswith("["):
+            yield from array_records(handle, first)
+        else:
+            yield from line_records(_lines(first, handle))
+
+
 def container_of(path: Path) -> str:
-    with open_text(path) as handle:
+    """JSON Lines or a JSON array, by the file's first character that is not whitespace."""
+    with _refusing(Path(path)), open_text(path) as handle:
         return ARRAY if _peek(handle).lstrip().startswith("[") else JSONL
 
 

@@ -197,6 +197,8 @@ class _Checker:
                 self.error(f"{where}.tool_call_id", "tool_call_unmatched",
                            f"tool_call_id {call_id!r} matches no earlier tool call")
             read["tool_call_id"] = call_id
+            if isinstance(message.get("name"), str):  # some templates show the tool's name
+                read["name"] = message["name"]
         elif role == "function":
             name = message.get("name")
             answered = next((c for c in self.function_calls if c[0] == name), None)
