@@ -4,6 +4,7 @@ validate it, preview one record's labels, tell its format."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import threading
 from dataclasses import asdict
@@ -15,7 +16,7 @@ from deepsynth.chat.report import ChatReport
 from deepsynth.chat.stream import conversations, read_record
 from deepsynth.chat.template import ChatEncoder, label_preview
 from deepsynth.chat.validate import Problem
-from deepsynth.errors import NotFound
+from deepsynth.errors import DeepSynthError, NotFound
 
 # One request at a time resolves and loads: transformers' lazy imports are not safe from two
 # threads at once (an ImportError), and a demo model is written on its first use.
@@ -24,6 +25,7 @@ _LOADING = threading.Lock()
 # not encode for two threads at once), while its folder is unchanged.
 _LOADED = threading.local()
 SHOWN_REFUSALS = 100  # a conversion report's problems kept in the validator's view
+DETECT_RECORDS = 1000  # records read to tell whether a corpus file holds conversations
 
 
 def _tokenizer(location: str):
@@ -97,6 +99,25 @@ def validate_file(path: Path, encoder: ChatEncoder | None = None,
         result.update(ok=False, error_count=1, invalid_lines=[],
                       errors=[asdict(other_format(report, shown or str(path)))])
     return result
+
+
+def detect_chat(path: Path, shown: str, limit: int = DETECT_RECORDS) -> dict | None:
+    """Whether a corpus file holds chat conversations, told from its first ``limit``
+    records: the format, what converting those records gives, and the command; None when
+    they are in no chat format (or the file is not JSON)."""
+    path = Path(path)
+    if not path.name.lower().endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
+        return None
+    try:
+        report = chat_report(path)
+        for _ in conversations(itertools.islice(read_records(path), limit), report):
+            pass
+    except DeepSynthError:
+        return None
+    if report.format_name is None:
+        return None
+    return {"format": report.format_dict(), **report.counts(), "checked": report.rows,
+            "command": convert_command(shown) if report.needs_conversion else None}
 
 
 def preview_line(path: Path, line: int, encoder: ChatEncoder) -> dict:
