@@ -200,6 +200,11 @@ def test_bom_gzip_blank_lines_and_a_huge_record(tmp_path):
         handle.write("\ufeff  \n" + text)
     assert [(r.line, r.value) for r in read_records(packed)] == [
         (starts[0] + 1, alpaca(1)), (starts[1] + 1, alpaca(2))]
+    deep = write_lines(tmp_path / "deep.jsonl", [PLAIN, '{"a": ' * 50_000 + "1" + "}" * 50_000,
+                                                 PLAIN])
+    report = read_file(deep)
+    assert [(p.line, p.rule) for p in report.errors] == [(2, "invalid_json")]
+    assert "nested too deeply" in report.errors[0].message and report.valid_rows == 2
     big = {"instruction": "Summarize: " + "word " * 300_000, "output": "Words."}
     path = tmp_path / "big.json"
     path.write_text(json.dumps([alpaca(0), big, alpaca(3)]))

@@ -21,6 +21,7 @@ from deepsynth.errors import ConfigRefused, DeepSynthError
 
 CHUNK = 1 << 16  # characters read at a time from an array file
 JSONL, ARRAY = "jsonl", "json_array"
+DEEP = "not valid JSON here: nested too deeply for the decoder"
 
 
 @dataclass
@@ -107,6 +108,8 @@ def line_records(lines: Iterable[str]) -> Iterator[Record]:
             yield Record(number, index, json.loads(text), size=utf8_size(text))
         except ValueError as exc:
             yield Record(number, index, error=f"not valid JSON: {exc}", size=utf8_size(text))
+        except RecursionError:
+            yield Record(number, index, error=DEEP, size=utf8_size(text))
         index += 1
 
 
@@ -184,6 +187,8 @@ def _decode(decoder: json.JSONDecoder, buffer: _Buffer, index: int) -> Record:
                 continue
             return Record(buffer.line, index, error=f"not valid JSON: {exc.msg} at "
                           f"{buffer.where(exc.pos)}")
+        except RecursionError:
+            return Record(buffer.line, index, error=DEEP)
         # A number or literal cut by the buffer's end decodes too: read on and decode again.
         if end == len(buffer.text) and buffer.more():
             continue
