@@ -90,8 +90,8 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"{args.source}: {report.format_label()}; {conversion['records']} records "
               f"read, {conversion['converted']} converted, {conversion['refused']} refused"
               f"{reasons}", file=sys.stderr)
-        print(f"wrote {args.out}" if written else f"nothing written: {conversion['refused']} "
-              "records are refused (fix them, or pass --skip-invalid to write the others)",
+        print(f"wrote {args.out}" if written else f"nothing written ({conversion['refused']} "
+              "refused): fix them, or pass --skip-invalid to write the others",
               file=sys.stderr)
     return exit_codes.OK if written and report.valid_rows else exit_codes.USER_ERROR
 

@@ -45,7 +45,7 @@ async function previewSource() {
 function chatNote(chat) {
   const reasons = Object.entries(chat.refused_by_reason).map(([r, n]) => `${r} ${n}`).join(", ");
   return el("p", { id: "chat-detected", class: "notice" },
-    `Chat conversations: ${chat.format.label}. Of the first ${chat.checked} records, ${chat.converted} ` +
+    `This file looks like chat conversations: ${chat.format.label}. Of the first ${chat.checked} records, ${chat.converted} ` +
     `${chat.command ? "convert" : "are valid"}, ${chat.refused} refused${reasons ? ` (${reasons})` : ""}. ` +
     "This page renders documents for the OCR trainers; to fine-tune a chat model on this file choose ",
     el("a", { href: "/train" }, "Train › Generic"),
