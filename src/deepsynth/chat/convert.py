@@ -11,9 +11,8 @@ import tempfile
 from pathlib import Path
 
 from deepsynth.atomic_files import fsync_dir
-from deepsynth.chat.data import chat_report
 from deepsynth.chat.records import read_records
-from deepsynth.chat.report import ChatReport
+from deepsynth.chat.report import ChatReport, chat_report
 from deepsynth.chat.stream import conversations
 from deepsynth.errors import ConfigRefused
 

@@ -7,13 +7,12 @@ A file with errors is refused (every problem is in the error's report) unless
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from deepsynth.chat.records import container_of, read_records
-from deepsynth.chat.report import ChatReport
+from deepsynth.chat.records import read_records
+from deepsynth.chat.report import ChatReport, chat_report
 from deepsynth.chat.stream import conversations
 from deepsynth.chat.template import ChatEncoder
 from deepsynth.chat.validate import Problem
@@ -29,19 +28,6 @@ class ChatFileError(DeepSynthError):
     def __init__(self, message: str, report: ChatReport):
         super().__init__(message)
         self.report = report
-
-
-def read_lines(path: Path) -> Iterator[str]:
-    """The file's lines, streamed (``.gz`` decompressed, a byte-order mark dropped)."""
-    from deepsynth.chat.records import open_text
-
-    with open_text(path) as handle:
-        yield from handle
-
-
-def chat_report(path: Path) -> ChatReport:
-    """An empty report for ``path``, knowing its container (JSON Lines or an array)."""
-    return ChatReport(container=container_of(path))
 
 
 def chat_file_in(folder: Path) -> Path:

@@ -10,9 +10,8 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from deepsynth.chat.data import chat_report
 from deepsynth.chat.records import read_records
-from deepsynth.chat.report import ChatReport
+from deepsynth.chat.report import ChatReport, chat_report
 from deepsynth.chat.stream import conversations, read_record
 from deepsynth.chat.template import ChatEncoder, label_preview
 from deepsynth.chat.validate import Problem

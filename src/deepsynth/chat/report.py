@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 
 from deepsynth.chat.formats import LABELS, OPENAI
-from deepsynth.chat.records import ARRAY, JSONL
+from deepsynth.chat.records import ARRAY, JSONL, container_of
 from deepsynth.chat.validate import Problem
 
 MAX_REPORTED = 1000  # problems kept in a report (all are counted)
@@ -160,3 +160,9 @@ class ChatReport:
                 "warning_count": self.warning_count, "invalid_lines": self.invalid_lines[:1000],
                 "errors": [asdict(p) for p in self.errors],
                 "warnings": [asdict(p) for p in self.warnings]}
+
+
+def chat_report(path) -> ChatReport:
+    """An empty report for the file at ``path``, knowing its container (JSON Lines or an
+    array)."""
+    return ChatReport(container=container_of(path))
