@@ -281,3 +281,18 @@ def test_training_reads_the_formats_by_itself(tmp_path, encoder):
     assert chat_file_in(folder).name == "train.json"
     write_lines(folder / "train.jsonl", [PLAIN])
     assert chat_file_in(folder).name == "train.jsonl"
+
+
+def test_telling_a_corpus_file_holds_chat_reads_a_bounded_start(tmp_path, monkeypatch):
+    from deepsynth.chat import inspect
+
+    path = write_lines(tmp_path / "many.jsonl", [sharegpt(i) for i in range(50)])
+    monkeypatch.setattr(inspect, "DETECT_BYTES", 2000)  # cuts the file within a record
+    found = inspect.detect_chat(path, "uploads/many.jsonl")
+    assert found["format"]["name"] == "sharegpt" and 0 < found["checked"] < 50
+    assert found["refused"] == 0  # the record cut by the bound is left out, not refused
+    assert found["command"] == ("deepsynth convert-chat uploads/many.jsonl "
+                                "uploads/many.converted.jsonl")
+    assert inspect.detect_chat(write_lines(tmp_path / "news.jsonl", [
+        {"article": "A text.", "highlights": "A."}]), "news.jsonl") is None
+    assert inspect.detect_chat(tmp_path / "many.jsonl", "x.parquet", limit=3)["checked"] == 3

@@ -25,6 +25,7 @@ _LOADING = threading.Lock()
 _LOADED = threading.local()
 SHOWN_REFUSALS = 100  # a conversion report's problems kept in the validator's view
 DETECT_RECORDS = 1000  # records read to tell whether a corpus file holds conversations
+DETECT_BYTES = 16 * 2**20  # and at most this much of it
 
 
 def _tokenizer(location: str):
@@ -109,7 +110,8 @@ def detect_chat(path: Path, shown: str, limit: int = DETECT_RECORDS) -> dict | N
         return None
     try:
         report = chat_report(path)
-        for _ in conversations(itertools.islice(read_records(path), limit), report):
+        records = itertools.islice(read_records(path, DETECT_BYTES), limit)
+        for _ in conversations(records, report):
             pass
     except DeepSynthError:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,14 +34,39 @@ class Record:
     size: int = 0  # UTF-8 bytes of the record's JSON text
 
 
-def open_text(path: Path) -> TextIO:
-    """The file as text (``.gz`` decompressed), refusing what is not there or not UTF-8."""
+class _Prefix(io.RawIOBase):
+    """The first ``limit`` bytes of a binary stream, then its end."""
+
+    def __init__(self, raw, limit: int):
+        self.raw, self.left = raw, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(min(len(buffer), self.left))
+        self.left -= len(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def open_text(path: Path, max_bytes: int | None = None) -> TextIO:
+    """The file as text (``.gz`` decompressed), refusing what is not there; with
+    ``max_bytes``, only that many (decompressed) bytes of it."""
     path = Path(path)
     if not path.is_file():
         raise DeepSynthError(f"no chat file {path}")
-    opener = gzip.open if path.name.endswith(".gz") else open
-    # utf-8-sig: a byte-order mark (Excel, Notepad) is dropped, not read as text of line 1.
-    return opener(path, "rt", encoding="utf-8-sig")
+    # Returned open, for the caller's with (hence no context manager here).
+    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    if max_bytes is not None:
+        raw = io.BufferedReader(_Prefix(raw, max_bytes))
+    # utf-8-sig: a byte-order mark (Excel, Notepad) is dropped, not read as text of line 1;
+    # errors="strict" (the default): a byte that is not UTF-8 refuses the file.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig")
 
 
 @contextlib.contextmanager
@@ -56,15 +82,24 @@ def _refusing(path: Path):
                             "a JSON Lines or JSON file, optionally gzipped") from None
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """The records of a chat file, JSON Lines or a JSON array, with their lines."""
+def read_records(path: Path, max_bytes: int | None = None) -> Iterator[Record]:
+    """The records of a chat file, JSON Lines or a JSON array, with their lines; with
+    ``max_bytes``, those wholly within its first ``max_bytes`` bytes."""
     path = Path(path)
-    with _refusing(path), open_text(path) as handle:
+    with _refusing(path), open_text(path, max_bytes) as handle:
         first = _peek(handle)
-        if first.lstrip().startswith("["):
-            yield from array_records(handle, first)
-        else:
-            yield from line_records(_lines(first, handle))
+        records = array_records(handle, first) if first.lstrip().startswith("[") else \
+            line_records(_lines(first, handle))
+        if max_bytes is None:
+            yield from records
+            return
+        held = None  # one record behind: the last one read is dropped when the file was cut
+        for record in records:
+            if held is not None:
+                yield held
+            held = record
+        if held is not None and handle.buffer.raw.left > 0:
+            yield held
 
 
 def container_of(path: Path) -> str:
