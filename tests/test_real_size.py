@@ -117,7 +117,8 @@ def test_bad_random_specs_name_what_is_allowed(spec):
     assert raised.value.field == "model"
     assert raised.value.allowed == allowed_specs() == (
         "random:deepseek-ocr-2[?layers=N] with N 1-12 or "
-        "random:deepseek-ocr[?layers=N] with N 1-12")
+        "random:deepseek-ocr[?layers=N] with N 1-12 or "
+        "random:unlimited-ocr[?layers=N] with N 1-12")
 
 
 # Shapes of v1's published checkpoint, under its names (from its header's transcript).
