@@ -97,7 +97,7 @@ def test_layers_truncates_the_decoder_consistently():
 
 
 def test_random_specs_parse():
-    assert REAL_MODELS == (REAL, V1)
+    assert REAL_MODELS == (REAL, V1, "unlimited-ocr")
     assert parse_random_spec("random:deepseek-ocr?layers=2") == (V1, 2)
     assert parse_random_spec("random:deepseek-ocr-2") == (REAL, None)
     assert parse_random_spec("random:deepseek-ocr-2?layers=4") == (REAL, 4)
