@@ -219,6 +219,25 @@ def test_a_tiny_unlimited_ocr_trains_saves_reloads_and_summarizes(
     assert json.loads(summarized.stdout)["pages"] >= 2
 
 
+def test_the_preset_loads_and_trains_from_the_hub_without_remote_code(
+        folder, dataset, root, tmp_path):
+    """The Hub is the only double: the tiny checkpoint as the cached baidu/Unlimited-OCR."""
+    from test_ocr_v1_runs import hub_cache_with
+
+    env = {"DEEPSYNTH_DATA_ROOT": str(root),
+           **hub_cache_with(folder, tmp_path / "hub", "baidu/Unlimited-OCR")}
+    out = tmp_path / "run"
+    done = run_cli("train", "--dataset", str(dataset), "--out", str(out), "--model",
+                   "unlimited-ocr", "--preset", "quick_test", "--max-steps", "1",
+                   "--eval-steps", "1", "--eval-samples", "1", "--max-new-tokens", "2",
+                   "--sliding-window", "32", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "remote code" not in done.stderr and "Traceback" not in done.stderr
+    info = json.loads((out / "final" / MODEL_INFO_NAME).read_text())
+    assert (info["base_model"], info["family"], info["sliding_window"]) == (
+        "unlimited-ocr", "unlimited_ocr", 32)
+
+
 # ---------------------------------------------------------------------------- errors
 
 
