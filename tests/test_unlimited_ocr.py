@@ -26,8 +26,13 @@ from deepsynth.models.model_info import MODEL_INFO_NAME
 from deepsynth.models.random_spec import meta_model
 from deepsynth.models.registry import MODEL_PRESETS, load_model
 from deepsynth.render.tokens import page_tokens
-from deepsynth.training.data import (Collator, ExampleEncoder, PageDataset, load_split,
-                                     pixel_values)
+from deepsynth.training.data import (
+    Collator,
+    ExampleEncoder,
+    PageDataset,
+    load_split,
+    pixel_values,
+)
 from deepsynth.training.loop import train
 from deepsynth.workspace import Workspace
 

@@ -10,9 +10,9 @@ from deepsynth.atomic_files import write_json_atomic
 from deepsynth.config import to_dict
 from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.data.manifest import package_versions
+from deepsynth.models import unlimited_ocr
 from deepsynth.models.adapters import save_adapter
 from deepsynth.models.model_info import write_info
-from deepsynth.models import unlimited_ocr
 from deepsynth.models.registry import LoadedModel
 from deepsynth.training.run_folder import CONFIG_NAME
 
