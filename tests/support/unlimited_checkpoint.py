@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.v1_checkpoint import v1_config, write_v1_checkpoint
-
 from deepsynth.models import unlimited_ocr
+from support.v1_checkpoint import v1_config, write_v1_checkpoint
 
 WINDOW = 128
 CONTEXT = 32768
