@@ -42,8 +42,8 @@ class TaskConfig:
                           "or a JSON array, converted) or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
     model: str = option("tiny-deepseek-ocr-2", check=check_model_spec, help=(
-        "model preset, random:deepseek-ocr-2[?layers=N] or random:deepseek-ocr[?layers=N] "
-        "(the real architecture, random weights) or folder"))
+        "model preset, random:deepseek-ocr-2[?layers=N], random:deepseek-ocr[?layers=N] or "
+        "random:unlimited-ocr[?layers=N] (the real architecture, random weights) or folder"))
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
         "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))
@@ -58,6 +58,10 @@ class TaskConfig:
     max_pages: int = option(4, min=1, max=64, help="skip (and count) longer documents")
     prompt: str = option(DEFAULT_PROMPT, max_chars=2000,
                          help="instruction placed after the page images")
+    sliding_window: int | None = option(None, min=1, max=32768, help=(
+        "Unlimited-OCR only: generated tokens attend to every page and prompt token and to "
+        "the last N generated ones (default: the model's, 128); acts in generation "
+        "(evaluation, summarize), not in training"))
 
     @property
     def kind(self) -> str:

@@ -4,7 +4,9 @@ DeepSeek-OCR-2 encodes each page with a global view of 145 tokens up to 768 px a
 at 1024 px and above; sizes in between are processed at 1024 px. DeepSeek-OCR v1 lays its
 global view out as transformers' ``UnlimitedOcrProcessor`` and ``UnlimitedOcrModel`` do: a
 q x q grid of features (SAM's 16 px patches, downsampled 4x by its neck), a newline token
-after each row and a view separator, q(q+1)+1 tokens: 273 at 1024 px.
+after each row and a view separator, q(q+1)+1 tokens: 273 at 1024 px. Unlimited-OCR (v1's
+vision side, the same processor) lays pages out the same way; several pages follow each
+other in the sequence, each with its own rows, newlines and separator.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def v1_view_tokens(image_size: int, patch_size: int = V1_PATCH_SIZE) -> int:
 
 def page_tokens(family: str, image_size: int) -> int:
     """Image tokens of one square page's global view for a model family."""
-    if family == "deepseek_ocr":
+    if family in ("deepseek_ocr", "unlimited_ocr"):
         return v1_view_tokens(image_size)
     return vision_tokens_per_page(image_size, image_size)
 

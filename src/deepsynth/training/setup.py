@@ -54,7 +54,8 @@ def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
     loaded = load_model(config.task.model, root=root, dtype=base_dtype(config),
                         trust_remote_code=config.task.trust_remote_code,
                         attention_dropout=config.schedule.attention_dropout,
-                        quantize_4bit=uses_4bit(config), hub_ids=chat)
+                        quantize_4bit=uses_4bit(config), hub_ids=chat,
+                        sliding_window=None if chat else config.task.sliding_window)
     if chat != (loaded.family == "causal_lm"):
         raise ConfigError("model", f"{config.task.model} is a {loaded.family} model; "
                           f"trainer_type {config.task.trainer_type} needs "
