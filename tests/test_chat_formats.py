@@ -164,11 +164,11 @@ def test_each_refusal_names_its_line_and_field(tmp_path):
 
 
 def test_a_json_array_is_streamed_and_a_syntax_error_ends_it_once():
-    class Trickle(io.StringIO):
-        """Hands out the text 50 characters at a time, and fails past ``stop``."""
+    class Trickle(io.BytesIO):
+        """Hands out the bytes 50 at a time, and fails past ``stop``."""
 
         def __init__(self, text: str, stop: int):
-            super().__init__(text)
+            super().__init__(text.encode())
             self.stop = stop
 
         def read(self, size=-1):
@@ -177,17 +177,29 @@ def test_a_json_array_is_streamed_and_a_syntax_error_ends_it_once():
             return super().read(50)
 
     text, starts = array_text([sharegpt(i) for i in range(50)])
-    first = next(array_records(Trickle(text, 400), ""))
+    first = next(array_records(Trickle(text, 400), "f.json"))
     assert first.value == sharegpt(0) and first.line == 2 and first.error is None
+    assert first.size == len(json.dumps(sharegpt(0), indent=2).encode())
 
     # The third record is broken: two records, then one error, not one per line after it.
     broken = text.replace('"gpt",', '"gpt" oops,', 3).replace('"gpt" oops,', '"gpt",', 2)
-    records = list(array_records(io.StringIO(broken), ""))
+    records = list(array_records(io.BytesIO(broken.encode()), "f.json"))
     assert [r.value for r in records[:2]] == [sharegpt(0), sharegpt(1)]
     assert len(records) == 3 and records[2].value is None and records[2].line == starts[2]
     bad_line = broken[:broken.index("oops")].count("\n") + 1
     assert records[2].error.startswith("not valid JSON") and f"at line {bad_line}" in \
         records[2].error
+
+    # An array cut short, and one followed by more text: one problem each, after the records.
+    cut = text[:text.rindex("}") + 1]
+    end, after = cut.count("\n") + 1, text.count("\n") + 1
+    records = list(array_records(io.BytesIO(cut.encode()), "f.json"))
+    assert [r.value for r in records[:50]] == [sharegpt(i) for i in range(50)]
+    ended = f"not valid JSON at line {end}: expected ',' or ']', the file ends (is it cut short?)"
+    assert (records[50].index, records[50].line, records[50].error) == (50, end, ended)
+    last = list(array_records(io.BytesIO((text + "{}").encode()), "f.json"))[-1]
+    more = f"not valid JSON at line {after}: more JSON after the array"
+    assert (last.line, last.error) == (after, more)
 
 
 def test_bom_gzip_blank_lines_and_a_huge_record(tmp_path):

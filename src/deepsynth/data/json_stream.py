@@ -4,8 +4,10 @@
 Nothing holds the whole document: ``json.JSONDecoder.raw_decode`` decodes one record at a
 time from a buffer that holds that record and the chunk after it. A record longer than the
 limit fails the file (the end of a record cannot be found without decoding it), as does
-JSON that is not valid: the records before it have been yielded. Line numbers are counted
-as the buffer is consumed, so each record is named by the line it starts on.
+JSON that is not valid (:class:`JsonError`, which says where): the records before it have
+been yielded. Line numbers are counted as the buffer is consumed, so each record is named by
+the line it starts on. Sources read :func:`json_records`; chat files read :func:`json_items`,
+which also gives each record's size and may leave records unbounded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from deepsynth.errors import SourceError
 
@@ -27,6 +29,25 @@ _DECODER = json.JSONDecoder()
 # reported 3 characters before the end): more is read and the value decoded again.
 _NEAR_END = 16
 _BOM = "\ufeff"
+
+
+class JsonError(SourceError):
+    """The document is not valid JSON (or not the shape read): ``line`` is where the record
+    (or what was read) starts, ``at`` the line of the fault, ``reason`` the fault alone."""
+
+    def __init__(self, message: str, line: int, at: int, reason: str):
+        super().__init__(message)
+        self.line, self.at, self.reason = line, at, reason
+
+
+class Item(NamedTuple):
+    value: Any
+    line: int  # the line the record's text starts on (1-based)
+    size: int  # UTF-8 bytes of the record's JSON text (0 unless sizes were asked for)
+
+
+def utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def kind_of(value: Any) -> str:
@@ -51,10 +72,20 @@ def kind_of(value: Any) -> str:
 class _Buffer:
     """Decoded text read on demand, the position in it, and the line of that position."""
 
-    def __init__(self, handle: IO[bytes], name: str, limit: int, chunk: int):
+    def __init__(self, handle: IO[bytes], name: str, limit: int | None, chunk: int,
+                 sizes: bool = False):
         self.handle, self.name, self.limit, self.chunk = handle, name, limit, chunk
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.text, self.pos, self.line, self.eof = "", 0, 1, False
+        self.sizes, self.size = sizes, 0  # size: UTF-8 bytes of the last value's text
+
+    def fault(self, reason: str, what: str | None = None, line: int | None = None,
+              at: int | None = None) -> JsonError:
+        """The error "NAME line AT (WHAT): invalid JSON (REASON)"."""
+        line = self.line if line is None else line
+        at = line if at is None else at
+        named = f" ({what})" if what else ""
+        return JsonError(f"{self.where(at)}{named}: invalid JSON ({reason})", line, at, reason)
 
     def where(self, line: int | None = None) -> str:
         return f"{self.name} line {self.line if line is None else line}"
@@ -105,24 +136,24 @@ class _Buffer:
                        or exc.pos >= len(self.text) - _NEAR_END)
                 if self.eof or not cut:
                     at = line + self.text.count("\n", self.pos, exc.pos)
-                    raise SourceError(f"{self.where(at)} ({what}): invalid JSON "
-                                      f"({exc.msg})") from None
+                    raise self.fault(exc.msg, what, line, at) from None
             except RecursionError:
-                raise SourceError(f"{self.where(line)} ({what}): invalid JSON (nested too "
-                                  f"deeply)") from None
+                raise self.fault("nested too deeply", what, line) from None
             except ValueError as exc:  # an integer too long for Python to convert
-                raise SourceError(f"{self.where(line)} ({what}): invalid JSON ({exc})") \
-                    from None
-            if len(self.text) - self.pos > self.limit:
-                raise SourceError(f"{self.where(line)} ({what}): longer than "
-                                  f"{self.limit:,} bytes (the limit for one record)")
+                raise self.fault(str(exc), what, line) from None
+            if self.limit is not None and len(self.text) - self.pos > self.limit:
+                raise JsonError(f"{self.where(line)} ({what}): longer than {self.limit:,} "
+                                f"bytes (the limit for one record)", line, line,
+                                f"longer than {self.limit:,} bytes")
             self.more(max(self.chunk, len(self.text) - self.pos))  # doubling: linear in all
+        if self.sizes:
+            self.size = utf8_size(self.text[self.pos:end])
         self.line += self.text.count("\n", self.pos, end)
         self.pos = end
         return value, line
 
 
-def _array(buffer: _Buffer) -> Iterator[tuple[Any, int]]:
+def _array(buffer: _Buffer) -> Iterator[Item]:
     """The elements of the array whose ``[`` is the next character, with their lines."""
     buffer.take()
     if buffer.peek() == "]":
@@ -131,7 +162,7 @@ def _array(buffer: _Buffer) -> Iterator[tuple[Any, int]]:
     record = 0
     while True:
         record += 1
-        yield buffer.value(f"record {record}")
+        yield Item(*buffer.value(f"record {record}"), buffer.size)
         after = buffer.peek()
         if after in (",", "]"):
             buffer.take()
@@ -139,11 +170,10 @@ def _array(buffer: _Buffer) -> Iterator[tuple[Any, int]]:
                 return
             continue
         found = f"found {after!r}" if after else "the file ends (is it cut short?)"
-        raise SourceError(f"{buffer.where()} (after record {record}): invalid JSON (expected "
-                          f"',' or ']', {found})")
+        raise buffer.fault(f"expected ',' or ']', {found}", f"after record {record}")
 
 
-def _wrapped(buffer: _Buffer) -> Iterator[tuple[Any, int]]:
+def _wrapped(buffer: _Buffer) -> Iterator[Item]:
     """The array of the first ``data``/``rows``/``examples`` member of the object whose
     ``{`` is the next character; the members before it are decoded and dropped."""
     buffer.take()
@@ -174,8 +204,16 @@ def json_records(handle: IO[bytes], name: str, limit: int,
                  chunk: int = _CHUNK) -> Iterator[tuple[Any, int]]:
     """Each record of the JSON document in ``handle`` with the line it starts on; an empty
     document has none. ``name`` names the file in messages; ``chunk`` bytes are read at a
-    time."""
-    buffer = _Buffer(handle, name, limit, chunk)
+    time; a record longer than ``limit`` bytes fails the file."""
+    for item in json_items(handle, name, limit, chunk):
+        yield item.value, item.line
+
+
+def json_items(handle: IO[bytes], name: str, limit: int | None = None, chunk: int = _CHUNK,
+               sizes: bool = False) -> Iterator[Item]:
+    """What :func:`json_records` reads, as :class:`Item`s (with each record's size when
+    ``sizes``); ``limit`` None: records of any length."""
+    buffer = _Buffer(handle, name, limit, chunk, sizes)
     first = buffer.peek()
     if first == "":
         return
@@ -188,5 +226,6 @@ def json_records(handle: IO[bytes], name: str, limit: int,
         raise SourceError(f"{buffer.where()}: expected a JSON array of objects (or an "
                           f"object holding one, or JSON Lines); found {first!r}")
     if buffer.peek():
-        raise SourceError(f"{buffer.where()}: more JSON after the array (a .json file holds "
-                          f"one array, one object holding it, or JSON Lines)")
+        raise JsonError(f"{buffer.where()}: more JSON after the array (a .json file holds "
+                        f"one array, one object holding it, or JSON Lines)", buffer.line,
+                        buffer.line, "more JSON after the array")
