@@ -97,7 +97,7 @@ def test_layers_truncates_the_decoder_consistently():
 
 
 def test_random_specs_parse():
-    assert REAL_MODELS == (REAL, V1)
+    assert REAL_MODELS == (REAL, V1, "unlimited-ocr")
     assert parse_random_spec("random:deepseek-ocr?layers=2") == (V1, 2)
     assert parse_random_spec("random:deepseek-ocr-2") == (REAL, None)
     assert parse_random_spec("random:deepseek-ocr-2?layers=4") == (REAL, 4)
@@ -117,7 +117,8 @@ def test_bad_random_specs_name_what_is_allowed(spec):
     assert raised.value.field == "model"
     assert raised.value.allowed == allowed_specs() == (
         "random:deepseek-ocr-2[?layers=N] with N 1-12 or "
-        "random:deepseek-ocr[?layers=N] with N 1-12")
+        "random:deepseek-ocr[?layers=N] with N 1-12 or "
+        "random:unlimited-ocr[?layers=N] with N 1-12")
 
 
 # Shapes of v1's published checkpoint, under its names (from its header's transcript).

@@ -12,8 +12,9 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.sources import PREVIEW_LIMITS, SourceError, open_source
-from deepsynth.errors import ConfigError, ConfigRefused
+from deepsynth.data.file_formats import PREVIEW_LIMITS
+from deepsynth.data.sources import SourceError, open_source
+from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
 from deepsynth.render.tokens import vision_token_table
 from web_ui import schemas
@@ -59,7 +60,19 @@ def source_preview():
     columns = sorted({k for row in rows for k in row if k != "error"})
     return jsonify(splits=splits, columns=columns, rows=rows,
                    fields={"text": source.fields.text, "summary": source.fields.summary,
-                           "id": source.fields.id})
+                           "id": source.fields.id}, chat=_chat(data.source))
+
+
+def _chat(value: str) -> dict | None:
+    """A local file of conversations (for the generic trainer, not for rendering): its chat
+    format and conversion report, from its first records."""
+    from deepsynth.chat.inspect import detect_chat
+
+    try:
+        path = workspace().file(value, "source")
+    except DeepSynthError:  # a scheme (builtin:, hf:), not a file
+        return None
+    return detect_chat(path, value) if path.is_file() else None
 
 
 def _shown(value):

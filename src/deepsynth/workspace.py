@@ -213,7 +213,7 @@ class Workspace:
     def upload(self, filename: object) -> Path:
         """Where an uploaded corpus file goes: ``uploads/NAME``, a plain file name with a
         corpus format's extension (optionally .gz)."""
-        from deepsynth.data.sources import FORMATS
+        from deepsynth.data.file_formats import FORMATS
 
         suffixes = tuple(FORMATS) + tuple(ext + ".gz" for ext in FORMATS)
         if not isinstance(filename, str) or Path(filename).name != filename or \

@@ -113,12 +113,14 @@ def _rename(name: str) -> str:
     return name
 
 
-def write_v1_checkpoint(folder: Path, tokenizer) -> tuple[dict, dict[str, torch.Tensor]]:
+def write_v1_checkpoint(folder: Path, tokenizer, raw: dict | None = None
+                        ) -> tuple[dict, dict[str, torch.Tensor]]:
     """Write the tiny checkpoint and ``tokenizer`` to ``folder``; returns the native state
-    the weights came from and the v1-named tensors written."""
+    the weights came from and the v1-named tensors written. ``raw``: another config.json in
+    v1's layout (Unlimited-OCR's: the same weights and names)."""
     from transformers import UnlimitedOcrForConditionalGeneration
 
-    raw = v1_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    raw = raw or v1_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     config = deepseek_ocr_v1.native_config(raw, "tiny v1", deepseek_ocr_v1.image_token_id(
         tokenizer, "tiny v1"))
     config.vision_config.sam_config.initializer_range = 0.02  # SAM's 1e-10: no features

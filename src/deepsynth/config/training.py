@@ -39,11 +39,12 @@ class TaskConfig:
     """What is trained on what: the model, the data and the task."""
 
     dataset: str = option(help="a dataset folder made by deepsynth generate; with "
-                          "trainer_type generic, a chat JSONL file or hf:org/name")
+                          "trainer_type generic, a chat file (chat JSONL; ShareGPT, Alpaca "
+                          "or a JSON array, converted) or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
     model: str = option("tiny-deepseek-ocr-2", check=check_model_spec, help=(
-        "model preset, random:deepseek-ocr-2[?layers=N] or random:deepseek-ocr[?layers=N] "
-        "(the real architecture, random weights) or folder"))
+        "model preset, random:deepseek-ocr-2[?layers=N], random:deepseek-ocr[?layers=N] or "
+        "random:unlimited-ocr[?layers=N] (the real architecture, random weights) or folder"))
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
         "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))
@@ -62,6 +63,10 @@ class TaskConfig:
         "by default, for pages larger than one tile (a 1024x1024 page: 833 and 693)"))
     prompt: str = option(DEFAULT_PROMPT, max_chars=2000,
                          help="instruction placed after the page images")
+    sliding_window: int | None = option(None, min=1, max=32768, help=(
+        "Unlimited-OCR only: generated tokens attend to every page and prompt token and to "
+        "the last N generated ones (default: the model's, 128); acts in generation "
+        "(evaluation, summarize), not in training"))
 
     @property
     def kind(self) -> str:
@@ -164,8 +169,8 @@ class EvaluationConfig:
     eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
                                     "else test)")
 
-    eval_dataset: str | None = option(None, help="generic: a chat JSONL file to evaluate on "
-                                      "(default: no evaluation)")
+    eval_dataset: str | None = option(None, help="generic: a chat file to evaluate on, in "
+                                      "any format dataset takes (default: no evaluation)")
 
 
 @dataclass
@@ -179,8 +184,9 @@ class ChatConfig:
                                  help="generic: render assistant reasoning, or drop it")
     chat_train_on: str = option("all_assistant", choices=("all_assistant", "last_assistant"),
                                 help="generic: which assistant turns carry labels")
-    skip_invalid_lines: bool = option(False, help="generic: train on the valid lines of a "
-                                      "file with errors (the skipped lines are reported)")
+    skip_invalid_lines: bool = option(False, help="generic: train on the valid lines (or "
+                                      "records) of a file with errors (the skipped ones are "
+                                      "reported)")
 
 
 @dataclass

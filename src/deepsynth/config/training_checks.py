@@ -111,6 +111,19 @@ def _check_ocr(config: TrainingConfig) -> None:
     if config.task.model == "tiny-chat-lm":
         raise ConfigError("model", "tiny-chat-lm is a text-only causal LM: use it with "
                           "trainer_type generic", "a DeepSeek-OCR preset or folder")
+    from deepsynth.models.registry import preset_of
+
+    preset = preset_of(config.task.model)
+    if preset is not None:
+        _check_window(config, preset.family)
+
+
+def _check_window(config: TrainingConfig, family: str) -> None:
+    """``sliding_window`` is Unlimited-OCR's (the other families attend to everything)."""
+    if config.task.sliding_window is not None and family != "unlimited_ocr":
+        raise ConfigError("sliding_window", f"applies to Unlimited-OCR models only; "
+                          f"{config.task.model} is a {family} model (leave it unset)",
+                          "unset, or an Unlimited-OCR model")
 
 
 def check_chat(config: TrainingConfig) -> None:
@@ -119,6 +132,7 @@ def check_chat(config: TrainingConfig) -> None:
 
     if config.schedule.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+    _check_window(config, "causal_lm")
     preset = preset_of(config.task.model)
     if preset is not None and preset.family != "causal_lm":
         raise ConfigError("model", f"{config.task.model} reads page images; trainer_type "
@@ -162,6 +176,7 @@ def _check_model_folder(config: TrainingConfig) -> None:
         raise ConfigError("model", f"{config.task.model} is a causal LM; the OCR trainers "
                           f"read page images", "a DeepSeek-OCR preset or folder, or "
                           "trainer_type generic")
+    _check_window(config, family)
 
 
 def _check_splits(config: TrainingConfig) -> None:

@@ -74,6 +74,9 @@ def _generate(workspace: Workspace, hub: HubFactory) -> JobFunction:
                                   should_stop=context.should_stop, hub_client=client)
         for shard in result.damaged_shards:
             context.log(f"damaged shard {shard} was rendered again")
+        for count, examples in result.skipped.items():  # why rows were skipped, by count
+            context.log(f"{count}: {result.totals.get(count, 0)} row(s) skipped; first in "
+                        f"this run: {'; '.join(examples)}")
         context.log(f"generation {result.status}: {result.rows}")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,

@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from deepsynth.errors import DeepSynthError
 
 # The vision side per model family: SAM encoder, vision encoder (with its queries), projector
-# and the view separator (v1: and the row newline), as transformers' native classes name them
-# (v1's own checkpoint names are converted as it loads). Names are matched after stripping
-# PEFT's "base_model.model." prefix.
+# and the view separator (v1 and Unlimited-OCR: and the row newline), as transformers' native
+# classes name them (v1's own checkpoint names are converted as it loads). Names are matched
+# after stripping PEFT's "base_model.model." prefix.
+_V1_VISION = ("model.vision_tower.sam_encoder.", "model.vision_tower.vision_encoder.",
+              "model.multi_modal_projector.", "model.image_newline", "model.view_separator")
 VISION_PREFIXES = {
     "deepseek_ocr2": ("model.vision_tower.sam_encoder.", "model.vision_tower.vision_encoder.",
                       "model.vision_tower.query_", "model.multi_modal_projector.",
                       "model.view_separator"),
-    "deepseek_ocr": ("model.vision_tower.sam_encoder.", "model.vision_tower.vision_encoder.",
-                     "model.multi_modal_projector.", "model.image_newline",
-                     "model.view_separator"),
+    "deepseek_ocr": _V1_VISION,
+    "unlimited_ocr": _V1_VISION,  # v1's architecture, the same native class
     "causal_lm": (),  # text only: nothing to freeze
 }
 _COMPONENTS = (  # (component, pattern), first match wins

@@ -183,20 +183,22 @@ def image_token_id(tokenizer, name: str) -> int:
     return int(token)
 
 
-def load(location: str, name: str, tokenizer, dtype: Any, extra: dict):
+def load(location: str, name: str, tokenizer, dtype: Any, extra: dict, config=None):
     """The native model of a v1 checkpoint (v1's layout, or a native folder saved by
     DeepSynth), every weight loaded: a checkpoint lacking some is refused, naming them
-    (transformers would fill them with random values and only log a warning)."""
+    (transformers would fill them with random values and only log a warning). ``config``:
+    the native config to load with (Unlimited-OCR's, :mod:`deepsynth.models.unlimited_ocr`)."""
     from transformers import AutoConfig, UnlimitedOcrForConditionalGeneration
 
-    raw = read_config(location, name)
-    if is_v1_layout(raw):
-        config = native_config(raw, name, image_token_id(tokenizer, name))
-    elif is_full_attention_native(raw):
-        config = AutoConfig.from_pretrained(location)
-    else:
-        raise _refuse(name, f"its config.json (model_type {raw.get('model_type')!r}) is "
-                      f"not DeepSeek-OCR v1's")
+    if config is None:
+        raw = read_config(location, name)
+        if is_v1_layout(raw):
+            config = native_config(raw, name, image_token_id(tokenizer, name))
+        elif is_full_attention_native(raw):
+            config = AutoConfig.from_pretrained(location)
+        else:
+            raise _refuse(name, f"its config.json (model_type {raw.get('model_type')!r}) is "
+                          f"not DeepSeek-OCR v1's")
     try:
         model, report = UnlimitedOcrForConditionalGeneration.from_pretrained(
             location, config=config, dtype=dtype, output_loading_info=True, **extra)
@@ -207,6 +209,6 @@ def load(location: str, name: str, tokenizer, dtype: Any, extra: dict):
     if missing:
         raise _refuse(name, f"the checkpoint in {location} lacks {len(missing)} of the "
                       f"model's weights or has them in another shape (such as "
-                      f"{', '.join(map(str, missing[:3]))}); it is incomplete or not "
-                      f"DeepSeek-OCR v1")
+                      f"{', '.join(map(str, missing[:3]))}); it is incomplete or of "
+                      f"another model")
     return model

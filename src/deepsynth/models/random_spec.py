@@ -4,8 +4,10 @@ The architecture is shipped as package data (``resources/model_configs/NAME.json
 published model's config and its family), so nothing is downloaded: DeepSeek-OCR-2
 (``deepseek-ocr-2``, transformers' DeepseekOcr2Config) builds at its 3,389,119,360
 parameters, DeepSeek-OCR v1 (``deepseek-ocr``, v1's own config.json, converted as a v1 folder
-is: :mod:`deepsynth.models.deepseek_ocr_v1`) at 3,335,504,128, or either with its text
-decoder cut to its first ``N`` layers. For measuring memory and speed, and for testing
+is: :mod:`deepsynth.models.deepseek_ocr_v1`) at 3,335,504,128, Unlimited-OCR
+(``unlimited-ocr``, its checkpoint's config.json, converted with its sliding window:
+:mod:`deepsynth.models.unlimited_ocr`) at 3,335,504,128 too (v1's tensors), or any of them
+with its text decoder cut to its first ``N`` layers. For measuring memory and speed, and for testing
 training at the real dimensions; the weights are random (seeded, so every build is the same)
 and mean nothing.
 
@@ -23,7 +25,9 @@ from typing import Any
 from deepsynth.errors import ConfigError
 
 PREFIX = "random:"
-REAL_MODELS: tuple[str, ...] = ("deepseek-ocr-2", "deepseek-ocr")
+REAL_MODELS: tuple[str, ...] = ("deepseek-ocr-2", "deepseek-ocr", "unlimited-ocr")
+# Families whose checkpoints keep v1's layout (the decoder under language_config).
+V1_LAYOUT = ("deepseek_ocr", "unlimited_ocr")
 SEED = 1234
 # The values are generated in bfloat16 (the published checkpoint's dtype) whatever the dtype
 # asked for, then cast: a float32 build holds the same numbers as a bfloat16 one, so an adapter
@@ -39,13 +43,13 @@ def _resource(name: str) -> dict:
 
 
 def family(name: str) -> str:
-    """The model family of ``name`` (``deepseek_ocr2``, ``deepseek_ocr``)."""
+    """The model family of ``name`` (``deepseek_ocr2``, ``deepseek_ocr``, ``unlimited_ocr``)."""
     return _resource(name)["family"]
 
 
 def _decoder(config: dict, name: str) -> dict:
     # v1's config.json keeps the decoder under language_config; transformers' under text_config.
-    return config["language_config" if family(name) == "deepseek_ocr" else "text_config"]
+    return config["language_config" if family(name) in V1_LAYOUT else "text_config"]
 
 
 def real_depth(name: str) -> int:
@@ -100,18 +104,22 @@ def config_dict(name: str, layers: int | None = None) -> dict[str, Any]:
     return config
 
 
-def real_config(name: str, layers: int | None = None):
+def real_config(name: str, layers: int | None = None, window: int | None = None):
     """The transformers config of ``name`` (DeepseekOcr2Config, or UnlimitedOcrConfig for
-    v1), decoder cut to ``layers``."""
+    v1 and Unlimited-OCR), decoder cut to ``layers``; Unlimited-OCR's sliding ``window``
+    tokens (default its checkpoint's)."""
     from transformers import DeepseekOcr2Config
 
-    from deepsynth.models import deepseek_ocr_v1
+    from deepsynth.models import deepseek_ocr_v1, unlimited_ocr
 
     if name not in REAL_MODELS:
         raise ConfigError("model", f"{name!r} is no real model", ", ".join(REAL_MODELS))
     if family(name) == "deepseek_ocr":
         return deepseek_ocr_v1.native_config(config_dict(name, layers), f"{PREFIX}{name}",
                                              deepseek_ocr_v1.V1_IMAGE_TOKEN_ID)
+    if family(name) == unlimited_ocr.FAMILY:
+        return unlimited_ocr.native_config(config_dict(name, layers), f"{PREFIX}{name}",
+                                           deepseek_ocr_v1.V1_IMAGE_TOKEN_ID, window)
     return DeepseekOcr2Config(**config_dict(name, layers))
 
 
@@ -120,7 +128,7 @@ def model_class(name: str):
     import transformers
 
     return getattr(transformers, "UnlimitedOcrForConditionalGeneration"
-                   if family(name) == "deepseek_ocr" else "DeepseekOcr2ForConditionalGeneration")
+                   if family(name) in V1_LAYOUT else "DeepseekOcr2ForConditionalGeneration")
 
 
 def meta_model(name: str, layers: int | None = None):
@@ -132,13 +140,13 @@ def meta_model(name: str, layers: int | None = None):
         return model_class(name)(config)
 
 
-def random_model(name: str, layers: int | None, tokenizer, dtype):
+def random_model(name: str, layers: int | None, tokenizer, dtype, window: int | None = None):
     """The architecture with seeded random weights in ``dtype``, its special tokens those of
     ``tokenizer`` (the embeddings keep the real vocabulary's rows). The router stays float32
     (the class creates it so; transformers keeps it so when loading in half precision)."""
     import torch
 
-    config = real_config(name, layers)
+    config = real_config(name, layers, window)
     text = config.text_config
     text.bos_token_id, text.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
     text.pad_token_id = tokenizer.pad_token_id

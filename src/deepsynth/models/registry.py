@@ -1,7 +1,9 @@
 """Model presets and loading: DeepSeek-OCR-2 (native), DeepSeek-OCR v1 (native too, through
 transformers' ``unlimited_ocr`` classes with full causal attention: see
-:mod:`deepsynth.models.deepseek_ocr_v1`), the tiny demo model, the real architectures with
-random weights (``random:deepseek-ocr-2``, ``random:deepseek-ocr``, see
+:mod:`deepsynth.models.deepseek_ocr_v1`), Unlimited-OCR (the same classes with its reference
+sliding window: :mod:`deepsynth.models.unlimited_ocr`), the tiny demo model, the real
+architectures with random weights (``random:deepseek-ocr-2``, ``random:deepseek-ocr``,
+``random:unlimited-ocr``, see
 :mod:`deepsynth.models.random_spec`), or a local folder saved by DeepSynth or transformers.
 No model runs code from its Hub repository, except a chat causal LM with trust_remote_code.
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from deepsynth.config.spec import hub_repo_id
 from deepsynth.errors import ConfigError, DeepSynthError
-from deepsynth.models import deepseek_ocr_v1, tiny, tiny_chat
+from deepsynth.models import deepseek_ocr_v1, tiny, tiny_chat, unlimited_ocr
 from deepsynth.models.model_info import read_info
 from deepsynth.models.random_spec import PREFIX as RANDOM_PREFIX
 from deepsynth.models.random_spec import REAL_MODELS, parse_random_spec, random_model
@@ -30,7 +32,7 @@ from deepsynth.workspace import Workspace
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
-    family: str  # deepseek_ocr2 | deepseek_ocr (v1) | causal_lm
+    family: str  # deepseek_ocr2 | deepseek_ocr (v1) | unlimited_ocr | causal_lm
     source: str  # a Hub id, or "built-in"
     description: str
     randomly_initialized: bool = False
@@ -50,6 +52,10 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
                 "DeepSeek-OCR v1 (~3.3B parameters, MoE decoder), its checkpoint read into "
                 "transformers' native UnlimitedOcr class with full causal attention (no "
                 "remote code)"),
+    ModelPreset("unlimited-ocr", unlimited_ocr.FAMILY, "baidu/Unlimited-OCR",
+                "Unlimited-OCR (~3.3B parameters, v1's architecture trained for long "
+                "documents: 32K context, reference sliding-window attention), transformers' "
+                "native UnlimitedOcr class (no remote code)"),
     ModelPreset(tiny_chat.NAME, "causal_lm", "built-in",
                 "a Qwen2 causal LM at ~0.2M parameters with RANDOM weights and an offline "
                 "tokenizer: the demo and test model of the chat trainer; not "
@@ -110,7 +116,8 @@ def resolve_model(spec: str, root: Path | None = None,
                       f"{' or a Hub id ORG/NAME' if hub_ids else ''}; got {spec!r}")
 
 
-FAMILIES = "DeepSeek-OCR-2, DeepSeek-OCR v1, or a causal LM (the chat trainer)"
+FAMILIES = ("DeepSeek-OCR-2, DeepSeek-OCR v1, Unlimited-OCR, or a causal LM (the chat "
+            "trainer)")
 
 
 def model_family(location: str, preset: ModelPreset | None, info: dict,
@@ -143,6 +150,8 @@ def _family_of_config(raw: dict, name: str) -> str:
         return "deepseek_ocr2"
     if deepseek_ocr_v1.is_v1_layout(raw) or deepseek_ocr_v1.is_full_attention_native(raw):
         return "deepseek_ocr"
+    if unlimited_ocr.is_original_layout(raw) or unlimited_ocr.is_sliding_native(raw):
+        return unlimited_ocr.FAMILY
     if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or "AutoModelForCausalLM" in (
             raw.get("auto_map") or {}):
         return "causal_lm"
@@ -164,28 +173,41 @@ def _quantization(quantize_4bit: bool) -> dict:
 
 def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool = False,
                dtype: Any = None, attention_dropout: float = 0.0,
-               quantize_4bit: bool = False, hub_ids: bool = False) -> LoadedModel:
+               quantize_4bit: bool = False, hub_ids: bool = False,
+               sliding_window: int | None = None) -> LoadedModel:
     """Load a preset, ``random:`` spec or folder. ``dtype`` None means float32 (the weights
-    are upcast); modules the model keeps in float32 (the MoE router) stay so."""
+    are upcast); modules the model keeps in float32 (the MoE router) stay so.
+    ``sliding_window``: Unlimited-OCR's window in generation (default: the one the model was
+    saved with, else its checkpoint's); a ConfigError for a model of another family."""
     import torch
 
     location, preset = resolve_model(spec, root, hub_ids)
     dtype = dtype or torch.float32
     random = parse_random_spec(spec)
     if random:
-        return _load_random(spec, *random, root, dtype, attention_dropout, quantize_4bit)
+        if sliding_window is not None and real_family(random[0]) != unlimited_ocr.FAMILY:
+            raise _no_window(spec, real_family(random[0]))  # refused before it is built
+        return _with_window(_load_random(spec, *random, root, dtype, attention_dropout,
+                                         quantize_4bit), sliding_window)
     info = read_info(Path(location)) if Path(location).is_dir() else {}
+    window = sliding_window or info.get("sliding_window")
     if info.get("adapter"):
-        return _load_with_adapter(spec, Path(location), info, root, dtype, attention_dropout)
+        return _with_window(_load_with_adapter(spec, Path(location), info, root, dtype,
+                                               attention_dropout), window)
     family = model_family(location, preset, info, spec)
+    if window is not None and family != unlimited_ocr.FAMILY:
+        raise _no_window(spec, family)
     if family == "causal_lm":
         return _load_causal_lm(spec, location, preset, info, dtype, quantize_4bit,
                                trust_remote_code)
     from transformers import DeepseekOcr2ForConditionalGeneration
 
     try:
-        tokenizer = deepseek_ocr_v1.ocr_tokenizer(location, v1=family == "deepseek_ocr")
-        if family == "deepseek_ocr":
+        tokenizer = deepseek_ocr_v1.ocr_tokenizer(location, v1=family != "deepseek_ocr2")
+        if family == unlimited_ocr.FAMILY:
+            model = unlimited_ocr.load(location, spec, tokenizer, dtype,
+                                       _quantization(quantize_4bit), window)
+        elif family == "deepseek_ocr":
             model = deepseek_ocr_v1.load(location, spec, tokenizer, dtype,
                                          _quantization(quantize_4bit))
         else:
@@ -201,6 +223,20 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
                              else False))
     return _ocr_loaded(model, tokenizer, spec, family, int(image_size), randomly,
                        attention_dropout)
+
+
+def _no_window(spec: str, family: str) -> ConfigError:
+    return ConfigError("sliding_window", f"applies to Unlimited-OCR models only; {spec} is "
+                       f"a {family} model (leave it unset)", "unset, or an Unlimited-OCR model")
+
+
+def _with_window(loaded: LoadedModel, window: int | None) -> LoadedModel:
+    """``loaded`` generating with Unlimited-OCR's ``window`` (None: as it is)."""
+    if window is not None:
+        if loaded.family != unlimited_ocr.FAMILY:
+            raise _no_window(loaded.name, loaded.family)
+        unlimited_ocr.set_window(loaded.model, window)
+    return loaded
 
 
 def _load_random(spec: str, name: str, layers: int | None, root: Path | None, dtype: Any,

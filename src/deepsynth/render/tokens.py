@@ -5,7 +5,8 @@ it (``DeepseekOcr2ImageProcessor``, ``UnlimitedOcrImageProcessor`` for v1): a **
 the page resized to the model's image size keeping its aspect ratio and padded to a square
 with gray 127, and in image mode ``crops`` (the processors' default) also **local crops**:
 the page resized to a grid of tiles chosen by its aspect ratio (2 to 6 tiles of 768 px for
-DeepSeek-OCR-2, of 640 px for v1), when its longer side exceeds one tile. :func:`page_view`
+DeepSeek-OCR-2, of 640 px for v1; 2 to 32 of 640 px for Unlimited-OCR), when its longer side
+exceeds one tile. :func:`page_view`
 is that plan for one page; ``deepsynth.training.pages`` carries it out and
 ``tests/test_processor_parity.py`` proves both equal transformers' processors.
 
@@ -14,7 +15,9 @@ Tokens: DeepSeek-OCR-2's vision encoder answers each view with its learned queri
 for a 1024 px global view, +144 per crop. v1 lays a view's q x q feature grid (16 px SAM
 patches, downsampled 4x) out with a newline token after each row, q(q+1): 272 at 1024 px;
 its crops form one (rows x q) by (columns x q) grid, each row ended by a newline too; one
-view separator per page: 273 for a 1024 px global view.
+view separator per page: 273 for a 1024 px global view. Unlimited-OCR (v1's vision side,
+the same processor) lays pages out as v1 does; several pages follow each other in the
+sequence, each with its own rows, newlines and separator.
 """
 
 from __future__ import annotations
@@ -51,9 +54,11 @@ class FamilyViews:
 # DeepSeek-OCR-2: DeepseekOcr2ImageProcessor's defaults (768 px tiles, 2 to 6). v1: tiles of
 # 640 px as UnlimitedOcrImageProcessor and v1's own code; at most 6, v1's own MAX_CROPS
 # (UnlimitedOcrImageProcessor's 32 is Unlimited-OCR's, a model trained for long inputs).
+# Unlimited-OCR: UnlimitedOcrImageProcessor's defaults (640 px tiles, 2 to 32).
 VIEWS = {
     "deepseek_ocr2": FamilyViews("DeepSeek-OCR-2", 768, 2, 6, False, 0),
     "deepseek_ocr": FamilyViews("DeepSeek-OCR v1", 640, 2, 6, True, 640),
+    "unlimited_ocr": FamilyViews("Unlimited-OCR", 640, 2, 32, True, 640),
 }
 
 

@@ -93,6 +93,8 @@ class Trainer:
         with self.accelerator.main_process_first():  # one process builds the tiny model cache
             self.loaded = setup.load_base_model(config, self.root)
         self.data = setup.build_data(config, self.loaded)
+        for note in self.data.notes if self.accelerator.is_main_process else ():
+            self.echo(note)
         config = self.config = self._with_length_limit(config)
         self.sampler = EpochOrder(len(self.data.train), schedule.seed)
         collate = Collator(self.loaded.tokenizer.pad_token_id)

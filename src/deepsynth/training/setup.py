@@ -36,6 +36,7 @@ class TrainingData:
     probe: torch.utils.data.Dataset | None
     eval_split: str | None
     skipped: dict  # rows left out and why, for the run's summary
+    notes: tuple[str, ...] = ()  # what reading the data did, for the run's log
 
 
 def uses_4bit(config: TrainingConfig) -> bool:
@@ -60,7 +61,8 @@ def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
     loaded = load_model(config.task.model, root=root, dtype=base_dtype(config),
                         trust_remote_code=config.task.trust_remote_code,
                         attention_dropout=config.schedule.attention_dropout,
-                        quantize_4bit=uses_4bit(config), hub_ids=chat)
+                        quantize_4bit=uses_4bit(config), hub_ids=chat,
+                        sliding_window=None if chat else config.task.sliding_window)
     if chat != (loaded.family == "causal_lm"):
         raise ConfigError("model", f"{config.task.model} is a {loaded.family} model; "
                           f"trainer_type {config.task.trainer_type} needs "
@@ -164,7 +166,19 @@ def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData
     return TrainingData(train, probe, "eval_dataset" if probe else None, {
         "lines_skipped_invalid": len(report.invalid_lines),
         "invalid_lines": report.invalid_lines[:100],
-        "conversations_without_trained_tokens": untrained})
+        "conversations_without_trained_tokens": untrained,
+        "chat_format": report.format_dict(), "conversion": report.conversion()},
+        _conversion_notes(config.task.dataset, report))
+
+
+def _conversion_notes(dataset: str, report) -> tuple[str, ...]:
+    counts = report.conversion()
+    if counts is None:
+        return ()
+    reasons = "".join(f", {rule} {n}" for rule, n in counts["refused_by_reason"].items())
+    note = (f"{dataset}: {report.format_label()}, converted: {counts['records']} records "
+            f"read, {counts['converted']} converted, {counts['refused']} refused{reasons}")
+    return (note,)
 
 
 def _eval_rows(config: TrainingConfig) -> tuple[str | None, SplitRows | None]:
