@@ -1,7 +1,8 @@
 """Pages as each model's processor prepares them (issue 13, item 3): DeepSynth's tensors,
 image-token counts and image-token layout against transformers' own processors, for
 square, portrait, landscape and small (under one tile) pages, in each image mode
-(``global``, ``crops``) and each family (DeepSeek-OCR-2, DeepSeek-OCR v1).
+(``global``, ``crops``) and each family (DeepSeek-OCR-2, DeepSeek-OCR v1, Unlimited-OCR:
+v1's vision side with its processor's default of up to 32 tiles).
 
 The references: DeepSeek-OCR-2's ``DeepseekOcr2ImageProcessorPil`` and
 ``DeepseekOcr2Processor``, called as they are; v1's ``UnlimitedOcrImageProcessor`` run
@@ -19,6 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from support.unlimited_checkpoint import write_unlimited_checkpoint
 from support.unlimited_processor import MODULE as UNLIMITED
 from support.unlimited_processor import preprocess as unlimited_preprocess
 from support.v1_checkpoint import write_v1_checkpoint
@@ -147,44 +149,53 @@ def test_deepseek_ocr2_tokens_and_layout_are_its_processors(pages, tokenizer, mo
 # -------------------------------------------------------------------- DeepSeek-OCR v1
 
 
+V1_LAYOUT = [("deepseek_ocr", [[2, 2], [2, 3], [3, 2], [1, 1]]),
+             ("unlimited_ocr", [[2, 2], [3, 4], [3, 2], [1, 1]])]  # 32 tiles: portrait 3 x 4
+
+
+@pytest.mark.parametrize("family, grids", V1_LAYOUT)
 @pytest.mark.parametrize("size", [1024, 256])
 @pytest.mark.parametrize("mode", IMAGE_MODES)
-def test_v1_pixels_are_unlimited_ocrs_image_processor(pages, size, mode):
+def test_v1_pixels_are_unlimited_ocrs_image_processor(pages, family, grids, size, mode):
     """v1's processor: ``global`` is crop_to_patches off (a 1024 px view is padded, a
-    256 px one stretched: ``maximum_pad_value`` 640), ``crops`` on, with v1's 640 px tiles
-    and at most 6 of them (v1's own code; UnlimitedOcr's default of 32 is Unlimited-OCR's)."""
-    reference = unlimited_preprocess(pages, size, crop_to_patches=mode == "crops")
-    _, inputs = ours("deepseek_ocr", size, mode, pages)
+    256 px one stretched: ``maximum_pad_value`` 640), ``crops`` on, with 640 px tiles, at
+    most 6 for v1 (v1's own code), 32 for Unlimited-OCR (the processor's default)."""
+    most = VIEWS[family].max_crops
+    reference = unlimited_preprocess(pages, size, mode == "crops", max_patches=most)
+    _, inputs = ours(family, size, mode, pages)
     torch.testing.assert_close(inputs["pixel_values"], torch.stack(reference["pixel_values"]),
                                **EXACT)
     assert inputs.get("num_local_patches", [0] * 4) == reference["num_local_patches"]
     if mode == "crops":
-        assert inputs["patches_grid"] == reference["patches_grid"] == [[2, 2], [2, 3], [3, 2],
-                                                                       [1, 1]]
+        assert inputs["patches_grid"] == reference["patches_grid"] == grids
         torch.testing.assert_close(inputs["pixel_values_local"],
                                    torch.stack(reference["pixel_values_local"]), **EXACT)
     else:
         assert "pixel_values_local" not in reference and "pixel_values_local" not in inputs
 
 
+@pytest.mark.parametrize("family, grids", V1_LAYOUT)
 @pytest.mark.parametrize("size", [1024, 256])
 @pytest.mark.parametrize("mode", IMAGE_MODES)
-def test_v1_tokens_and_layout_are_unlimited_ocrs_processor(pages, tokenizer, size, mode):
+def test_v1_tokens_and_layout_are_unlimited_ocrs_processor(pages, tokenizer, family, grids,
+                                                           size, mode):
     """``UnlimitedOcrProcessor.replace_image_token`` on the image processor's output, page
     by page, then the prompt, tokenized: DeepSynth's prefix after its BOS."""
     processor = UnlimitedOcrProcessor(image_processor=DeepseekOcr2ImageProcessorPil(),
                                       tokenizer=tokenizer)
-    reference = unlimited_preprocess(pages, size, crop_to_patches=mode == "crops")
+    reference = unlimited_preprocess(pages, size, mode == "crops",
+                                     max_patches=VIEWS[family].max_crops)
     text = "".join(processor.replace_image_token(reference, i, size={"height": size,
                                                                      "width": size},
                                                  tile_size=640) for i in range(len(pages)))
-    entries, _ = ours("deepseek_ocr", size, mode, pages)
+    entries, _ = ours(family, size, mode, pages)
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     encoder = ExampleEncoder(tokenizer, image_id, 0, PROMPT, 512)
     expected = tokenizer(text + PROMPT + "\n", add_special_tokens=False).input_ids
     assert encoder.prefix(entries["page_tokens"]) == [tokenizer.bos_token_id] + expected
     if size == 1024 and mode == "crops":  # global 16 x 17 + 1; tiles (rows x 10) x (cols x 10 + 1)
-        assert entries["page_tokens"] == [273 + 20 * 21, 273 + 30 * 21, 273 + 20 * 31, 273]
+        assert entries["page_tokens"] == [273 + 10 * r * (10 * c + 1) for c, r in grids[:3]] + [
+            273]
 
 
 # ---------------------------------------------------------------- the models' features
@@ -192,9 +203,11 @@ def test_v1_tokens_and_layout_are_unlimited_ocrs_processor(pages, tokenizer, siz
 
 @pytest.fixture(scope="module")
 def tiny_models(root, tokenizer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("v1") / "tiny-v1"
-    write_v1_checkpoint(folder, tokenizer)
-    return [load_model("tiny-deepseek-ocr-2", root=root), load_model(str(folder), root=root)]
+    v1, unlimited = (tmp_path_factory.mktemp(name) / name for name in ("v1", "unlimited"))
+    write_v1_checkpoint(v1, tokenizer)
+    write_unlimited_checkpoint(unlimited, tokenizer)
+    return [load_model(spec, root=root) for spec in ("tiny-deepseek-ocr-2", str(v1),
+                                                      str(unlimited))]
 
 
 @pytest.mark.parametrize("mode", IMAGE_MODES)
@@ -215,7 +228,8 @@ def test_the_tiny_models_produce_as_many_features_as_counted(tiny_models, pages,
 
 
 @pytest.mark.parametrize("name, family", [("deepseek-ocr-2", "deepseek_ocr2"),
-                                          ("deepseek-ocr", "deepseek_ocr")])
+                                          ("deepseek-ocr", "deepseek_ocr"),
+                                          ("unlimited-ocr", "unlimited_ocr")])
 def test_the_real_architectures_produce_as_many_features_as_counted(name, family):
     """On the meta device (shapes only): the published models at 1024 px, both modes."""
     model = meta_model(name, 1)
@@ -228,7 +242,7 @@ def test_the_real_architectures_produce_as_many_features_as_counted(name, family
             inputs["pixel_values_local"] = torch.empty(sum(v.crops for v in views), 3, tile,
                                                        tile, device="meta")
             inputs["num_local_patches"] = [v.crops for v in views]
-            if family == "deepseek_ocr":
+            if VIEWS[family].row_newlines:
                 inputs["patches_grid"] = [[max(v.columns, 1), max(v.rows, 1)] for v in views]
         features = model.model.get_image_features(**inputs).pooler_output
         assert [len(f) for f in features] == [v.tokens for v in views]

@@ -449,18 +449,20 @@ def test_vision_tokens_are_what_deepseek_ocr_2_is_fed(page_size):
     assert stats.text_tokens == EstimatedTokens().count(text)
 
 
-@pytest.mark.parametrize("size, ocr2, v1", [
-    ((512, 512), (257, 257), (273, 273)),  # smaller than a tile: crops are the global view
-    ((1024, 1024), (257, 257 + 4 * 144), (273, 273 + 20 * 21)),  # 2 x 2 tiles
-    ((768, 1024), (257, 257 + 6 * 144), (273, 273 + 30 * 21)),  # 2 x 3
-    ((1024, 700), (257, 257 + 6 * 144), (273, 273 + 20 * 31)),  # 3 x 2
+@pytest.mark.parametrize("size, ocr2, v1, unlimited", [
+    ((512, 512), 257, 273, 273),  # smaller than a tile: crops are the global view
+    ((1024, 1024), 257 + 4 * 144, 273 + 20 * 21, 273 + 20 * 21),  # 2 x 2 tiles
+    ((768, 1024), 257 + 6 * 144, 273 + 30 * 21, 273 + 40 * 31),  # 2 x 3; Unlimited 3 x 4
+    ((1024, 700), 257 + 6 * 144, 273 + 20 * 31, 273 + 20 * 31),  # 3 x 2
 ])
-def test_vision_token_table_per_model_and_image_mode(size, ocr2, v1):
+def test_vision_token_table_per_model_and_image_mode(size, ocr2, v1, unlimited):
     """Crops: DeepSeek-OCR-2 adds 144 tokens per 768 px tile; v1 lays its 640 px tiles'
-    10 x 10 features out as one grid with a newline per row ((rows x 10) x (columns x 10 + 1))."""
+    10 x 10 features out as one grid with a newline per row ((rows x 10) x (columns x 10 + 1));
+    Unlimited-OCR the same, with up to 32 tiles instead of 6."""
     assert vision_token_table(*size) == [
-        {"model": "DeepSeek-OCR-2", "global": ocr2[0], "crops": ocr2[1]},
-        {"model": "DeepSeek-OCR v1", "global": v1[0], "crops": v1[1]}]
+        {"model": "DeepSeek-OCR-2", "global": 257, "crops": ocr2},
+        {"model": "DeepSeek-OCR v1", "global": 273, "crops": v1},
+        {"model": "Unlimited-OCR", "global": 273, "crops": unlimited}]
 
 
 def test_vision_tokens_scale_with_pages():

@@ -204,7 +204,8 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator('[data-stat="missing glyphs"]')).to_have_text(
         re.compile(r"^\d+"))
     playwright_api.expect(page.locator('[data-stat="vision tokens per page"]')).to_have_text(
-        "DeepSeek-OCR-2: 257 global, 833 crops; DeepSeek-OCR v1: 273 global, 693 crops")
+        "DeepSeek-OCR-2: 257 global, 833 crops; DeepSeek-OCR v1: 273 global, 693 crops; "
+        "Unlimited-OCR: 273 global, 693 crops")
     page.get_by_label("font size").fill("200")
     playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
     page.get_by_label("font size").fill("12")
