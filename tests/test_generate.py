@@ -50,7 +50,7 @@ def test_builtin_corpus_loads_with_load_dataset(tmp_path):
     assert isinstance(row["images"][0], Image.Image)
     assert row["images"][0].size == (640, 640) and row["images"][0].mode == "L"
     assert row["num_pages"] == len(row["images"]) >= 1
-    assert row["vision_tokens"] == 145 * row["num_pages"]
+    assert row["vision_tokens"] == 257 * row["num_pages"]  # DeepSeek-OCR-2, global mode
     # SciTLDR's source is a list of sentences (joined) and target a list (first taken).
     raw = next(iter(open_source("builtin:scitldr").rows("train"))).fields
     assert row["text"] == " ".join(raw["source"]) and row["summary"] == raw["target"][0]

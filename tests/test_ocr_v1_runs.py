@@ -32,6 +32,7 @@ from deepsynth.models.registry import load_model
 from deepsynth.training import setup
 from deepsynth.training.data import Collator, PageDataset, load_split, pixel_values
 from deepsynth.training.loop import train
+from deepsynth.training.pages import PageFormat
 from deepsynth.workspace import Workspace
 
 SHARD = "model-00001-of-000001.safetensors"
@@ -76,7 +77,8 @@ def example_batch(loaded, dataset: Path) -> dict:
 
     encoder = ExampleEncoder(loaded.tokenizer, loaded.image_token_id,
                              loaded.image_tokens_per_page, "Summarize:", 64)
-    rows = PageDataset(load_split(str(dataset), "train", 4), encoder, loaded.image_size)
+    rows = PageDataset(load_split(str(dataset), "train", 4), encoder,
+                       PageFormat(loaded.family, loaded.image_size))
     batch = Collator(loaded.tokenizer.pad_token_id)([rows[0], rows[1]])
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
             "pixel_values": pixel_values(batch["pages"], torch.float32)}

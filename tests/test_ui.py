@@ -203,6 +203,9 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator('[data-stat="pages"]')).to_have_text("1")
     playwright_api.expect(page.locator('[data-stat="missing glyphs"]')).to_have_text(
         re.compile(r"^\d+"))
+    playwright_api.expect(page.locator('[data-stat="vision tokens per page"]')).to_have_text(
+        "DeepSeek-OCR-2: 257 global, 833 crops; DeepSeek-OCR v1: 273 global, 693 crops; "
+        "Unlimited-OCR: 273 global, 693 crops")
     page.get_by_label("font size").fill("200")
     playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
     page.get_by_label("font size").fill("12")
@@ -213,6 +216,20 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator("#custom-job .badge")).to_have_text(
         "completed", timeout=120 * SECONDS)
     playwright_api.expect(page.locator("#custom-job img")).to_be_visible()
+
+
+def test_the_train_page_offers_the_image_mode(server, page):
+    base, _ = server
+    page.goto(base + "/train")
+    mode = page.get_by_label("image mode", exact=True)
+    assert mode.locator("option").all_inner_texts() == ["global", "crops"]
+    playwright_api.expect(mode).to_have_value("global")
+    playwright_api.expect(page.locator("#t-image_mode-hint")).to_contain_text(
+        "one of global, crops")
+    mode.select_option("crops")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--image-mode crops")
+    playwright_api.expect(page.locator("#curl-equivalent")).to_contain_text(
+        '"image_mode":"crops"')
 
 
 CHAT_LINES = [

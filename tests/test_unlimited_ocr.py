@@ -34,6 +34,7 @@ from deepsynth.training.data import (
     pixel_values,
 )
 from deepsynth.training.loop import train
+from deepsynth.training.pages import PageFormat
 from deepsynth.workspace import Workspace
 
 TOKENS_TINY = 21  # 256 px pages: 4 * (4 + 1) + 1
@@ -79,7 +80,8 @@ def dataset(root, tmp_path_factory) -> Path:
 def batch_of(loaded, dataset: Path) -> dict:
     encoder = ExampleEncoder(loaded.tokenizer, loaded.image_token_id,
                              loaded.image_tokens_per_page, "Summarize:", 64)
-    rows = PageDataset(load_split(str(dataset), "train", 4), encoder, loaded.image_size)
+    rows = PageDataset(load_split(str(dataset), "train", 4), encoder,
+                       PageFormat(loaded.family, loaded.image_size))
     batch = Collator(loaded.tokenizer.pad_token_id)([rows[0], rows[1]])
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
             "pixel_values": pixel_values(batch["pages"], torch.float32)}

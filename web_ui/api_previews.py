@@ -16,6 +16,7 @@ from deepsynth.data.file_formats import PREVIEW_LIMITS
 from deepsynth.data.sources import SourceError, open_source
 from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
+from deepsynth.render.tokens import vision_token_table
 from web_ui import schemas
 from web_ui.app_context import workspace
 from web_ui.requests_json import body, declares, parsed_body
@@ -35,9 +36,11 @@ def render_preview():
     if len(text) > schemas.MAX_PREVIEW_CHARS:
         raise ConfigError("text", f"is too long for a preview ({len(text)} characters)",
                           f"at most {schemas.MAX_PREVIEW_CHARS} characters")
-    rendered = build_renderer(from_dict(RenderConfig, data, strict=True)).render(text)
+    config = from_dict(RenderConfig, data, strict=True)
+    rendered = build_renderer(config).render(text)
     return jsonify(stats=rendered.stats.to_dict(), pages=[
-        "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages])
+        "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages],
+        vision_tokens_per_page=vision_token_table(*config.size))
 
 
 @blueprint.post("/api/sources/preview")

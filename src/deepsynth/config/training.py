@@ -23,6 +23,7 @@ from deepsynth.config.training_presets import (
 )
 from deepsynth.errors import ConfigError
 from deepsynth.models.random_spec import check_model_spec
+from deepsynth.render.tokens import IMAGE_MODES
 
 __all__ = [
     "ATTENTION", "CHAT_DEFAULTS", "CHAT_LORA_PRESETS", "DEFAULT_PROMPT", "EXPERTS",
@@ -56,6 +57,10 @@ class TaskConfig:
     max_length: int = option(512, min=8, max=32768,
                              help="text tokens (prompt + summary); image tokens never count")
     max_pages: int = option(4, min=1, max=64, help="skip (and count) longer documents")
+    image_mode: str = option("global", choices=IMAGE_MODES, help=(
+        "global: each page as one view at the model's image size (257 image tokens for "
+        "DeepSeek-OCR-2, 273 for v1); crops: also local crops, as the model's processor does "
+        "by default, for pages larger than one tile (a 1024x1024 page: 833 and 693)"))
     prompt: str = option(DEFAULT_PROMPT, max_chars=2000,
                          help="instruction placed after the page images")
     sliding_window: int | None = option(None, min=1, max=32768, help=(

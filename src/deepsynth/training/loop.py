@@ -26,13 +26,14 @@ from deepsynth.models.components import format_summary, parameter_summary
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.training import setup
 from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
-from deepsynth.training.data import Collator, PageDataset, pixel_values
+from deepsynth.training.data import Collator, PageDataset
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator
 from deepsynth.training.hooks import HookChain
 from deepsynth.training.metrics import MetricsLog, memory_stats
 from deepsynth.training.moe import RouterMonitor
 from deepsynth.training.output import save_final_model
+from deepsynth.training.pages import vision_inputs
 from deepsynth.training.run_folder import RunFolder
 
 
@@ -168,8 +169,7 @@ class Trainer:
     def _forward_loss(self, batch: dict) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                   "labels": batch["labels"]}
-        if "pages" in batch:
-            inputs["pixel_values"] = pixel_values(batch["pages"], self.dtype)
+        inputs.update(vision_inputs(batch, self.dtype))
         with self.accelerator.autocast():
             loss = self.model(**inputs).loss
             return self.hooks.add_extra_losses(loss, batch["attention_mask"])

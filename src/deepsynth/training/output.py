@@ -62,6 +62,7 @@ def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingC
             "randomly_initialized": loaded.randomly_initialized,
             "base_model": loaded.name, "peft": config.adapter.peft, "prompt": config.task.prompt,
             "max_length": config.task.max_length, "trainer_type": config.task.trainer_type,
+            "image_mode": config.task.image_mode,
             "versions": package_versions()}
     window = unlimited_ocr.window(model)
     if window is not None:  # generation slides it: evaluate and summarize read it here

@@ -12,14 +12,21 @@ from pathlib import Path
 import torch
 
 from deepsynth.config.training import LORA_PRESETS, TrainingConfig
-from deepsynth.errors import ConfigError, DatasetDamaged, DeepSynthError
+from deepsynth.errors import ConfigError, ConfigRefused, DatasetDamaged, DeepSynthError
 from deepsynth.models.adapters import apply_adapters, peft_config, unfreeze_decoder
 from deepsynth.models.components import freeze_vision
 from deepsynth.models.registry import LoadedModel, load_model
 from deepsynth.training.augment import Augmenter
-from deepsynth.training.data import ExampleEncoder, PageDataset, SplitRows, load_split
+from deepsynth.training.data import (
+    ExampleEncoder,
+    PageDataset,
+    SplitRows,
+    load_split,
+    read_page,
+)
 from deepsynth.training.hooks import AdaLoraBudget, StepHook
 from deepsynth.training.moe import RouterMonitor
+from deepsynth.training.pages import PageFormat
 from deepsynth.training.regularizers import REGULARIZERS
 
 
@@ -106,13 +113,39 @@ def build_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
             f"{task.max_pages} pages ({train_rows.skipped_too_many_pages} longer rows "
             f"skipped); raise --max-pages, or render the dataset with a smaller --font-size "
             f"and --margin")
+    pages = PageFormat(loaded.family, loaded.image_size, task.image_mode)
+    check_sequence_fits(loaded, pages, train_rows, task.max_length)
     augmenter = Augmenter(config.schedule.seed) if config.schedule.augment else None
-    train = PageDataset(train_rows, encoder, loaded.image_size, augmenter)
+    train = PageDataset(train_rows, encoder, pages, augmenter)
     eval_split, probe_rows = _eval_rows(config)
-    probe = PageDataset(probe_rows, encoder, loaded.image_size,
+    probe = PageDataset(probe_rows, encoder, pages,
                         limit=config.evaluation.eval_samples) if probe_rows is not None else None
     return TrainingData(train, probe, eval_split,
                         {"rows_skipped_too_many_pages": train_rows.skipped_too_many_pages})
+
+
+def check_sequence_fits(loaded: LoadedModel, pages: PageFormat, rows: SplitRows,
+                        max_length: int) -> None:
+    """The longest training sequence, [bos] + its pages' image tokens + max_length text
+    tokens, within the decoder's positions; else refused naming ``image_mode`` (crops) or
+    ``max_pages``. Pages are measured on the first one (a DeepSynth dataset has one size)."""
+    first = rows.table[rows.indices[0]]["images"][0]["bytes"]
+    width, height = read_page(first).size
+    counts = rows.table["num_pages"]
+    most = max(counts[i] for i in rows.indices)
+    image = pages.tokens(width, height) * most
+    positions = loaded.model.config.text_config.max_position_embeddings
+    if 1 + image + max_length <= positions:
+        return
+    single = PageFormat(pages.family, pages.image_size).tokens(width, height)
+    raise ConfigRefused(
+        "image_mode" if pages.mode == "crops" else "max_pages",
+        f"{pages.mode}: {most} page{'s' * (most != 1)} of {width}x{height} px are {image} "
+        f"image tokens; with "
+        f"max_length {max_length} a sequence of {1 + image + max_length} tokens exceeds "
+        f"the model's {positions} positions",
+        f"image_mode global ({single} image tokens a page), a smaller max_pages or "
+        f"max_length")
 
 
 def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:

@@ -85,6 +85,8 @@ async function renderPreview() {
       ...shown.pages.slice(0, 2).map((src, i) => el("img", { src, alt: `rendered page ${i + 1}` })));
     const items = [["pages", s.num_pages], ["missing glyphs", s.missing_glyphs + (s.missing_glyph_chars ? ` (${s.missing_glyph_chars})` : "")],
                    ["text tokens", s.text_tokens], ["vision tokens", s.vision_tokens],
+                   ["vision tokens per page", shown.vision_tokens_per_page.map((row) =>
+                     `${row.model}: ${row.global} global, ${row.crops} crops`).join("; ")],
                    ["compression ratio", `${s.compression_ratio} text/vision tokens`], ["truncated characters", s.truncated_chars]];
     document.getElementById("render-stats").replaceChildren(
       ...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))]));

@@ -7,6 +7,7 @@ import { collect, field, requestSchema, setValue } from "./schema.js";
 const form = document.getElementById("train-form");
 const GROUPS = {
   "name-slot": ["name"],
+  "image-mode-slot": ["image_mode"],
   "adapter-fields": ["peft", "lora_preset", "lora_r", "lora_alpha", "lora_dropout"],
   "schedule-fields": ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps",
                       "learning_rate", "save_steps", "eval_steps", "mixed_precision"],
