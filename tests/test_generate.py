@@ -43,7 +43,9 @@ def test_builtin_corpus_loads_with_load_dataset(tmp_path):
     result = run_cli("generate", "--source", "builtin:scitldr", "--out", str(out),
                      "--max-samples", "12", "--workers", "2", "--page-size", "small")
     assert result.returncode == 0, result.stderr
-    loaded = datasets.load_dataset(str(out))
+    # Its own cache: datasets keys a local folder's cache by a hash that can repeat across
+    # runs (same tmp path), and would hand back rows an older build of this code wrote.
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert set(loaded) == {"train", "validation"}
     assert loaded["train"].num_rows == 12 and loaded["validation"].num_rows == 12
     row = loaded["train"][0]
