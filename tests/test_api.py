@@ -157,6 +157,11 @@ def test_render_preview(api):
     assert preview["stats"]["num_pages"] == len(preview["pages"]) == 1
     assert preview["stats"]["missing_glyphs"] == 0
     assert preview["pages"][0].startswith("data:image/png;base64,")
+    assert preview["stats"]["vision_tokens"] == 257  # DeepSeek-OCR-2, image mode global
+    assert preview["vision_tokens_per_page"] == [  # a 512 px page: smaller than a tile
+        {"model": "DeepSeek-OCR-2", "global": 257, "crops": 257},
+        {"model": "DeepSeek-OCR v1", "global": 273, "crops": 273},
+        {"model": "Unlimited-OCR", "global": 273, "crops": 273}]
     status, error = client.call("POST", "/api/render/preview", {"text": "x", "margin": -1})
     assert status == 400 and error["field"] == "margin"
 

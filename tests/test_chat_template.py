@@ -12,7 +12,7 @@ import pytest
 
 from deepsynth.chat.data import load_chat
 from deepsynth.chat.template import IGNORE, ChatEncoder, label_preview, marked_text
-from deepsynth.chat.validate import validate_chat
+from deepsynth.chat.stream import validate_chat
 from deepsynth.errors import ConfigError, DeepSynthError
 
 # Fixtures are imported from chat_samples and requested by name (hence F401/F811 below).

@@ -10,7 +10,10 @@ import json
 import pytest
 
 from deepsynth.chat.data import ChatFileError, load_chat
-from deepsynth.chat.validate import ChatReport, conversations, parse_line, validate_chat
+from deepsynth.chat.records import line_records
+from deepsynth.chat.report import ChatReport
+from deepsynth.chat.stream import conversations, parse_line, validate_chat
+from deepsynth.chat.template import ChatEncoder
 from deepsynth.errors import DeepSynthError
 
 # Fixtures are imported from chat_samples and requested by name (hence F401/F811 below).
@@ -33,12 +36,13 @@ def test_a_valid_file_with_every_feature_passes(tmp_path, encoder):
     assert summary["role_counts"] == {"system": 1, "developer": 1, "user": 3, "assistant": 5,
                                       "tool": 3}
     # Without a tokenizer there are no lengths.
-    assert summary["token_lengths"] == {"p50": None, "p90": None, "p99": None, "max": None}
+    assert summary["token_lengths"] == {"p50": None, "p90": None, "p99": None, "max": None,
+                                        "sampled": 0, "counted": 0, "estimated": 0}
     as_dict = report.to_dict()
     assert as_dict["ok"] is True and json.loads(json.dumps(as_dict)) == as_dict
 
     # The streaming form yields each valid conversation with its physical line number.
-    streamed = list(conversations(lines, ChatReport()))
+    streamed = list(conversations(line_records(lines), ChatReport()))
     assert [(number, data) for number, data in streamed] == [(1, FULL), (3, MULTI), (5, PLAIN)]
 
 
@@ -48,7 +52,7 @@ def test_token_length_percentiles_use_the_tokenizer(tokenizer, encoder):
                           {"role": "assistant", "content": "ok"}]} for i in range(11)]
     order = [7, 2, 9, 0, 5, 10, 1, 4, 8, 3, 6]
     rows = [rows[i] for i in order]
-    report = validate_chat((dumps(r) for r in rows), count_tokens=encoder.count_tokens)
+    report = validate_chat((dumps(r) for r in rows), encoder)
     # The count is the rendered text's tokens plus the BOS the built-in template starts with.
     expected = [1 + len(tokenizer(encoder.render(r)[0], add_special_tokens=False)["input_ids"])
                 for r in rows]
@@ -56,7 +60,8 @@ def test_token_length_percentiles_use_the_tokenizer(tokenizer, encoder):
     assert len(set(expected)) == 11
     ranked = sorted(expected)
     assert report.summary()["token_lengths"] == {"p50": ranked[5], "p90": ranked[9],
-                                                 "p99": ranked[10], "max": ranked[10]}
+                                                 "p99": ranked[10], "max": ranked[10],
+                                                 "sampled": 11, "counted": 11, "estimated": 0}
     assert report.warnings == []  # no max_length given: nothing is too long
 
 
@@ -74,7 +79,7 @@ BAD_LINES = [  # (line, the one problem it has as (path, rule), or None for a va
     ({"messages": [{"role": "user"}, ANSWER]}, ("messages[0].content", "content_type")),
     ({"messages": [{"role": "user", "content": 42}, ANSWER]},
      ("messages[0].content", "content_type")),
-    ({"messages": [USER, {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]},
+    ({"messages": [USER, {"role": "assistant", "content": {"type": "text", "text": "x"}}]},
      ("messages[1].content", "content_type")),
     ({"messages": [USER, {"role": "assistant", "content": None}]},
      ("messages[1]", "assistant_empty")),
@@ -132,7 +137,7 @@ def test_each_broken_rule_is_reported_with_its_line_and_path():
         "tool_call_id", "tool_call_name", "tool_call_arguments", "tool_call_unmatched",
         "no_assistant", "reasoning_type"}
     report = ChatReport()
-    kept = list(conversations((line + "\n" for line in lines), report))
+    kept = list(conversations(line_records(line + "\n" for line in lines), report))
     assert [(p.line, p.path, p.rule) for p in report.errors] == expected
     assert report.error_count == len(expected) and not report.ok
     assert report.invalid_lines == [line for line, _, _ in expected]
@@ -167,8 +172,8 @@ def test_warnings_keep_lines_valid(encoder):
     ]
     lengths = [encoder.count_tokens(line) for line in lines]
     assert lengths[3] > 64 and max(lengths[:3] + lengths[4:]) <= 64
-    report = validate_chat((dumps(line) for line in lines), count_tokens=encoder.count_tokens,
-                           max_length=64)
+    report = validate_chat((dumps(line) for line in lines),
+                           ChatEncoder(encoder.tokenizer, max_length=64))
     assert report.ok and report.valid_rows == 5 and report.invalid_lines == []
     assert [(p.line, p.path, p.rule) for p in report.warnings] == [
         (1, "messages[1]", "late_developer"),

@@ -76,9 +76,10 @@ def test_missing_source_file_is_named(tmp_path):
 
 def test_undecodable_source_file_is_named(tmp_path):
     garbage = tmp_path / "garbage.jsonl"
-    garbage.write_bytes(b"\xff\xfe\x00\x81 not utf-8 \xc3\x28\n" * 4)
+    garbage.write_bytes(b"\x81\xfe\x00\xff not utf-8 \xc3\x28\n" * 4)  # no UTF-16 mark
     line = user_error(generate(garbage, tmp_path / "out"))
-    assert "garbage.jsonl line 1: invalid UTF-8" in line  # a bad row: --on-error applies
+    # A bad row: --on-error applies.
+    assert "garbage.jsonl line 1 (record 1): invalid UTF-8" in line
     assert "--on-error skip" in line
     assert not shard_files(tmp_path / "out")
     line = user_error(generate(garbage, tmp_path / "out", "--on-error", "skip"))

@@ -436,6 +436,18 @@ def test_a_wrong_name_is_refused_never_replaced(server, path, name):
     assert status == 400 and answer["field"] == "name", answer
 
 
+@pytest.mark.parametrize("path", ["/api/dataset/generate", "/api/benchmark/create"])
+def test_a_dataset_cannot_take_a_name_the_api_reserves(server, path):
+    """GET /api/datasets/presets lists the presets: a dataset of that name could never be
+    read or deleted through the API, so it is refused at submit."""
+    client, _, _, _ = server
+    body = {"source": "uploads/news.jsonl"} if path == "/api/dataset/generate" \
+        else {"preset": "scitldr"}
+    status, answer = client.call("POST", path, {**body, "name": "presets"})
+    assert status == 422 and answer["field"] == "name" and "reserved" in answer["error"], answer
+    assert not (server[3] / "datasets" / "presets").exists()
+
+
 def test_a_damaged_job_json_of_a_running_job_is_rebuilt_not_replaced(tmp_path):
     """The process running a job holds its record: a job.json cut short meanwhile is written
     back from memory at the next update, never over with a placeholder; a job nobody runs

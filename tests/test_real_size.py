@@ -1,11 +1,19 @@
-"""DeepSeek-OCR-2 at its real size (``random:deepseek-ocr-2``): the shipped architecture builds
-at the published parameter counts, the spec is parsed and refused exactly, and the random
-model loads, trains and is labeled as random weights.
+"""The real sizes (``random:deepseek-ocr-2``, ``random:deepseek-ocr``): the shipped
+architectures build at the published parameter counts, the spec is parsed and refused
+exactly, and the random models load, train and are labeled as random weights.
 
 "Vision side" is what ``components.VISION_PREFIXES`` freezes: everything but the language
-model (``model.language_model.*``) and ``lm_head``, i.e. the SAM encoder (94,979,328), the
-vision encoder (357,898,112) with its query embeddings (129,024 + 229,376), the projector
-(1,148,160) and the view separator (1,280): 454,385,280.
+model (``model.language_model.*``) and ``lm_head``. DeepSeek-OCR-2: the SAM encoder
+(94,979,328), the vision encoder (357,898,112) with its query embeddings (129,024 + 229,376),
+the projector (1,148,160) and the view separator (1,280): 454,385,280. DeepSeek-OCR v1: the
+SAM encoder (95,569,152), CLIP-L (302,575,616), the projector (2,622,720), the row newline
+and the view separator (2 x 1,280): 400,770,048.
+
+v1's reference figure is its published checkpoint, ``model-00001-of-000001.safetensors`` of
+deepseek-ai/DeepSeek-OCR: 2,710 tensors, 3,336,106,240 parameters (6.67 GB in bf16), as two
+public transcripts of its header agree (this machine cannot reach the Hub); 602,112 of them
+are CLIP's ``patch_embedding``, which v1's forward never uses and the native class does not
+have, so the native model has 3,335,504,128 in 2,709 tensors under v1's names.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import pytest
 import torch
 from conftest import run_cli, write_jsonl
 from support.server import Client, running
+from support.v1_checkpoint import v1_state
 from transformers import AutoTokenizer
 
 from deepsynth.config.server import ServerConfig
@@ -26,6 +35,7 @@ from deepsynth.models.components import component_of, is_vision
 from deepsynth.models.model_info import MODEL_INFO_NAME
 from deepsynth.models.random_spec import (
     REAL_MODELS,
+    allowed_specs,
     meta_model,
     parse_random_spec,
     real_config,
@@ -44,6 +54,11 @@ from deepsynth.workspace import Workspace
 REAL = "deepseek-ocr-2"
 TOTAL = 3_389_119_360
 VISION = 454_385_280
+V1 = "deepseek-ocr"
+V1_CHECKPOINT, V1_CHECKPOINT_TENSORS = 3_336_106_240, 2_710
+V1_UNUSED = 1024 * 3 * 14 * 14  # CLIP's patch_embedding: stored by v1, never used
+V1_TOTAL, V1_VISION = 3_335_504_128, 400_770_048
+V1_LAYERS_1, V1_LAYERS_2 = 764_580_608, 998_300_928  # the vision side whole
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +97,8 @@ def test_layers_truncates_the_decoder_consistently():
 
 
 def test_random_specs_parse():
-    assert REAL_MODELS == (REAL,)
+    assert REAL_MODELS == (REAL, V1, "unlimited-ocr")
+    assert parse_random_spec("random:deepseek-ocr?layers=2") == (V1, 2)
     assert parse_random_spec("random:deepseek-ocr-2") == (REAL, None)
     assert parse_random_spec("random:deepseek-ocr-2?layers=4") == (REAL, 4)
     assert parse_random_spec("random:deepseek-ocr-2?layers=12") == (REAL, 12)
@@ -99,7 +115,56 @@ def test_bad_random_specs_name_what_is_allowed(spec):
     with pytest.raises(ConfigError) as raised:
         parse_random_spec(spec)
     assert raised.value.field == "model"
-    assert raised.value.allowed == "random:deepseek-ocr-2[?layers=N] with N 1-12"
+    assert raised.value.allowed == allowed_specs() == (
+        "random:deepseek-ocr-2[?layers=N] with N 1-12 or "
+        "random:deepseek-ocr[?layers=N] with N 1-12 or "
+        "random:unlimited-ocr[?layers=N] with N 1-12")
+
+
+# Shapes of v1's published checkpoint, under its names (from its header's transcript).
+V1_SHAPES = {
+    "model.sam_model.pos_embed": (1, 64, 64, 768),
+    "model.sam_model.blocks.2.attn.rel_pos_h": (127, 64),  # a global-attention block
+    "model.sam_model.blocks.0.attn.rel_pos_w": (27, 64),  # a 14 px window block
+    "model.sam_model.neck.2.weight": (256, 256, 3, 3),
+    "model.sam_model.net_3.weight": (1024, 512, 3, 3),
+    "model.vision_model.embeddings.position_embedding.weight": (257, 1024),
+    "model.vision_model.transformer.layers.23.self_attn.qkv_proj.weight": (3072, 1024),
+    "model.projector.layers.weight": (1280, 2048),
+    "model.layers.0.mlp.gate_proj.weight": (6848, 1280),
+    "model.layers.11.mlp.experts.63.gate_proj.weight": (896, 1280),
+    "model.layers.11.mlp.experts.63.down_proj.weight": (1280, 896),
+    "model.layers.1.mlp.shared_experts.up_proj.weight": (1792, 1280),
+    "model.layers.1.mlp.gate.weight": (64, 1280),
+    "model.image_newline": (1280,), "model.view_seperator": (1280,),
+    "lm_head.weight": (129280, 1280),
+}
+
+
+def test_v1_builds_at_its_published_checkpoint_size():
+    model = meta_model(V1)
+    counts = [(name, p.numel()) for name, p in model.named_parameters()]
+    assert sum(n for _, n in counts) == V1_TOTAL == V1_CHECKPOINT - V1_UNUSED
+    assert sum(n for name, n in counts if is_vision(name, "deepseek_ocr")) == V1_VISION
+    as_v1 = {k: tuple(v.shape) for k, v in v1_state(model.state_dict()).items()}
+    assert len(as_v1) == V1_CHECKPOINT_TENSORS - 1  # all but patch_embedding
+    assert {k: as_v1.get(k) for k in V1_SHAPES} == V1_SHAPES
+    layers = model.model.language_model.layers
+    assert [type(layer.mlp).__name__ for layer in layers[:2]] == [
+        "UnlimitedOcrTextMLP", "UnlimitedOcrTextMoe"]
+    assert model.config.text_config.layer_types == ["full_attention"] * 12
+    assert model.config.text_config.rope_parameters["rope_theta"] == 10000.0  # v1's default
+    pages = torch.empty(1, 3, 1024, 1024, device="meta")
+    features = model.model.get_image_features(pages).pooler_output[0]
+    assert features.shape == (273, 1280)  # (16 + 1) x 16 + 1 for a 1024 px page
+
+
+def test_v1_layers_truncates_its_decoder():
+    model = meta_model(V1, 2)
+    assert sum(p.numel() for p in model.parameters()) == V1_LAYERS_2
+    assert model.config.text_config.mlp_layer_types == ["dense", "sparse"]
+    assert sum(p.numel() for n, p in model.named_parameters()
+               if is_vision(n, "deepseek_ocr")) == V1_VISION
 
 
 # --------------------------------------------------------------------------- loading
@@ -275,6 +340,30 @@ def test_the_real_architecture_trains_one_step_through_the_cli(root, dataset, tm
     assert cached < 5 * 2**20  # the 2 GB of random weights were never written
 
 
+def test_v1s_real_architecture_trains_one_step_through_the_cli(root, dataset, tmp_path):
+    """``deepsynth train --model random:deepseek-ocr?layers=1``, float32: 1 LoRA step at
+    1024 px (SAM ViT-B and CLIP-L at their real size, 273 image tokens). Measured here (2
+    cores shared with other jobs, load average 5-6): 165 s wall in pytest; ?layers=2 took 76 s
+    of CPU time and 230 s wall, so one layer is tested."""
+    out = tmp_path / "run-v1"
+    done = run_cli("train", "--dataset", str(dataset), "--out", str(out),
+                   "--model", "random:deepseek-ocr?layers=1", "--peft", "lora",
+                   "--lora-preset", "balanced", "--mixed-precision", "no",
+                   "--batch-size", "1", "--gradient-accumulation-steps", "1",
+                   "--max-length", "32", "--max-steps", "1", "--log-steps", "1",
+                   timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["randomly_initialized_base"] is True
+    assert metrics["parameters_total"] == V1_LAYERS_1 + metrics["parameters_trainable"]
+    info = json.loads((out / "final" / MODEL_INFO_NAME).read_text())
+    assert (info["family"], info["base_model"]) == ("deepseek_ocr", "random:deepseek-ocr?layers=1")
+    rows = {line[:16].strip(): line[16:].split() for line in
+            (out / "parameters.txt").read_text().splitlines()[1:]}
+    for component in ("sam encoder", "vision encoder", "projector", "view separator"):
+        assert rows[component][-1] == "frozen", component
+
+
 def test_the_api_lists_it_as_random_and_refuses_a_bad_spec_naming_what_is_allowed(
         root, dataset):
     shutil.copytree(dataset, Workspace(root).datasets / "ds", dirs_exist_ok=True)
@@ -284,7 +373,9 @@ def test_the_api_lists_it_as_random_and_refuses_a_bad_spec_naming_what_is_allowe
         assert status == 200
         presets = {p["name"]: p for p in listing["presets"]}
         assert presets["random:deepseek-ocr-2"]["randomly_initialized"] is True
+        assert presets["random:deepseek-ocr"]["family"] == "deepseek_ocr"
+        assert "needs_remote_code" not in presets["deepseek-ocr"]  # no preset needs it
         status, answer = client.call("POST", "/api/model/train", {
             "name": "real", "dataset": "ds", "model": "random:deepseek-ocr-2?layers=13"})
         assert status == 400 and answer["field"] == "model"
-        assert answer["allowed"] == "random:deepseek-ocr-2[?layers=N] with N 1-12"
+        assert answer["allowed"] == allowed_specs()

@@ -28,7 +28,7 @@ from deepsynth.render.layout import (
 )
 from deepsynth.render.page import encode_png
 from deepsynth.render.renderer import build_renderer
-from deepsynth.render.tokens import EstimatedTokens
+from deepsynth.render.tokens import EstimatedTokens, page_tokens, vision_token_table
 
 # --------------------------------------------------------------------------- helpers
 
@@ -386,7 +386,7 @@ def test_truncate_keeps_one_page_and_counts_the_rest():
                 for line in page for _, w in line.words)
     assert truncated.stats.truncated_chars == later
     assert truncated.stats.num_lines == Engine(config).lines_per_page
-    assert truncated.stats.vision_tokens == 145
+    assert truncated.stats.vision_tokens == 257
 
 
 def test_paginate_with_max_pages_truncates():
@@ -434,22 +434,41 @@ def test_short_text_is_never_truncated_or_shrunk():
 # --------------------------------------------------------------------------- 7. stats
 
 
-@pytest.mark.parametrize("page_size, per_page", [
-    ("tiny", 145), ("small", 145), ("768x768", 145), ("base", 257), ("800x800", 257),
-])
-def test_vision_tokens_per_page(page_size, per_page):
-    text = "Vision tokens depend on the page size only."
+@pytest.mark.parametrize("page_size", ["tiny", "small", "768x768", "base", "800x800"])
+def test_vision_tokens_are_what_deepseek_ocr_2_is_fed(page_size):
+    """A row's vision_tokens: DeepSeek-OCR-2 at its real 1024 px in image mode global,
+    the default, whatever the page's size (each page becomes one 1024 px view), computed
+    where training counts them (deepsynth.render.tokens.page_tokens)."""
+    text = "Vision tokens are the model's, not the page's."
     stats = build_renderer(RenderConfig(page_size=page_size)).render(text).stats
+    width, height = RenderConfig(page_size=page_size).size
     assert stats.num_pages == 1
-    assert stats.vision_tokens == per_page
+    assert stats.vision_tokens == 257 == page_tokens("deepseek_ocr2", 1024, "global",
+                                                       width, height)
     assert stats.compression_ratio == round(stats.text_tokens / stats.vision_tokens, 4)
     assert stats.text_tokens == EstimatedTokens().count(text)
+
+
+@pytest.mark.parametrize("size, ocr2, v1, unlimited", [
+    ((512, 512), 257, 273, 273),  # smaller than a tile: crops are the global view
+    ((1024, 1024), 257 + 4 * 144, 273 + 20 * 21, 273 + 20 * 21),  # 2 x 2 tiles
+    ((768, 1024), 257 + 6 * 144, 273 + 30 * 21, 273 + 40 * 31),  # 2 x 3; Unlimited 3 x 4
+    ((1024, 700), 257 + 6 * 144, 273 + 20 * 31, 273 + 20 * 31),  # 3 x 2
+])
+def test_vision_token_table_per_model_and_image_mode(size, ocr2, v1, unlimited):
+    """Crops: DeepSeek-OCR-2 adds 144 tokens per 768 px tile; v1 lays its 640 px tiles'
+    10 x 10 features out as one grid with a newline per row ((rows x 10) x (columns x 10 + 1));
+    Unlimited-OCR the same, with up to 32 tiles instead of 6."""
+    assert vision_token_table(*size) == [
+        {"model": "DeepSeek-OCR-2", "global": 257, "crops": ocr2},
+        {"model": "DeepSeek-OCR v1", "global": 273, "crops": v1},
+        {"model": "Unlimited-OCR", "global": 273, "crops": unlimited}]
 
 
 def test_vision_tokens_scale_with_pages():
     stats = build_renderer(small_config()).render(LONG_PROSE).stats
     assert stats.num_pages > 1
-    assert stats.vision_tokens == 145 * stats.num_pages
+    assert stats.vision_tokens == 257 * stats.num_pages
     assert stats.compression_ratio == round(stats.text_tokens / stats.vision_tokens, 4)
     assert stats.num_chars == len(normalize_text(LONG_PROSE))
 
@@ -604,7 +623,8 @@ def test_cli_render_writes_every_page(tmp_path):
     assert sorted(tmp_path.glob("p*.png")) == sorted(pages)
     assert report["page_size"] == [512, 512]
     assert report["truncated_chars"] == 0
-    assert report["vision_tokens"] == 145 * len(pages)
+    assert report["vision_tokens"] == 257 * len(pages)
+    assert report["vision_tokens_per_page"] == vision_token_table(512, 512)
 
 
 def test_cli_render_text_file(tmp_path):

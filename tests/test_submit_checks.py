@@ -1,11 +1,12 @@
 """Everything that can be known cheaply is checked when a job is submitted, and sources are
 read within bounds.
 
-A generation request naming a split the source lacks, a field its first row lacks, or an
-unknown font, and a training request naming a split the dataset lacks or a max_length the
-prompt fills, are a 422 (values the OpenAPI document allows, refused by what the source or
-dataset holds; an unknown font names nothing: a 404) naming the field and what is allowed
-(REST) or one ``error:`` line
+A generation request naming a split the source lacks, a field its first row lacks (column
+names shown with their invisible characters), a first row the generation would stop at
+(unreadable, or its text null, under on_error fail), or an unknown font, and a training
+request naming a split the dataset lacks or a max_length the prompt fills, are a 422 (values
+the OpenAPI document allows, refused by what the source or dataset holds; an unknown font
+names nothing: a 404) naming the field and what is allowed (REST) or one ``error:`` line
 before any work (CLI); nothing is queued. Source lines that are not UTF-8 or longer than
 the line limit are bad rows (skipped and counted under ``on_error skip``, named under
 ``fail``), never read whole. A real waitress server with capacities 0 (accepted jobs only
@@ -30,9 +31,9 @@ from support.server import Client, running
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.config.server import ServerConfig
 from deepsynth.data import output_folder
+from deepsynth.data.file_formats import GENERATION_LIMITS, PREVIEW_LIMITS, ReadLimits, read_file
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
-from deepsynth.data.sources import GENERATION_LIMITS, PREVIEW_LIMITS, ReadLimits, read_file
 from deepsynth.errors import DeepSynthError, OutputError
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -85,6 +86,10 @@ def server(tmp_path_factory):
         + json.dumps(articles(1)[0]).encode() + b"\n")
     with open(uploads / "nosummary.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([["id", "article"], ["1", "text"]])
+    pq.write_table(pa.table({"\ufeffarticle": ["t"], "highlights": ["s"]}),
+                   uploads / "hidden.parquet")  # a BOM kept in a column name
+    write_jsonl(uploads / "null-first.jsonl", [dict(articles(1)[0], article=None),
+                                               *articles(2)])
     config = ServerConfig(data_root=str(root), threads=4, generate_capacity=0,
                           accelerator_capacity=0)
     with running(config) as (_, base):
@@ -125,10 +130,14 @@ def gen(name: str, **extra) -> dict:
     (gen("f3", source="uploads/nosummary.csv", id_field=None), "source.summary_field",
      "id, article"),
     (gen("f4", text_field=None), "source.text_field", "id, article, highlights"),
+    (gen("f5", source="uploads/hidden.parquet", id_field=None), "source.text_field",
+     "\\ufeffarticle, highlights"),
     (gen("r1", source="uploads/bad-first.jsonl"), "source", None),
+    (gen("r3", source="uploads/null-first.jsonl"), "source", "on_error skip"),
     (gen("t1", font="NoSuchFont"), "font", "DejaVuSans"),  # already refused before
 ], ids=["local split", "builtin split", "fraction of a split source", "unknown text field",
-        "first row lacks it", "csv lacks summary", "no mapping", "bad first row", "font"])
+        "first row lacks it", "csv lacks summary", "no mapping", "invisible column name",
+        "bad first row", "null first text", "font"])
 def test_generation_refused_at_submit(server, body, field, allowed):
     client, _ = server
     answer = refused(client, "/api/dataset/generate", body, field,
@@ -144,10 +153,11 @@ def test_benchmark_with_an_unknown_split_is_refused(server):
     assert answer["allowed"] == "train, validation"
 
 
-def test_bad_first_row_is_accepted_with_on_error_skip(server):
+@pytest.mark.parametrize("name", ["bad-first.jsonl", "null-first.jsonl"])
+def test_bad_first_row_is_accepted_with_on_error_skip(server, name):
     client, _ = server
     status, answer = client.call("POST", "/api/dataset/generate",
-                                 gen("skip-ok", source="uploads/bad-first.jsonl",
+                                 gen(f"skip-{name[:4]}", source=f"uploads/{name}",
                                      on_error="skip"))
     assert status == 202 and answer["status"] == "queued", answer
 
@@ -156,7 +166,11 @@ def test_bad_first_row_names_the_line(server):
     client, _ = server
     answer = refused(client, "/api/dataset/generate", gen("r2", source="uploads/bad-first.jsonl"),
                      "source")
-    assert "bad-first.jsonl line 1: invalid UTF-8" in answer["error"], answer
+    assert "bad-first.jsonl line 1 (record 1): invalid UTF-8" in answer["error"], answer
+    answer = refused(client, "/api/dataset/generate",
+                     gen("r4", source="uploads/null-first.jsonl"), "source")
+    assert answer["error"] == ("source null-first.jsonl line 1 (record 1): text_field 'article' "
+                               "is null (set on_error to skip to skip bad rows)"), answer
 
 
 # 1. Training requests: the dataset's splits and the prompt's length.
@@ -221,13 +235,13 @@ def test_invalid_utf8_lines_are_skipped_and_counted(tmp_path):
     text = "\n".join(",".join(f'"{cell}"' for cell in line) for line in table) + "\n"
     csv_file = tmp_path / "corpus.csv"
     csv_file.write_bytes(text.encode().replace(b"Story doc-2", b"Story \xff\xfe"))
-    for source, bad_line in ((jsonl, 2), (csv_file, 4)):
+    for source, bad_line, record in ((jsonl, 2, 2), (csv_file, 4, 3)):  # CSV: a header
         out = tmp_path / f"out-{source.suffix[1:]}"
         result = generate_dataset(generation(source, out, "skip"))
         assert result.rows == {"train": 3}
         assert manifest(out)["totals"]["invalid"] == 1
-        with pytest.raises(DeepSynthError, match=f"{source.name} line {bad_line}: invalid "
-                           f"UTF-8.*--on-error skip"):
+        with pytest.raises(DeepSynthError, match=f"{source.name} line {bad_line} \\(record "
+                           f"{record}\\): invalid UTF-8.*--on-error skip"):
             generate_dataset(generation(source, tmp_path / f"fail-{source.suffix[1:]}",
                                         "fail"))
 
@@ -239,12 +253,13 @@ def test_a_long_line_is_not_held_in_memory(tmp_path):
     assert source.stat().st_size < 2**20  # a small file that inflates to 24 MiB
     tracemalloc.start()
     try:
-        rows = list(read_file(source, ReadLimits(line_bytes=2**20, json_bytes=2**20)))
+        rows = list(read_file(source, ReadLimits(line_bytes=2**20)))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert [r[0]["id"] if r[0] else None for r in rows] == ["doc-0", None, "doc-1"]
-    assert rows[1][1] == "bomb.jsonl.gz line 2: longer than 1,048,576 bytes (the line limit)"
+    assert rows[1][1] == ("bomb.jsonl.gz line 2 (record 2): longer than 1,048,576 bytes (the "
+                          "line limit)")
     assert peak < 8 * 2**20, peak
 
 
@@ -255,7 +270,7 @@ def test_preview_reports_a_line_over_its_limit(server):
                                  {"source": "uploads/long.jsonl.gz"})
     assert status == 200, answer
     assert answer["rows"][0]["id"] == "doc-0" and answer["rows"][2]["id"] == "doc-1"
-    assert answer["rows"][1] == {"error": f"long.jsonl.gz line 2: longer than "
+    assert answer["rows"][1] == {"error": f"long.jsonl.gz line 2 (record 2): longer than "
                                           f"{PREVIEW_LIMITS.line_bytes:,} bytes (the line limit)"}
 
 
@@ -266,8 +281,8 @@ def test_generation_skips_or_names_a_line_over_the_limit(tmp_path):
     result = generate_dataset(generation(source, out, "skip"))
     assert result.rows == {"train": 4}
     assert manifest(out)["totals"]["invalid"] == 1
-    with pytest.raises(DeepSynthError, match="long.jsonl.gz line 3: longer than 67,108,864 "
-                       "bytes"):
+    with pytest.raises(DeepSynthError, match=r"long.jsonl.gz line 3 \(record 3\): longer than "
+                       r"67,108,864 bytes"):
         generate_dataset(generation(source, tmp_path / "fail", "fail"))
 
 

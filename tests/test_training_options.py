@@ -121,7 +121,7 @@ def test_freezing_that_matches_nothing_is_refused(setup_root):
     root, _ = setup_root
     loaded = load_model("tiny-deepseek-ocr-2", root=root)
     with pytest.raises(DeepSynthError, match="matched no parameter"):
-        freeze_vision(loaded.model, "deepseek_ocr")  # v1's prefixes on a v2 model
+        freeze_vision(loaded.model, "causal_lm")  # a text-only family's (none) on an OCR model
 
 
 @pytest.mark.parametrize("samples,preset", [(1, "tiny_data"), (9, "tiny_data"),

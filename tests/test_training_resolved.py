@@ -50,7 +50,7 @@ def test_sections_hold_every_field_once():
     config = training_config(BASE)
     names = [f.name for section in SECTIONS
              for f in dataclasses.fields(getattr(config, section))]
-    assert len(names) == len(set(names)) == len(flat_fields(TrainingConfig)) == 59
+    assert len(names) == len(set(names)) == len(flat_fields(TrainingConfig)) == 61
     assert config.schedule.learning_rate == 5e-5 and config.task.dataset == "d"
     assert config.hub.push_to_hub is False and config.evaluation.eval_dataset is None
 

@@ -203,6 +203,9 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator('[data-stat="pages"]')).to_have_text("1")
     playwright_api.expect(page.locator('[data-stat="missing glyphs"]')).to_have_text(
         re.compile(r"^\d+"))
+    playwright_api.expect(page.locator('[data-stat="vision tokens per page"]')).to_have_text(
+        "DeepSeek-OCR-2: 257 global, 833 crops; DeepSeek-OCR v1: 273 global, 693 crops; "
+        "Unlimited-OCR: 273 global, 693 crops")
     page.get_by_label("font size").fill("200")
     playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
     page.get_by_label("font size").fill("12")
@@ -213,6 +216,20 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator("#custom-job .badge")).to_have_text(
         "completed", timeout=120 * SECONDS)
     playwright_api.expect(page.locator("#custom-job img")).to_be_visible()
+
+
+def test_the_train_page_offers_the_image_mode(server, page):
+    base, _ = server
+    page.goto(base + "/train")
+    mode = page.get_by_label("image mode", exact=True)
+    assert mode.locator("option").all_inner_texts() == ["global", "crops"]
+    playwright_api.expect(mode).to_have_value("global")
+    playwright_api.expect(page.locator("#t-image_mode-hint")).to_contain_text(
+        "one of global, crops")
+    mode.select_option("crops")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--image-mode crops")
+    playwright_api.expect(page.locator("#curl-equivalent")).to_contain_text(
+        '"image_mode":"crops"')
 
 
 CHAT_LINES = [
@@ -254,6 +271,42 @@ def test_generic_trainer_validates_chat_and_previews_labels(server, page):
     playwright_api.expect(page.locator("#t-chat_source-error")).to_contain_text(
         "skip_invalid_lines")
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
+
+
+SHAREGPT = [{"conversations": [{"from": "human", "value": f"What is {i} plus {i}?"},
+                               {"from": "gpt", "value": f"{2 * i}."}]} for i in range(2)] + [
+    {"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "beep"}]}]
+
+
+def test_chat_formats_are_named_with_their_conversion_report(server, page):
+    base, root = server
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    (root / "uploads" / "share.json").write_text(json.dumps(SHAREGPT, indent=2))
+    # Custom Dataset: the file is seen as conversations, for the Generic trainer.
+    page.goto(base + "/custom")
+    page.get_by_label("Source", exact=False).first.fill("uploads/share.json")
+    page.get_by_role("button", name="Preview source").click()
+    detected = page.locator("#chat-detected")
+    playwright_api.expect(detected).to_contain_text(
+        "ShareGPT (conversations with from/value) in a JSON array")
+    playwright_api.expect(detected).to_contain_text("2 convert, 1 refused (unknown_from 1)")
+    playwright_api.expect(detected.get_by_role("link", name="Train › Generic")).to_be_visible()
+    # Generic trainer: the format, the conversion report, the refused record's field.
+    page.goto(base + "/train")
+    page.locator('[data-trainer="generic"]').click()
+    page.get_by_label("Chat file").fill("uploads/share.json")
+    page.get_by_role("button", name="Validate").click()
+    playwright_api.expect(page.locator("#chat-format")).to_have_text(  # builds tiny-chat-lm
+        "Format: ShareGPT (conversations with from/value) in a JSON array",
+        timeout=120 * SECONDS)
+    playwright_api.expect(page.locator("#chat-verdict")).to_contain_text("1 of 3 records refused")
+    conversion = page.locator("#chat-conversion")
+    playwright_api.expect(conversion).to_contain_text(
+        "3 records read, 2 converted, 1 refused (unknown_from 1)")
+    playwright_api.expect(conversion).to_contain_text(
+        "deepsynth convert-chat uploads/share.json uploads/share.jsonl")
+    playwright_api.expect(page.locator("#chat-problems")).to_contain_text(
+        "conversations[1].from")
 
 
 def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):

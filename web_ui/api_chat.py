@@ -1,5 +1,6 @@
-"""Chat data for the generic trainer, ``/api/chat/*``: validate a chat JSONL file, preview a
-line's labels."""
+"""Chat data for the generic trainer, ``/api/chat/*``: validate a chat file (with its
+detected format and, for ShareGPT, Alpaca or a JSON array, the conversion report), preview a
+record's labels."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ def _inspect_request():
 @blueprint.post("/api/chat/validate")
 @declares(body=schemas.chat_inspect_body, errors=(404, 422))
 def validate():
-    """Every problem of a chat JSONL file (line, field path, rule), warnings and a summary."""
+    """Every problem of a chat JSONL file (line, field path, rule), warnings and a summary;
+    the detected format, and the conversion report when the file is in another format."""
     from deepsynth.chat.inspect import validate_file
 
-    _, path, encoder = _inspect_request()
-    return jsonify(validate_file(path, encoder).to_dict())
+    request, path, encoder = _inspect_request()
+    return jsonify(validate_file(path, encoder, request.source))
 
 
 @blueprint.post("/api/chat/preview")

@@ -20,7 +20,7 @@ from deepsynth.data.presets import PRESETS
 from deepsynth.errors import ConfigError, NotFound
 from deepsynth.jobs.kinds import generation_config
 from deepsynth.jobs.manager import JobConflict
-from deepsynth.workspace import check_name
+from deepsynth.workspace import RESERVED_DATASET_NAMES, check_name
 from web_ui import schemas
 from web_ui.app_context import manager, requested_name, submit_job, workspace
 from web_ui.requests_json import body, declares, page, parsed_query
@@ -32,7 +32,7 @@ class DatasetName(BaseConverter):
     """A dataset's name in a path: anything but ``presets``, which names the presets (so
     DELETE /api/datasets/presets is a 405, not the deletion of a dataset no GET can read)."""
 
-    regex = r"(?!presets\Z)[^/]+"
+    regex = "".join(rf"(?!{name}\Z)" for name in RESERVED_DATASET_NAMES) + r"[^/]+"
 
 
 def _generation(name: str, options: dict) -> dict:

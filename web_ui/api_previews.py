@@ -12,9 +12,11 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.sources import PREVIEW_LIMITS, SourceError, open_source
-from deepsynth.errors import ConfigError, ConfigRefused
+from deepsynth.data.file_formats import PREVIEW_LIMITS
+from deepsynth.data.sources import SourceError, open_source
+from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
+from deepsynth.render.tokens import vision_token_table
 from web_ui import schemas
 from web_ui.app_context import workspace
 from web_ui.requests_json import body, declares, parsed_body
@@ -34,9 +36,11 @@ def render_preview():
     if len(text) > schemas.MAX_PREVIEW_CHARS:
         raise ConfigError("text", f"is too long for a preview ({len(text)} characters)",
                           f"at most {schemas.MAX_PREVIEW_CHARS} characters")
-    rendered = build_renderer(from_dict(RenderConfig, data, strict=True)).render(text)
+    config = from_dict(RenderConfig, data, strict=True)
+    rendered = build_renderer(config).render(text)
     return jsonify(stats=rendered.stats.to_dict(), pages=[
-        "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages])
+        "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages],
+        vision_tokens_per_page=vision_token_table(*config.size))
 
 
 @blueprint.post("/api/sources/preview")
@@ -56,7 +60,19 @@ def source_preview():
     columns = sorted({k for row in rows for k in row if k != "error"})
     return jsonify(splits=splits, columns=columns, rows=rows,
                    fields={"text": source.fields.text, "summary": source.fields.summary,
-                           "id": source.fields.id})
+                           "id": source.fields.id}, chat=_chat(data.source))
+
+
+def _chat(value: str) -> dict | None:
+    """A local file of conversations (for the generic trainer, not for rendering): its chat
+    format and conversion report, from its first records."""
+    from deepsynth.chat.inspect import detect_chat
+
+    try:
+        path = workspace().file(value, "source")
+    except DeepSynthError:  # a scheme (builtin:, hf:), not a file
+        return None
+    return detect_chat(path, value) if path.is_file() else None
 
 
 def _shown(value):

@@ -79,8 +79,9 @@ def lora_recommended():
 
 
 def _check_chat_files(values: dict) -> None:
-    """Refuse a chat file with errors now, not an hour into the job (structure only)."""
-    from deepsynth.chat.inspect import validate_file
+    """Refuse a chat file with errors now, not an hour into the job (structure only, read
+    as training reads it: ShareGPT and Alpaca converted)."""
+    from deepsynth.chat.inspect import read_file
     from deepsynth.config.spec import hub_dataset_id
 
     if values.get("trainer_type") != "generic":
@@ -89,12 +90,13 @@ def _check_chat_files(values: dict) -> None:
         value = values.get(field)
         if value is None or hub_dataset_id(value) is not None:
             continue
-        report = validate_file(workspace().existing_file(value, field))
+        report = read_file(workspace().existing_file(value, field))
         if report.error_count and not values.get("skip_invalid_lines"):
-            raise ConfigError(field, f"{value} has {report.error_count} problems on "
-                              f"{len(report.invalid_lines)} lines (first: "
-                              f"{report.errors[0]}); see POST /api/chat/validate, or set "
-                              f"skip_invalid_lines", "a valid chat JSONL file")
+            raise ConfigError(field, f"{value} ({report.format_label()}) has "
+                              f"{report.error_count} problems on {len(report.invalid_lines)} "
+                              f"records (first: {report.errors[0]}); see POST "
+                              f"/api/chat/validate, or set skip_invalid_lines",
+                              "a valid chat file")
 
 
 def _resolved(name: str, values: dict):

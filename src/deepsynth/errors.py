@@ -50,6 +50,10 @@ class SourceError(DeepSynthError):
     """A corpus could not be read: a missing file, a bad line, a missing column."""
 
 
+class BadRow(SourceError):
+    """One row of a corpus could not be read or mapped (``--on-error skip`` skips it)."""
+
+
 class OutputError(DeepSynthError):
     """The output folder cannot be used: unwritable, locked, or holding another configuration."""
 

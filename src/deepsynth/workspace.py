@@ -29,6 +29,9 @@ NAME_RULE = ("must be a name of letters, digits, '.', '_' or '-' (no slashes, at
              "characters)")
 SOURCE_SCHEMES = ("builtin:", "hf:", "HF::", "preset:")
 MAX_PATH_CHARS = 1024
+# Dataset names the REST API uses for something else (GET /api/datasets/presets lists the
+# source presets), so a dataset of that name could be made but never read there.
+RESERVED_DATASET_NAMES = ("presets",)
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
@@ -85,6 +88,15 @@ class Workspace:
     def dataset_folder(self, name: object, field: str = "dataset") -> Path:
         """``datasets/NAME``, whether or not it exists yet."""
         return self.datasets / check_name(field, name)
+
+    def new_dataset_folder(self, name: object, field: str = "name") -> Path:
+        """``datasets/NAME`` for a dataset about to be generated: a name the API reserves is
+        refused (valid as a name, refused by this server: a ConfigRefused)."""
+        folder = self.dataset_folder(name, field)
+        if name in RESERVED_DATASET_NAMES:
+            raise ConfigRefused(field, f"{name!r} is reserved (the API lists the source "
+                                f"presets there)", f"a name other than {', '.join(RESERVED_DATASET_NAMES)}")
+        return folder
 
     def dataset(self, name: object, field: str = "dataset") -> Path:
         """An existing generated dataset (it has a manifest), else NotFound."""
@@ -201,7 +213,7 @@ class Workspace:
     def upload(self, filename: object) -> Path:
         """Where an uploaded corpus file goes: ``uploads/NAME``, a plain file name with a
         corpus format's extension (optionally .gz)."""
-        from deepsynth.data.sources import FORMATS
+        from deepsynth.data.file_formats import FORMATS
 
         suffixes = tuple(FORMATS) + tuple(ext + ".gz" for ext in FORMATS)
         if not isinstance(filename, str) or Path(filename).name != filename or \
@@ -266,6 +278,7 @@ class Workspace:
         (checked), a model trained here (by name: its final folder), or for the chat trainer
         a Hub id. Never a server path."""
         from deepsynth.config.spec import hub_repo_id
+        from deepsynth.models.random_spec import PREFIX, REAL_MODELS
         from deepsynth.models.registry import MODEL_PRESETS, preset_of
 
         if isinstance(value, str) and preset_of(value) is not None:
@@ -278,10 +291,11 @@ class Workspace:
         if not isinstance(value, str):
             raise ConfigError("model", f"must be a string; got {value!r}", "a preset or a "
                               "trained model's name")
+        random = " or ".join(f"{PREFIX}{name}[?layers=N]" for name in REAL_MODELS)
         raise NotFound(f"no model {value!r}: a preset ({', '.join(MODEL_PRESETS)}), "
-                       f"random:deepseek-ocr-2?layers=N, the name of a model trained here"
+                       f"{random}, the name of a model trained here"
                        f"{', or a Hub id ORG/NAME' if chat else ''}", "model",
-                       "a preset, random:deepseek-ocr-2[?layers=N] or a trained model's name")
+                       f"a preset, {random} or a trained model's name")
 
     def checkpoint(self, run_name: str, value: object) -> str:
         """A request's ``resume_from_checkpoint``, confined to the models folder: ``latest``

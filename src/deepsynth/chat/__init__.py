@@ -1,2 +1,3 @@
-"""Chat fine-tuning data: OpenAI-style conversations in JSONL, validated, rendered with a chat
-template, and labeled on assistant tokens only."""
+"""Chat fine-tuning data: conversations in the OpenAI format (or ShareGPT and Alpaca,
+converted), JSON Lines or JSON arrays, validated, rendered with a chat template, and labeled
+on assistant tokens only."""

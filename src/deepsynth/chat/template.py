@@ -11,7 +11,8 @@ built-in ChatML-style one below when the tokenizer has none (or on request)::
     <|im_start|>tool\\n{content}<|im_end|>\\n
 
 The trained span of an assistant turn runs from its first token after ``assistant\\n`` through
-its ``<|im_end|>``, so the model learns to stop. With the model's own template, each assistant
+its ``<|im_end|>``, so the model learns to stop; a turn with ``weight`` 0 is rendered and not
+trained. With the model's own template, each assistant
 turn's span is found by rendering the conversation up to that turn (with the generation
 prompt) and through it; a template that re-renders earlier turns differently is refused.
 """
@@ -26,6 +27,16 @@ from deepsynth.errors import ConfigRefused, DeepSynthError
 IGNORE = -100
 START, END = "<|im_start|>", "<|im_end|>"
 CHAT_SPECIAL_TOKENS = (START, END, "<think>", "</think>", "<tool_call>", "</tool_call>")
+# Token counts of texts longer than this many characters (or 16 x max_length, if more) are
+# estimated from their start when that start alone is longer than max_length: tokenizing a
+# 3 MB line takes seconds and hundreds of MB, to learn only that it will be cut.
+COUNT_CHARS = 1 << 16
+
+
+@dataclass
+class TokenCount:
+    tokens: int
+    estimated: bool = False  # scaled from the tokens of the text's first characters
 
 
 @dataclass
@@ -187,10 +198,18 @@ class ChatEncoder:
             ids, offsets = [bos] + ids, [(0, 0)] + offsets
         return ids, offsets
 
+    def trained_spans(self, conversation: dict, spans: list[tuple[int, int]]) -> list:
+        """The spans labeled: the last one or all (``train_on``), less those of weight 0."""
+        weights = [m.get("weight", 1) for m in conversation["messages"]
+                   if m["role"] == "assistant"]
+        weighted = list(zip(spans, weights, strict=True))
+        if self.train_on == "last_assistant":
+            weighted = weighted[-1:]
+        return [span for span, weight in weighted if weight]
+
     def encode(self, conversation: dict) -> EncodedChat:
         text, spans = self.render(conversation)
-        if self.train_on == "last_assistant":
-            spans = spans[-1:]
+        spans = self.trained_spans(conversation, spans)
         ids, offsets = self._tokenize(text)
         labels = [IGNORE] * len(ids)
         for index, (start, end) in enumerate(offsets):
@@ -202,6 +221,49 @@ class ChatEncoder:
 
     def count_tokens(self, conversation: dict) -> int:
         return len(self._tokenize(self.render(conversation)[0])[0])
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        """Token counts of texts, in one batch (the Rust tokenizer's threads, no offsets)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        extra = 1 if not self.use_model_template and self.tokenizer.bos_token_id is not None \
+            else 0  # the BOS _tokenize puts first
+        if backend is not None:
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+            return [len(e) + extra for e in encode(texts, add_special_tokens=False)]
+        return [len(ids) + extra for ids in self.tokenizer(
+            texts, add_special_tokens=False)["input_ids"]]
+
+    def record_fits(self, size: int, messages: int) -> bool:
+        """Whether a conversation whose JSON text has ``size`` UTF-8 bytes surely renders
+        within ``max_length`` tokens with the built-in template: its text is what the JSON
+        holds (escapes only shrink), tool schemas and calls re-encoded (at most twice
+        their JSON), and headers. False for a model's template, which may add anything."""
+        if self.use_model_template:
+            return False
+        return 2 * size + 40 * messages + 64 <= self.max_length - 4 * messages - 8
+
+    def surely_fits(self, text: str, messages: int) -> bool:
+        """Whether ``text`` is within ``max_length`` tokens without tokenizing it: a byte-level
+        BPE or a SentencePiece tokenizer with byte fallback gives at most one token per UTF-8
+        byte, plus one per piece between special tokens (a prefix space), plus a BOS."""
+        spare = self.max_length - 4 * messages - 8
+        return 4 * len(text) <= spare or len(text.encode("utf-8")) <= spare
+
+    def count_texts(self, texts: list[str]) -> list[TokenCount]:
+        """Token counts of rendered texts. A very long text whose start is already over
+        ``max_length`` is counted by that start and scaled (marked estimated): training
+        cuts it anyway, and tokenizing megabytes costs seconds and hundreds of MB."""
+        cap = max(COUNT_CHARS, 16 * self.max_length)
+        out = []
+        for text, tokens in zip(texts, self._lengths([t[:cap] for t in texts]) if texts
+                                else [], strict=True):
+            if len(text) <= cap:
+                out.append(TokenCount(tokens))
+            elif tokens > self.max_length:
+                out.append(TokenCount(round(tokens * len(text) / cap), estimated=True))
+            else:  # long, yet its start is short in tokens: count it all
+                out.append(TokenCount(self._lengths([text])[0]))
+        return out
 
     def prompt_ids(self, conversation: dict) -> list[int]:
         return self._tokenize(self.prompt_text(conversation)[0])[0]

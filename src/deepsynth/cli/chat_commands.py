@@ -1,5 +1,6 @@
-"""``deepsynth validate-chat`` and ``deepsynth chat-preview``: check a chat JSONL file, and
-show which tokens of a conversation are trained."""
+"""``deepsynth validate-chat``, ``deepsynth chat-preview`` and ``deepsynth convert-chat``:
+check a chat JSONL file, show which tokens of a conversation are trained, and convert
+ShareGPT, Alpaca and JSON arrays into chat JSONL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from deepsynth.chat.validate import Problem
 from deepsynth.cli import exit_codes
 
 
@@ -18,6 +20,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     _tokenizer_options(validate)
     validate.add_argument("--json", action="store_true", help="the full report as JSON")
     validate.set_defaults(handler=run_validate)
+
+    convert = commands.add_parser("convert-chat", help="write a ShareGPT, Alpaca or OpenAI "
+                                  "chat file (JSON Lines or a JSON array) as chat JSONL")
+    convert.add_argument("source", type=Path)
+    convert.add_argument("out", type=Path, help="the chat JSONL to write (.jsonl or .jsonl.gz)")
+    convert.add_argument("--skip-invalid", action="store_true", help="write the records "
+                         "that convert and leave out the refused ones (else nothing is "
+                         "written when a record is refused)")
+    convert.add_argument("--json", action="store_true", help="the report as JSON")
+    convert.set_defaults(handler=run_convert)
 
     preview = commands.add_parser("chat-preview", help="a conversation as the model is "
                                   "trained on it, trained tokens between ⟦ and ⟧")
@@ -44,18 +56,44 @@ def run_validate(args: argparse.Namespace) -> int:
     from deepsynth.chat.inspect import chat_encoder, validate_file
 
     encoder = chat_encoder(args.model, max_length=args.max_length)
-    report = validate_file(args.file, encoder)
+    report = validate_file(args.file, encoder, str(args.file))
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif report["conversion"] is not None:  # another format: one line, naming the command
+        print(f"error: {Problem(**report['errors'][0])}")
+    else:
+        for problem in report["errors"]:
+            print(f"error: {Problem(**problem)}")
+        for problem in report["warnings"]:
+            print(f"warning: {Problem(**problem)}")
+        print(json.dumps(report["summary"], ensure_ascii=False))
+        print(f"{report['error_count']} errors on {len(report['invalid_lines'])} lines, "
+              f"{report['warning_count']} warnings", file=sys.stderr)
+    return exit_codes.OK if report["ok"] else exit_codes.USER_ERROR
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from deepsynth.chat.convert import convert_file
+
+    report = convert_file(args.source, args.out, args.skip_invalid)
+    written = not report.error_count or args.skip_invalid
+    conversion = report.counts()
+    if args.json:
+        print(json.dumps({"format": report.format_dict(), **conversion,
+                          "written": str(args.out) if written else None,
+                          "problems": [p.__dict__ for p in report.errors]},
+                         indent=2, ensure_ascii=False))
     else:
         for problem in report.errors:
-            print(f"error: {problem}")
-        for problem in report.warnings:
-            print(f"warning: {problem}")
-        print(json.dumps(report.summary(), ensure_ascii=False))
-        print(f"{report.error_count} errors on {len(report.invalid_lines)} lines, "
-              f"{report.warning_count} warnings", file=sys.stderr)
-    return exit_codes.OK if report.ok else exit_codes.USER_ERROR
+            print(f"refused: {problem}")
+        reasons = "".join(f", {r} {n}" for r, n in conversion["refused_by_reason"].items())
+        print(f"{args.source}: {report.format_label()}; {conversion['records']} records "
+              f"read, {conversion['converted']} converted, {conversion['refused']} refused"
+              f"{reasons}", file=sys.stderr)
+        print(f"wrote {args.out}" if written else f"nothing written ({conversion['refused']} "
+              "refused): fix them, or pass --skip-invalid to write the others",
+              file=sys.stderr)
+    return exit_codes.OK if written and report.valid_rows else exit_codes.USER_ERROR
 
 
 def run_preview(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from deepsynth.config import RenderConfig, add_arguments, from_namespace
 from deepsynth.errors import DeepSynthError
 from deepsynth.render.renderer import build_renderer
+from deepsynth.render.tokens import vision_token_table
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DeepSynthError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     report = {"pages": [str(p) for p in paths], **rendered.stats.to_dict(),
-              "page_size": list(config.size)}
+              "page_size": list(config.size),
+              "vision_tokens_per_page": vision_token_table(*config.size)}
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0

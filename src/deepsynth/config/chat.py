@@ -9,7 +9,8 @@ from deepsynth.config.spec import option
 
 @dataclass
 class ChatInspectConfig:
-    source: str = option(help="a chat JSONL file under the data root (uploads/chat.jsonl)")
+    source: str = option(help="a chat file under the data root (uploads/chat.jsonl): chat "
+                         "JSONL, or ShareGPT, Alpaca or a JSON array (reported as converted)")
     model: str = option("tiny-chat-lm", help="whose tokenizer and chat template to use")
     max_length: int = option(2048, min=8, max=131072, help="warn about longer conversations")
     line: int = option(1, min=1, help="preview: the line to show (1-based)")

@@ -118,7 +118,8 @@ class SourceConfig:
         None, help="carve a deterministic validation split of this fraction from a source "
         "that has only a train split (for example a single file)", min=0.001, max=0.9)
     on_error: str = option("fail", help="a bad row (invalid JSON or UTF-8, a line over the "
-                           "limit, missing field): stop, or skip it and count it",
+                           "limit, a field missing, null or not text): stop, or skip it and "
+                           "count it",
                            choices=("fail", "skip"))
 
     def check(self) -> None:
@@ -138,8 +139,8 @@ class GenerationConfig:
     workers: int | None = option(None, help="rendering processes (default: the CPU count)",
                                  min=1, max=256)
     shard_size: int = option(500, help="rows per Parquet shard", min=1, max=1_000_000)
-    dedup: bool = option(True, help="drop rows whose normalized text was already written "
-                         "in the split")
+    dedup: bool = option(True, help="drop rows whose text, as the renderer draws it, was "
+                         "already written in the split")
     overwrite: bool = option(False, help="replace a folder generated with another "
                              "configuration")
     push_to_hub: str | None = option(None, help="upload to this Hub dataset repo (ORG/NAME)",

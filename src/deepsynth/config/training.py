@@ -23,6 +23,7 @@ from deepsynth.config.training_presets import (
 )
 from deepsynth.errors import ConfigError
 from deepsynth.models.random_spec import check_model_spec
+from deepsynth.render.tokens import IMAGE_MODES
 
 __all__ = [
     "ATTENTION", "CHAT_DEFAULTS", "CHAT_LORA_PRESETS", "DEFAULT_PROMPT", "EXPERTS",
@@ -38,23 +39,34 @@ class TaskConfig:
     """What is trained on what: the model, the data and the task."""
 
     dataset: str = option(help="a dataset folder made by deepsynth generate; with "
-                          "trainer_type generic, a chat JSONL file or hf:org/name")
+                          "trainer_type generic, a chat file (chat JSONL; ShareGPT, Alpaca "
+                          "or a JSON array, converted) or hf:org/name")
     out: str = option(help="output folder for checkpoints, metrics and the final model")
     model: str = option("tiny-deepseek-ocr-2", check=check_model_spec, help=(
-        "model preset, random:deepseek-ocr-2[?layers=N] (the real architecture, random "
-        "weights) or folder"))
+        "model preset, random:deepseek-ocr-2[?layers=N], random:deepseek-ocr[?layers=N] or "
+        "random:unlimited-ocr[?layers=N] (the real architecture, random weights) or folder"))
     trainer_type: str = option("production", choices=TRAINER_TYPES, help=(
         "production: frozen encoder, MoE regularizers, evaluation, resume; deepsynth: frozen "
         "encoder, no MoE regularizers; generic: a causal LM on chat JSONL (docs/chat.md)"))
     preset: str | None = option(None, choices=tuple(TRAINING_PRESETS),
                                 help="training preset; explicit options override it")
-    trust_remote_code: bool = option(False, help="allow DeepSeek-OCR v1's Hub code to run")
+    trust_remote_code: bool = option(False, help=(
+        "allow a chat trainer's Hub causal LM to run code from its repository (no DeepSeek-OCR "
+        "model needs it)"))
     train_split: str = option("train", help="split to train on")
     max_length: int = option(512, min=8, max=32768,
                              help="text tokens (prompt + summary); image tokens never count")
     max_pages: int = option(4, min=1, max=64, help="skip (and count) longer documents")
+    image_mode: str = option("global", choices=IMAGE_MODES, help=(
+        "global: each page as one view at the model's image size (257 image tokens for "
+        "DeepSeek-OCR-2, 273 for v1); crops: also local crops, as the model's processor does "
+        "by default, for pages larger than one tile (a 1024x1024 page: 833 and 693)"))
     prompt: str = option(DEFAULT_PROMPT, max_chars=2000,
                          help="instruction placed after the page images")
+    sliding_window: int | None = option(None, min=1, max=32768, help=(
+        "Unlimited-OCR only: generated tokens attend to every page and prompt token and to "
+        "the last N generated ones (default: the model's, 128); acts in generation "
+        "(evaluation, summarize), not in training"))
 
     @property
     def kind(self) -> str:
@@ -157,8 +169,8 @@ class EvaluationConfig:
     eval_split: str | None = option(None, help="split to evaluate on (default: validation, "
                                     "else test)")
 
-    eval_dataset: str | None = option(None, help="generic: a chat JSONL file to evaluate on "
-                                      "(default: no evaluation)")
+    eval_dataset: str | None = option(None, help="generic: a chat file to evaluate on, in "
+                                      "any format dataset takes (default: no evaluation)")
 
 
 @dataclass
@@ -172,8 +184,9 @@ class ChatConfig:
                                  help="generic: render assistant reasoning, or drop it")
     chat_train_on: str = option("all_assistant", choices=("all_assistant", "last_assistant"),
                                 help="generic: which assistant turns carry labels")
-    skip_invalid_lines: bool = option(False, help="generic: train on the valid lines of a "
-                                      "file with errors (the skipped lines are reported)")
+    skip_invalid_lines: bool = option(False, help="generic: train on the valid lines (or "
+                                      "records) of a file with errors (the skipped ones are "
+                                      "reported)")
 
 
 @dataclass

@@ -129,6 +129,19 @@ def _check_ocr(config: TrainingConfig) -> None:
     if config.task.model == "tiny-chat-lm":
         raise ConfigError("model", "tiny-chat-lm is a text-only causal LM: use it with "
                           "trainer_type generic", "a DeepSeek-OCR preset or folder")
+    from deepsynth.models.registry import preset_of
+
+    preset = preset_of(config.task.model)
+    if preset is not None:
+        _check_window(config, preset.family)
+
+
+def _check_window(config: TrainingConfig, family: str) -> None:
+    """``sliding_window`` is Unlimited-OCR's (the other families attend to everything)."""
+    if config.task.sliding_window is not None and family != "unlimited_ocr":
+        raise ConfigError("sliding_window", f"applies to Unlimited-OCR models only; "
+                          f"{config.task.model} is a {family} model (leave it unset)",
+                          "unset, or an Unlimited-OCR model")
 
 
 def check_chat(config: TrainingConfig) -> None:
@@ -137,6 +150,7 @@ def check_chat(config: TrainingConfig) -> None:
 
     if config.schedule.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+    _check_window(config, "causal_lm")
     preset = preset_of(config.task.model)
     if preset is not None and preset.family != "causal_lm":
         raise ConfigError("model", f"{config.task.model} reads page images; trainer_type "
@@ -161,8 +175,26 @@ def check_data(config: TrainingConfig) -> None:
     checked when the run starts)."""
     if config.task.kind != "ocr":
         return
+    _check_model_folder(config)
     _check_splits(config)
     _check_prompt_length(config)
+
+
+def _check_model_folder(config: TrainingConfig) -> None:
+    """A model folder is of a DeepSeek-OCR family (its config.json says; the weights are
+    read when the run starts)."""
+    from deepsynth.models.model_info import read_info
+    from deepsynth.models.registry import model_family
+
+    folder = Path(config.task.model).expanduser()
+    if not folder.is_dir():
+        return  # a preset or random: spec, checked as the config is parsed
+    family = model_family(str(folder), None, read_info(folder), config.task.model)
+    if family == "causal_lm":
+        raise ConfigError("model", f"{config.task.model} is a causal LM; the OCR trainers "
+                          f"read page images", "a DeepSeek-OCR preset or folder, or "
+                          "trainer_type generic")
+    _check_window(config, family)
 
 
 def _check_splits(config: TrainingConfig) -> None:
@@ -213,10 +245,10 @@ def _prompt_tokens(model: str, prompt: str) -> int | None:
     folder = Path(model).expanduser()
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         return None
-    from transformers import AutoTokenizer
+    from deepsynth.models.deepseek_ocr_v1 import is_v1_folder, ocr_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = ocr_tokenizer(str(folder), v1=is_v1_folder(folder))
     except Exception:  # a tokenizer needing remote code or extra packages: checked at start
         return None
     return count(tokenizer)

@@ -7,15 +7,19 @@ from pathlib import Path
 import yaml
 
 from deepsynth.atomic_files import write_text_atomic
+from deepsynth.config.dataset import parse_page_size
 from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
+from deepsynth.render.tokens import IMAGE_MODES, vision_token_table
 
 COUNT_HELP = {
     "read": "rows read from the source", "written": "rows written",
     "duplicates": "dropped: same normalized text earlier in the split",
     "leaked": "dropped: text also in an evaluation split",
-    "empty": "dropped: empty text", "invalid": "skipped: unreadable row or missing field",
+    "empty": "dropped: no text to draw (empty, whitespace or invisible characters)",
+    "empty_summary": "dropped: empty summary (empty, whitespace or invisible characters)",
+    "invalid": "skipped: unreadable row, or a field missing, null or not text",
     "truncated": "rows whose text did not all fit (see truncated_chars)",
     "missing_glyphs": "characters no font could draw",
     "rows_with_missing_glyphs": "rows with at least one such character",
@@ -65,6 +69,15 @@ def _stats_table(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def _vision_tokens(page_size: str) -> str:
+    """Image tokens of one page for each model family and image mode."""
+    lines = ["| model | " + " | ".join(f"`{mode}`" for mode in IMAGE_MODES) + " |",
+             "|---|" + "---|" * len(IMAGE_MODES)]
+    lines += [f"| {row['model']} | " + " | ".join(str(row[m]) for m in IMAGE_MODES) + " |"
+              for row in vision_token_table(*parse_page_size(page_size))]
+    return "\n".join(lines)
+
+
 def render_card(manifest: Manifest) -> str:
     config = manifest.data["config"]
     render = config["render"]
@@ -83,8 +96,11 @@ Load it with `datasets.load_dataset("<this folder or repo>")`.
 Page size `{render['page_size']}`, font `{render['font']}` at {render['font_size']} px,
 margin {render['margin']} px, line spacing {render['line_spacing']}, `{render['color_mode']}`
 pages, overflow policy `{render['overflow']}`, max pages {render['max_pages'] or 'unlimited'}.
-`vision_tokens` counts DeepSeek-OCR-2 global-view tokens; `text_tokens` is
-{tokens}.
+`vision_tokens` counts DeepSeek-OCR-2's image tokens in image mode `global` (the
+default); `text_tokens` is {tokens}. Image tokens of one page, by model and image mode
+(the training option `image_mode`):
+
+{_vision_tokens(render['page_size'])}
 
 ## Statistics
 

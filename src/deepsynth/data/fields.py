@@ -1,4 +1,5 @@
-"""Which columns of a corpus hold the text, the summary and the id.
+"""Which columns of a corpus hold the text, the summary and the id, and how messages show
+a column's name.
 
 Its own module so that presets (which name their corpora's columns) and sources (which read
 them) both depend on it instead of on each other.
@@ -17,3 +18,23 @@ class FieldMapping:
 
     def override(self, text: str | None, summary: str | None, id: str | None) -> FieldMapping:
         return FieldMapping(text or self.text, summary or self.summary, id or self.id)
+
+
+def visible(name: object) -> str:
+    """A column name with the characters that draw nothing (a byte-order mark, zero-width
+    spaces, control characters, no-break spaces) as repr-style escapes (``\\ufeffdocument``),
+    so that a name that only looks like another can be told from it in a message."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(name))
+
+
+def shown_name(name: object) -> str:
+    """A column name in a sentence: visible, in quotes (``'\\ufeffdocument'``)."""
+    return f"'{visible(name)}'"
+
+
+def shown_names(names) -> str:
+    """Column names for a list in a message: visible, separated by commas, and quoted only
+    when one is empty or starts or ends with a space."""
+    return ", ".join(shown_name(n) if not str(n) or str(n) != str(n).strip(" ") else visible(n)
+                     for n in names)

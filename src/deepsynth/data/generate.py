@@ -1,10 +1,11 @@
 """Dataset generation: stream a corpus, render it in parallel, write resumable Parquet shards.
 
-Rows flow source -> field mapping -> filters (empty, duplicate, leaked into an evaluation
-split) -> render pool -> shard writer, in source order and in bounded memory. After each
-finished shard the manifest records how far the source was read and every count, so a
-re-run (after a crash, SIGKILL or a stop request) continues exactly where the last shard ended;
-a finished shard found damaged then (its SHA-256 differs, or it is gone) is rendered again.
+Rows flow source -> field mapping -> filters (empty text or summary, duplicate, leaked into
+an evaluation split; decided on the text the renderer draws) -> render pool -> shard writer,
+in source order and in bounded memory. After each finished shard the manifest records how
+far the source was read and every count, so a re-run (after a crash, SIGKILL or a stop
+request) continues exactly where the last shard ended; a finished shard found damaged then
+(its SHA-256 differs, or it is gone) is rendered again.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from deepsynth.data.manifest import Manifest, SplitState
 from deepsynth.data.output_folder import (
     check_disk_space, drop_damaged_shards, open_manifest, prepare_folder,
 )
-from deepsynth.data.records import Document, check_mapping, content_key, to_document
+from deepsynth.data.records import (
+    Document, content_key, first_row, is_blank, row_document,
+)
 from deepsynth.data.render_pool import RenderPool
 from deepsynth.data.shards import ShardWriter, read_column
 from deepsynth.data.sources import FieldMapping, RawRow, Source, open_source
 from deepsynth.data.split_plan import SplitPlan, plan_splits
-from deepsynth.errors import DeepSynthError, SourceError
+from deepsynth.errors import BadRow, DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
 from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
@@ -36,7 +39,10 @@ from deepsynth.render.renderer import RenderedDocument, build_renderer
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 4
-PRODUCER_COUNTS = ("read", "duplicates", "leaked", "empty", "invalid")
+PRODUCER_COUNTS = ("read", "duplicates", "leaked", "empty", "empty_summary", "invalid")
+SKIP_REASONS = {"empty": "no text to draw (empty, whitespace or invisible characters)",
+                "empty_summary": "empty summary (empty, whitespace or invisible characters)"}
+EXAMPLES_KEPT = 3  # skipped rows named per reason in the result (and the job's log)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     hub_error: str | None = None
     damaged_shards: list[str] = field(default_factory=list)  # found on resume, rendered again
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # this run's first, by count
 
 
 @dataclass
@@ -58,15 +65,6 @@ class _Pending:
     key: bytes
     position: int
     counts: dict[str, int]
-
-
-def _first_row(source: Source, plan: SplitPlan, on_error: str) -> RawRow | None:
-    for raw in source.rows(plan.source_split):
-        if raw.fields is not None:
-            return raw
-        if on_error == "fail":  # name the bad line, as the generation would
-            raise SourceError(f"{raw.error} (use --on-error skip to skip bad rows)")
-    return None
 
 
 class _Generation:
@@ -80,6 +78,7 @@ class _Generation:
         self.stopped = False
         self.failure: DeepSynthError | None = None
         self.damaged_shards: list[str] = []
+        self.skipped: dict[str, list[str]] = {}
 
     def run(self, plans: list[SplitPlan]) -> GenerationResult:
         self._check_space(plans)
@@ -112,7 +111,7 @@ class _Generation:
         return GenerationResult(
             self.folder, data["status"], {n: s.rows for n, s in self.manifest.splits.items()},
             self.manifest.totals(), dict(self.timings), self.publisher.error,
-            self.damaged_shards)
+            self.damaged_shards, self.skipped)
 
     def _keys(self, state: SplitState) -> set[bytes]:
         return {bytes.fromhex(h) for h in read_column(self.folder, state.shards, "text_sha256")}
@@ -145,7 +144,7 @@ class _Generation:
             if raw.fields is None:
                 continue
             try:
-                document = to_document(raw.fields, self.mapping, "sample")
+                document = row_document(raw, self.mapping, "sample")
             except SourceError:
                 continue
             pages = renderer.render(document.text).pages
@@ -159,7 +158,7 @@ class _Generation:
                   eval_keys: set[bytes], counts: dict[str, int]) -> Iterator[tuple[_Pending, str]]:
         cap = self.config.source.max_samples
         accepted = state.rows
-        for raw in self.source.rows(plan.source_split, start=state.source_rows_read):
+        for raw in self._source_rows(plan.source_split, state.source_rows_read):
             if cap and accepted >= cap:
                 return
             if self.should_stop():
@@ -175,8 +174,11 @@ class _Generation:
             if not plan.keeps(key):
                 continue
             counts["read"] += 1
-            if not document.text.strip():
-                counts["empty"] += 1
+            blank = ("empty" if is_blank(document.text) else
+                     "empty_summary" if is_blank(document.summary) else None)
+            if blank:
+                counts[blank] += 1
+                self._skipped(blank, f"{raw.where}: {SKIP_REASONS[blank]}")
                 continue
             if self.config.dedup and key in seen:
                 counts["duplicates"] += 1
@@ -188,24 +190,37 @@ class _Generation:
             accepted += 1
             yield _Pending(document, key, raw.position, dict(counts)), document.text
 
+    def _source_rows(self, split: str, start: int) -> Iterator[RawRow]:
+        """The split's rows from ``start``; an error that ends the reading of a file (JSON
+        that is not valid inside an array, a corrupt gzip) fails the run after the rows
+        before it, which are written and kept, as after a bad row under on_error fail."""
+        try:
+            yield from self.source.rows(split, start=start)
+        except SourceError as exc:
+            self.failure = exc
+
     def _document(self, raw: RawRow, plan: SplitPlan, counts: dict[str, int]) -> Document | None:
-        error = raw.error
-        document = None
-        if error is None:
-            try:
-                document = to_document(raw.fields, self.mapping, f"{plan.name}-{raw.position}")
-            except SourceError as exc:
-                error = f"{plan.source_split} row {raw.position + 1}: {exc}"
-        if error is None:
-            return document
+        try:
+            return row_document(raw, self.mapping, f"{plan.name}-{raw.position}")
+        except SourceError as exc:
+            error = str(exc)
         if self.config.source.on_error == "fail":
-            self.failure = SourceError(f"{error} (use --on-error skip to skip bad rows)")
+            self.failure = BadRow(f"{error} (use --on-error skip to skip bad rows)")
             return None
         if plan.counts_skips:
             counts["read"] += 1
             counts["invalid"] += 1
-        log.warning("skipped %s", error)
+            self._skipped("invalid", error)
+        else:
+            log.warning("skipped %s", error)
         return None
+
+    def _skipped(self, count: str, message: str) -> None:
+        """Log a skipped row with its reason; keep the first few of each count."""
+        log.warning("skipped %s", message)
+        examples = self.skipped.setdefault(count, [])
+        if len(examples) < EXAMPLES_KEPT:
+            examples.append(message)
 
     def _run_split(self, plan: SplitPlan, state: SplitState, pool: RenderPool,
                    eval_keys: set[bytes]) -> None:
@@ -293,11 +308,13 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
     plans = plan_splits(source, src)
     if not plans:
         raise SourceError(f"{source.name}: no splits to generate")
-    first = _first_row(source, plans[0], src.on_error)
+    try:
+        first = first_row(source.rows(plans[0].source_split), mapping, src.on_error)
+    except BadRow as exc:  # the row the generation would stop at
+        raise BadRow(f"{exc} (use --on-error skip to skip bad rows)") from None
     if first is None:
         raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
                           f"rows")
-    check_mapping(mapping, list(first.fields))
     build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
     folder = prepare_folder(Path(config.out))
     with FolderLock(folder):

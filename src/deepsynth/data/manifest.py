@@ -22,8 +22,8 @@ from deepsynth.errors import OutputError
 
 MANIFEST_NAME = "deepsynth-manifest.json"
 FORMAT_VERSION = 1
-COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "invalid", "truncated",
-               "missing_glyphs", "rows_with_missing_glyphs", "pages")
+COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "empty_summary", "invalid",
+               "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages")
 # Options that change neither rows nor pixels: a re-run may change them and still resume.
 _NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size")
 _NOT_IN_SOURCE_FINGERPRINT = ("on_error",)

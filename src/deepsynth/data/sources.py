@@ -1,62 +1,42 @@
 """Corpus sources: local files and folders, the built-in corpus, Hub datasets and presets.
 
 A source lists its splits and streams each split's rows in order as :class:`RawRow` values,
-starting at any position (that is how an interrupted generation resumes). Nothing here holds
-a whole corpus in memory, except JSON (not JSONL) files, which are parsed whole. Reading is
-bounded (:class:`ReadLimits`): a JSONL or CSV line longer than the line limit is never held
-whole (it is a bad row, like a line that is not UTF-8), and a JSON file larger than the JSON
-limit is refused, so a small gzip that inflates to gigabytes cannot fill the memory.
+starting at any position (that is how an interrupted generation resumes), each with where it
+is (a local file's line and record, a Hub split's record). Nothing here holds a whole corpus
+in memory; local files are read within bounds (:mod:`deepsynth.data.file_formats`).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import itertools
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from deepsynth.config.dataset import normalize_split
 from deepsynth.data.fields import FieldMapping
+from deepsynth.data.file_formats import (
+    GENERATION_LIMITS, ReadLimits, count_rows, format_of, read_file, unsupported,
+)
 from deepsynth.data.presets import PRESETS, preset_names
 from deepsynth.errors import SourceError
 
 log = logging.getLogger(__name__)
 KNOWN_SPLITS = ("train", "validation", "test", "dev", "val", "valid")
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-           ".tsv": "tsv", ".parquet": "parquet"}
-_BOM = b"\xef\xbb\xbf"
-_SKIP_CHUNK = 2**20
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """How much of a local file is read at once: the longest JSONL/CSV line (a longer one is
-    a bad row, skipped unread), and the largest JSON file (parsed whole, so refused above)."""
-
-    line_bytes: int
-    json_bytes: int
-
-
-GENERATION_LIMITS = ReadLimits(line_bytes=64 * 2**20, json_bytes=1024 * 2**20)
-PREVIEW_LIMITS = ReadLimits(line_bytes=2**20, json_bytes=64 * 2**20)
-# A CSV record may span lines; the csv module's field limit (process-wide, so one value for
-# every reader) bounds what it gathers to the generation line limit.
-csv.field_size_limit(GENERATION_LIMITS.line_bytes)
 
 
 @dataclass
 class RawRow:
-    """One source row: its position in the split, its fields, or why it could not be read."""
+    """One source row: its position in the split, its fields or why it could not be read,
+    and where it is, for messages (``corpus.csv line 15 (record 13)``)."""
 
     position: int
     fields: dict[str, Any] | None
     error: str | None = None
+    where: str = ""
 
 
 class Source(Protocol):
@@ -71,154 +51,6 @@ class Source(Protocol):
     def rows(self, split: str, start: int = 0) -> Iterator[RawRow]: ...
 
     def num_rows(self, split: str) -> int | None: ...
-
-
-Rows = Iterator[tuple[dict | None, str | None]]
-
-
-def _format_of(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-        if suffixes and suffixes[-1] == ".parquet":
-            return None  # Parquet compresses internally; a gzipped file cannot be streamed
-    return FORMATS.get(suffixes[-1]) if suffixes else None
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-
-
-def _raw_lines(handle: IO[bytes], limit: int) -> Iterator[bytes | None]:
-    """Each line's bytes, or None for a line longer than ``limit`` bytes: that one is read
-    through to its end in small chunks, never held whole."""
-    while True:
-        line = handle.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith(b"\n"):
-            while (rest := handle.readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
-                pass
-            yield None
-        else:
-            yield line
-
-
-def _lines(path: Path, limit: int) -> Iterator[tuple[int, str | None, str | None]]:
-    """(line number, text, None), or (line number, None, why) for a line that is too long
-    or not UTF-8 (a bad row of its own: the lines after it are still read)."""
-    with _open_binary(path) as handle:
-        for number, line in enumerate(_raw_lines(handle, limit), start=1):
-            where = f"{path.name} line {number}"
-            if line is None:
-                yield number, None, f"{where}: longer than {limit:,} bytes (the line limit)"
-                continue
-            if number == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
-            try:
-                yield number, line.decode("utf-8"), None
-            except UnicodeDecodeError as exc:
-                yield number, None, f"{where}: invalid UTF-8 (byte {exc.start + 1})"
-
-
-def _read_jsonl(path: Path, limits: ReadLimits) -> Rows:
-    for number, line, error in _lines(path, limits.line_bytes):
-        if error is not None:
-            yield None, error
-            continue
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield None, f"{path.name} line {number}: invalid JSON ({exc.msg})"
-            continue
-        except RecursionError:
-            yield None, f"{path.name} line {number}: invalid JSON (nested too deeply)"
-            continue
-        if isinstance(value, dict):
-            yield value, None
-        else:
-            yield None, f"{path.name} line {number}: expected a JSON object"
-
-
-def _read_json(path: Path, limits: ReadLimits) -> Rows:
-    with _open_binary(path) as handle:
-        data = handle.read(limits.json_bytes + 1)
-    if len(data) > limits.json_bytes:
-        raise SourceError(f"{path}: larger than {limits.json_bytes:,} bytes, and a JSON file "
-                          f"is parsed whole; use JSON Lines (one object a line) instead")
-    try:
-        value = json.loads(data.removeprefix(_BOM).decode("utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
-    except RecursionError:
-        raise SourceError(f"{path}: invalid JSON (nested too deeply)") from None
-    if isinstance(value, dict):
-        value = next((v for k, v in value.items() if k in ("data", "rows", "examples")), value)
-    if not isinstance(value, list):
-        raise SourceError(f"{path}: expected a JSON array of objects (or JSONL)")
-    for number, item in enumerate(value):
-        yield (item, None) if isinstance(item, dict) else (
-            None, f"{path.name} item {number}: expected a JSON object")
-
-
-def _read_csv(path: Path, delimiter: str, limits: ReadLimits) -> Rows:
-    """Rows of a CSV/TSV file. A bad line (too long, not UTF-8, holding NUL) is a bad row,
-    reported before the record read after it; a bad header line fails the file."""
-    bad: list[str] = []
-
-    def good_lines() -> Iterator[str]:
-        for number, line, error in _lines(path, limits.line_bytes):
-            if error is None and "\0" in line:
-                error = f"{path.name} line {number}: holds a NUL character"
-            if error is None:
-                yield line
-            elif number == 1:
-                raise SourceError(f"{error}; the first line is the header")
-            else:
-                bad.append(error)
-
-    reader = csv.DictReader(good_lines(), delimiter=delimiter)
-    try:
-        for row in reader:
-            yield from ((None, error) for error in bad)
-            bad.clear()
-            yield dict(row), None
-    except csv.Error as exc:
-        raise SourceError(f"{path.name} line {reader.line_num}: {exc}") from None
-    yield from ((None, error) for error in bad)
-
-
-def _read_parquet(path: Path) -> Rows:
-    import pyarrow.parquet as pq
-
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-        for row in batch.to_pylist():
-            yield row, None
-
-
-def read_file(path: Path, limits: ReadLimits = GENERATION_LIMITS) -> Rows:
-    """Rows of one local file as (fields, None) or (None, error naming the line)."""
-    kind = _format_of(path)
-    try:
-        if kind == "jsonl":
-            yield from _read_jsonl(path, limits)
-        elif kind == "json":
-            yield from _read_json(path, limits)
-        elif kind in ("csv", "tsv"):
-            yield from _read_csv(path, "," if kind == "csv" else "\t", limits)
-        elif kind == "parquet":
-            yield from _read_parquet(path)
-        else:
-            raise SourceError(f"{path}: unsupported file type; use "
-                              f"{', '.join(sorted(FORMATS))} (text formats optionally .gz)")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from None
-    except SourceError:
-        raise
-    except Exception as exc:  # pyarrow and zlib raise their own types for corrupt files
-        raise SourceError(f"cannot read {path}: {exc}") from None
 
 
 def _split_of(path: Path) -> str | None:
@@ -244,12 +76,11 @@ class LocalSource:
 
     def _group_files(self) -> dict[str, list[Path]]:
         if self.path.is_file():
-            if _format_of(self.path) is None:
-                raise SourceError(f"{self.path}: unsupported file type; use "
-                                  f"{', '.join(sorted(FORMATS))} (text formats optionally .gz)")
+            if format_of(self.path) is None:
+                raise unsupported(self.path)
             return {"train": [self.path]}
         files = sorted(p for p in self.path.rglob("*")
-                       if p.is_file() and _format_of(p) and not p.name.startswith("."))
+                       if p.is_file() and format_of(p) and not p.name.startswith("."))
         if not files:
             raise SourceError(f"{self.path}: no JSONL, JSON, CSV or Parquet files in the folder")
         grouped: dict[str, list[Path]] = {}
@@ -272,24 +103,17 @@ class LocalSource:
     def rows(self, split: str, start: int = 0) -> Iterator[RawRow]:
         chained = itertools.chain.from_iterable(read_file(p, self.limits)
                                                 for p in self._files[split])
-        for position, (fields, error) in enumerate(chained):
+        for position, row in enumerate(chained):
             if position >= start:
-                yield RawRow(position, fields, error)
+                yield RawRow(position, row.fields, row.error, row.where)
 
     def num_rows(self, split: str) -> int | None:
         total = 0
         for path in self._files[split]:
-            kind = _format_of(path)
-            if kind == "parquet":
-                import pyarrow.parquet as pq
-
-                total += pq.ParquetFile(path).metadata.num_rows
-            elif kind == "jsonl":  # a bad line (too long, not UTF-8) is a row too
-                with _open_binary(path) as handle:
-                    total += sum(1 for line in _raw_lines(handle, self.limits.line_bytes)
-                                 if line is None or line.strip())
-            else:
+            rows = count_rows(path, self.limits)
+            if rows is None:
                 return None
+            total += rows
         return total
 
 
@@ -354,7 +178,7 @@ class HubSource:
         if start:
             stream = stream.skip(start)
         for position, fields in enumerate(stream, start=start):
-            yield RawRow(position, dict(fields))
+            yield RawRow(position, dict(fields), where=f"{split} record {position + 1}")
 
     def num_rows(self, split: str) -> int | None:
         return self._sizes.get(split)

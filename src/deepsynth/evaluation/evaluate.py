@@ -20,6 +20,7 @@ from deepsynth.evaluation.rouge import mean_rouge, rouge
 from deepsynth.models.model_info import read_info
 from deepsynth.models.registry import LoadedModel, load_model
 from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
+from deepsynth.training.pages import PageFormat
 from deepsynth.training.run_folder import CONFIG_NAME
 
 CASES = 3
@@ -28,12 +29,13 @@ FALLBACK_MAX_NEW_TOKENS = 64
 
 
 def model_settings(model_dir: str) -> dict:
-    """What the model was trained with (prompt, max_length, trainer type, the summary length
-    limit its evaluations used), if DeepSynth did."""
+    """What the model was trained with (prompt, max_length, trainer type, image mode, the
+    summary length limit its evaluations used), if DeepSynth did."""
     info = read_info(Path(model_dir))
     return {"prompt": info.get("prompt", "Summarize this document."),
             "max_length": info.get("max_length", 512),
             "trainer_type": info.get("trainer_type", "production"),
+            "image_mode": info.get("image_mode", "global"),
             "max_new_tokens": trained_max_new_tokens(model_dir)}
 
 
@@ -55,6 +57,11 @@ def encoder_for(loaded: LoadedModel, settings: dict) -> ExampleEncoder:
                              "its eval_dataset")
     return ExampleEncoder(loaded.tokenizer, loaded.image_token_id, loaded.image_tokens_per_page,
                           settings["prompt"], settings["max_length"])
+
+
+def page_format(loaded: LoadedModel, settings: dict) -> PageFormat:
+    """Pages as the model was trained on them (its image mode)."""
+    return PageFormat(loaded.family, loaded.image_size, settings["image_mode"])
 
 
 def scored_samples(items: list[dict], generated: Generated) -> list[dict]:
@@ -96,7 +103,7 @@ def evaluate_model(model: str, dataset: str, split: str | None = None,
     max_new_tokens = max_new_tokens or settings["max_new_tokens"]
     encoder = encoder_for(loaded, settings)
     split, rows = pick_split(dataset, split, max_pages)
-    data = PageDataset(rows, encoder, loaded.image_size, limit=max_samples)
+    data = PageDataset(rows, encoder, page_format(loaded, settings), limit=max_samples)
     if not len(data):
         raise DeepSynthError(f"split {split!r} of {dataset} has no rows to evaluate")
     dtype = next(loaded.model.parameters()).dtype

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from deepsynth.training.data import ExampleEncoder, pixel_values
+from deepsynth.training.data import ExampleEncoder
+from deepsynth.training.pages import stack_pages, vision_inputs
 
 LIMIT_PERCENTILE = 95
 
@@ -54,15 +55,17 @@ def _hit_limit(row: torch.Tensor, max_new_tokens: int, eos_token_id: int | None)
 def generate_summaries(model, tokenizer, encoder: ExampleEncoder, items: list[dict],
                        batch_size: int, max_new_tokens: int, num_beams: int = 1,
                        dtype: torch.dtype = torch.float32) -> Generated:
-    """``items``: dicts with ``pages`` (uint8 [1, H, W] tensors), or ``prompt_ids``.
+    """``items``: dicts with ``pages`` (uint8 [H, W] tensors) and ``page_tokens`` (and
+    crops, as :class:`deepsynth.training.pages.PageFormat` prepares them), or ``prompt_ids``.
 
     Items are grouped by prompt length so no batch needs padding (the prompt length depends
-    only on the page count); outputs come back in input order.
+    only on the pages' image tokens); outputs come back in input order.
     """
     model.eval()
     groups: dict[int, list[int]] = defaultdict(list)
-    # Chat examples carry their prompt; page examples build it from their page count.
-    prefixes = [item.get("prompt_ids") or encoder.prefix(len(item["pages"]))
+    # Chat examples carry their prompt; page examples build it from their pages' tokens.
+    prefixes = [item.get("prompt_ids") or encoder.prefix(item.get("page_tokens")
+                                                         or len(item["pages"]))
                 for item in items]
     for index, prefix in enumerate(prefixes):
         groups[len(prefix)].append(index)
@@ -73,10 +76,7 @@ def generate_summaries(model, tokenizer, encoder: ExampleEncoder, items: list[di
             chunk = indices[start:start + batch_size]
             ids = torch.tensor([prefixes[i] for i in chunk], device=device)
             kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-            pages = [p for i in chunk for p in items[i]["pages"]]
-            if pages:
-                kwargs["pixel_values"] = pixel_values(torch.stack(pages).unsqueeze(1)
-                                                      .to(device), dtype)
+            kwargs.update(vision_inputs(stack_pages([items[i] for i in chunk]), dtype, device))
             generated = model.generate(**kwargs, max_new_tokens=max_new_tokens,
                                        num_beams=num_beams, do_sample=False,
                                        pad_token_id=tokenizer.pad_token_id,

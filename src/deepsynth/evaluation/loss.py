@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from deepsynth.training.data import Collator, pixel_values
+from deepsynth.training.data import Collator
+from deepsynth.training.pages import vision_inputs
 
 
 @torch.no_grad()
@@ -17,8 +18,7 @@ def mean_loss(model, dataset, collate: Collator, batch_size: int, dtype: torch.d
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")}
-        if "pages" in batch:
-            inputs["pixel_values"] = pixel_values(batch["pages"].to(device), dtype)
+        inputs.update(vision_inputs(batch, dtype, device))
         tokens = int((batch["labels"][:, 1:] != -100).sum())
         total += float(model(**inputs).loss) * tokens
         count += tokens

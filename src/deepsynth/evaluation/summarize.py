@@ -6,18 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.data.manifest import MANIFEST_NAME, is_dataset
 from deepsynth.errors import DeepSynthError
-from deepsynth.evaluation.evaluate import encoder_for, model_settings
+from deepsynth.evaluation.evaluate import encoder_for, model_settings, page_format
 from deepsynth.evaluation.generation import generate_summaries
 from deepsynth.models.registry import load_model
 from deepsynth.render.renderer import build_renderer
-from deepsynth.training.data import decode_page
+from deepsynth.training.data import read_page
 from deepsynth.training.run_folder import CONFIG_NAME
 
 
@@ -31,10 +27,6 @@ def training_render_config(model_dir: str) -> RenderConfig | None:
         return None
     manifest = Path(dataset) / MANIFEST_NAME
     return from_dict(RenderConfig, json.loads(manifest.read_text())["config"]["render"])
-
-
-def _as_tensor(page: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(page, dtype=np.uint8).copy())
 
 
 def summarize(model: str, text: str | None = None, images: list[str] | None = None,
@@ -63,13 +55,13 @@ def summarize(model: str, text: str | None = None, images: list[str] | None = No
             except OSError as exc:
                 raise DeepSynthError(f"cannot read image {path}: {exc.strerror}") from None
     try:
-        pages = [_as_tensor(decode_page(png, loaded.image_size)) for png in pngs]
+        pages = page_format(loaded, settings).prepare_all([read_page(png) for png in pngs])
     except OSError as exc:
         raise DeepSynthError(f"not a readable image: {exc}") from None
     dtype = next(loaded.model.parameters()).dtype
     summary = generate_summaries(loaded.model, loaded.tokenizer, encoder,
-                                 [{"pages": pages, "text": text or ""}], 1, max_new_tokens,
+                                 [{**pages, "text": text or ""}], 1, max_new_tokens,
                                  num_beams, dtype).texts[0]
-    return {"summary": summary, "pages": len(pages), "render": rendered_stats,
+    return {"summary": summary, "pages": len(pngs), "render": rendered_stats,
             "randomly_initialized_base": loaded.randomly_initialized, "model": model,
             "page_pngs": pngs}

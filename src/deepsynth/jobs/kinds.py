@@ -33,7 +33,7 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
     render_fields = set(RenderConfig.__dataclass_fields__)
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
     config = from_dict(GenerationConfig, {
-        **top, "out": str(workspace.dataset_folder(name, "name")),
+        **top, "out": str(workspace.new_dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     with refusing():  # what the source holds refuses the request, not the document
@@ -74,6 +74,9 @@ def _generate(workspace: Workspace, hub: HubFactory) -> JobFunction:
                                   should_stop=context.should_stop, hub_client=client)
         for shard in result.damaged_shards:
             context.log(f"damaged shard {shard} was rendered again")
+        for count, examples in result.skipped.items():  # why rows were skipped, by count
+            context.log(f"{count}: {result.totals.get(count, 0)} row(s) skipped; first in "
+                        f"this run: {'; '.join(examples)}")
         context.log(f"generation {result.status}: {result.rows}")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,

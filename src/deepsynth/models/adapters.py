@@ -45,12 +45,12 @@ def peft_config(method: str, modules: tuple[str, ...], parameters: tuple[str, ..
                       r=r, lora_alpha=alpha, lora_dropout=dropout, use_dora=method == "dora")
 
 
-def apply_adapters(model, config) -> torch.nn.Module:
+def apply_adapters(model, config, family: str = "deepseek_ocr2") -> torch.nn.Module:
     from peft import get_peft_model
 
     wrapped = get_peft_model(model, config)
     for name, parameter in wrapped.named_parameters():
-        if parameter.requires_grad and is_vision(name, "deepseek_ocr2"):
+        if parameter.requires_grad and is_vision(name, family):
             raise DeepSynthError(f"an adapter reached the vision side ({name}); refusing")
     return wrapped
 

@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 from deepsynth.errors import DeepSynthError
 
 # The vision side per model family: SAM encoder, vision encoder (with its queries), projector
-# and the view separator. Names are matched after stripping PEFT's "base_model.model." prefix.
+# and the view separator (v1 and Unlimited-OCR: and the row newline), as transformers' native
+# classes name them (v1's own checkpoint names are converted as it loads). Names are matched
+# after stripping PEFT's "base_model.model." prefix.
+_V1_VISION = ("model.vision_tower.sam_encoder.", "model.vision_tower.vision_encoder.",
+              "model.multi_modal_projector.", "model.image_newline", "model.view_separator")
 VISION_PREFIXES = {
     "deepseek_ocr2": ("model.vision_tower.sam_encoder.", "model.vision_tower.vision_encoder.",
                       "model.vision_tower.query_", "model.multi_modal_projector.",
                       "model.view_separator"),
-    "deepseek_ocr": ("model.sam_model.", "model.vision_model.", "model.projector.",
-                     "model.image_newline", "model.view_seperator"),
+    "deepseek_ocr": _V1_VISION,
+    "unlimited_ocr": _V1_VISION,  # v1's architecture, the same native class
     "causal_lm": (),  # text only: nothing to freeze
 }
 _COMPONENTS = (  # (component, pattern), first match wins
@@ -24,7 +28,7 @@ _COMPONENTS = (  # (component, pattern), first match wins
     ("sam encoder", re.compile(r"vision_tower\.sam_encoder\.|sam_model\.")),
     ("vision encoder", re.compile(r"vision_tower\.|vision_model\.")),
     ("projector", re.compile(r"multi_modal_projector\.|\.projector\.")),
-    ("view separator", re.compile(r"view_sep")),
+    ("view separator", re.compile(r"view_sep|image_newline")),
     ("router", re.compile(r"\.mlp\.gate\.weight$")),
     ("routed experts", re.compile(r"\.mlp\.experts\.")),
     ("shared experts", re.compile(r"\.mlp\.shared_experts\.")),

@@ -15,7 +15,7 @@ from deepsynth.config.dataset import RenderConfig
 from deepsynth.render.fonts import FontSet, resolve_font
 from deepsynth.render.layout import Layout, Measurer, layout_text, missing_glyphs, normalize_text
 from deepsynth.render.page import PagePainter, encode_png
-from deepsynth.render.tokens import TokenCounter, token_counter, vision_tokens_per_page
+from deepsynth.render.tokens import TokenCounter, row_vision_tokens, token_counter
 
 
 @dataclass
@@ -134,7 +134,7 @@ class Renderer:
         if truncated:  # the ratio compares what the pages hold, so count only the kept text
             text = "\n".join(line.text for page in pages for line in page)
         text_tokens = self.tokens.count(text)
-        vision = vision_tokens_per_page(self.width, self.height) * len(pages)
+        vision = row_vision_tokens(self.width, self.height) * len(pages)
         return RenderStats(
             num_pages=len(pages), num_lines=sum(len(p) for p in pages), num_chars=len(text),
             missing_glyphs=missing, missing_glyph_chars=missing_chars,

@@ -2,7 +2,8 @@
 
 A sequence is ``[bos] + image tokens per page + prompt + summary + [eos]``; labels are set on
 the summary and EOS only. ``max_length`` counts text tokens (prompt and summary), never image
-tokens, since the model fails when image tokens and image features disagree. Pages stay
+tokens, since the model fails when image tokens and image features disagree. Pages are
+prepared as the model family's image processor does (``deepsynth.training.pages``) and stay
 uint8 (1 channel) until they reach the model, which keeps loader workers cheap.
 """
 
@@ -12,7 +13,6 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -20,6 +20,15 @@ from deepsynth.data.manifest import Manifest, is_dataset
 from deepsynth.data.shards import check_shards, damaged, shard_problem
 from deepsynth.errors import DeepSynthError, OutputError
 from deepsynth.training.augment import Augmenter
+from deepsynth.training.pages import (  # pixel_values: where callers have imported it
+    PageFormat,
+    global_view,
+    pixel_values,
+    stack_pages,
+)
+
+__all__ = ["Collator", "ExampleEncoder", "PageDataset", "SplitRows", "decode_page",
+           "load_split", "pixel_values", "read_page"]
 
 IGNORE = -100
 
@@ -45,13 +54,15 @@ class ExampleEncoder:
             raise DeepSynthError(f"max_length {max_length} leaves no room for a summary after "
                                  f"the {len(self.prompt_ids)}-token prompt")
 
-    def prefix(self, num_pages: int) -> list[int]:
-        """Everything before the summary: what generation starts from."""
-        return ([self.tokenizer.bos_token_id]
-                + [self.image_token_id] * (self.tokens_per_page * num_pages) + self.prompt_ids)
+    def prefix(self, pages: int | list[int]) -> list[int]:
+        """Everything before the summary: what generation starts from. ``pages``: the image
+        tokens of each page, or a page count (of ``tokens_per_page`` each)."""
+        counts = [self.tokens_per_page] * pages if isinstance(pages, int) else pages
+        return ([self.tokenizer.bos_token_id] + [self.image_token_id] * sum(counts)
+                + self.prompt_ids)
 
-    def encode(self, num_pages: int, summary: str) -> EncodedText:
-        prefix = self.prefix(num_pages)
+    def encode(self, pages: int | list[int], summary: str) -> EncodedText:
+        prefix = self.prefix(pages)
         text_in_prefix = len(self.prompt_ids)
         summary_ids = self.tokenizer(summary, add_special_tokens=False).input_ids
         room = self.max_length - text_in_prefix - 1
@@ -60,13 +71,18 @@ class ExampleEncoder:
         return EncodedText(prefix + target, [IGNORE] * len(prefix) + target, truncated)
 
 
-def decode_page(png: bytes, size: int) -> Image.Image:
-    """A page as a grayscale image of ``size`` x ``size`` (resized if rendered otherwise)."""
+def read_page(png: bytes) -> Image.Image:
+    """A page image as grayscale, at its own size. DeepSynth's pages are black on white, so
+    nothing is lost; a colour page (a dataset made elsewhere) loses its colour."""
     with Image.open(io.BytesIO(png)) as image:
-        page = image.convert("L")
-    if page.size != (size, size):
-        page = page.resize((size, size), Image.Resampling.BILINEAR)
-    return page
+        return image.convert("L")
+
+
+def decode_page(png: bytes, size: int) -> Image.Image:
+    """A page's global view for DeepSeek-OCR-2 at ``size`` px (fitted and padded as its
+    processor does)."""
+    page = read_page(png)
+    return global_view(page, PageFormat("deepseek_ocr2", size).view(*page.size))
 
 
 @dataclass
@@ -126,13 +142,19 @@ def load_split(dataset_dir: str, split: str, max_pages: int) -> SplitRows:
 
 
 class PageDataset(torch.utils.data.Dataset):
-    """Encoded examples of one split; index i is the i-th kept row."""
+    """Encoded examples of one split; index i is the i-th kept row. ``pages``: how the model
+    sees pages (an int: DeepSeek-OCR-2's global view at that size)."""
 
-    def __init__(self, rows: SplitRows, encoder: ExampleEncoder, image_size: int,
+    def __init__(self, rows: SplitRows, encoder: ExampleEncoder, pages: PageFormat | int,
                  augmenter: Augmenter | None = None, limit: int | None = None):
         self.rows = rows
         self.encoder = encoder
-        self.image_size = image_size
+        if not isinstance(pages, PageFormat):
+            pages = PageFormat("deepseek_ocr2", pages)
+            if pages.tokens(pages.image_size, pages.image_size) != encoder.tokens_per_page:
+                raise ValueError("an image size stands for DeepSeek-OCR-2's pages; pass the "
+                                 "model's PageFormat")
+        self.format = pages
         self.augmenter = augmenter
         self.indices = rows.indices[:limit] if limit else rows.indices
 
@@ -141,15 +163,14 @@ class PageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows.table[self.indices[index]]
-        encoded = self.encoder.encode(len(row["images"]), row["summary"])
         pages = []
         for image in row["images"]:
-            page = decode_page(image["bytes"], self.image_size)
-            if self.augmenter is not None:
-                page = self.augmenter(page)
-            pages.append(torch.from_numpy(np.asarray(page, dtype=np.uint8).copy()))
+            page = read_page(image["bytes"])
+            pages.append(self.augmenter(page) if self.augmenter is not None else page)
+        entries = self.format.prepare_all(pages)
+        encoded = self.encoder.encode(entries["page_tokens"], row["summary"])
         return {"id": row["id"], "input_ids": encoded.input_ids, "labels": encoded.labels,
-                "pages": pages, "summary": row["summary"], "truncated": encoded.truncated}
+                **entries, "summary": row["summary"], "truncated": encoded.truncated}
 
 
 class Collator:
@@ -166,14 +187,5 @@ class Collator:
             ids[row, :n] = torch.tensor(example["input_ids"])
             labels[row, :n] = torch.tensor(example["labels"])
             mask[row, :n] = 1
-        pages = [p for e in examples for p in e["pages"]]
-        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask,
-                 "ids": [e["id"] for e in examples]}
-        if pages:
-            batch["pages"] = torch.stack(pages).unsqueeze(1)
-        return batch
-
-
-def pixel_values(pages: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 [N, 1, H, W] to the model's normalized 3-channel input in its dtype."""
-    return (pages.to(dtype) / 127.5 - 1.0).expand(-1, 3, -1, -1)
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+                "ids": [e["id"] for e in examples], **stack_pages(examples)}

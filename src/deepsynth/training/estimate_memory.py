@@ -185,14 +185,17 @@ def loss_transient(facts: ModelFacts, n: int, num: Numerics) -> int:
 
 def vision_transient(facts: ModelFacts, pages: int, num: Numerics) -> int:
     """The frozen vision tower's forward keeps nothing, but its global-attention layers build
-    a relative-position bias of heads x patches^2 per page, and on the CPU the attention with
-    that bias materializes the weights as well (measured: 0.93 GiB a 1024 px page in bf16)."""
+    a relative-position bias of heads x patches^2 per view, and on the CPU the attention with
+    that bias materializes the weights as well (measured: 0.93 GiB a 1024 px page in bf16).
+    A page's views (global and crops) go through SAM together."""
     vision = facts.vision
     if not vision:
         return 0
-    patches, heads, width = vision["patches"], vision["sam_heads"], vision["sam_hidden"]
-    bias = heads * patches * patches * num.compute
-    return pages * ((2 if num.cpu else 1) * bias + patches * width * (4 * num.compute + 44))
+    heads, width = vision["sam_heads"], vision["sam_hidden"]
+    views = facts.view_patches
+    bias = heads * sum(patches * patches for patches in views) * num.compute
+    return pages * ((2 if num.cpu else 1) * bias
+                    + sum(views) * width * (4 * num.compute + 44))
 
 
 def checkpointed_tape(facts: ModelFacts, tokens: int, batch: int, num: Numerics) -> int:

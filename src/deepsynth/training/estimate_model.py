@@ -46,11 +46,11 @@ class Adapted:
 class ModelFacts:
     """The counts and dimensions the memory and time estimates need."""
 
-    family: str  # deepseek_ocr2 | causal_lm
+    family: str  # deepseek_ocr2 | deepseek_ocr (v1) | unlimited_ocr | causal_lm
     text: dict[str, Any]  # the decoder's dimensions (hidden, heads, experts...)
     vision: dict[str, Any]  # the vision side's (SAM, encoder); {} for a causal LM
     image_size: int
-    tokens_per_page: int
+    tokens_per_page: int  # an image_size x image_size page in the run's image mode
     parameters: int
     vision_parameters: int
     weight_bytes: int  # as loaded for this config
@@ -68,10 +68,20 @@ class ModelFacts:
     trainable_dtype: str = "float32"
     quantized: int = 0  # QLoRA: weights stored in 4 bits
     quantized_bytes: int = 0
+    crops: int = 0  # local crops of such a page (image mode crops), each crop_size px
+    crop_size: int = 0
 
     @property
     def layers(self) -> int:
         return self.dense_layers + self.sparse_layers
+
+    @property
+    def view_patches(self) -> list[int]:
+        """SAM's patches for each view of a page: the global view, then each crop."""
+        if not self.vision:
+            return []
+        patch = self.vision["patch"]
+        return [self.vision["patches"]] + [(self.crop_size // patch) ** 2] * self.crops
 
 
 def dtype_bytes(name: str) -> int:
@@ -80,18 +90,18 @@ def dtype_bytes(name: str) -> int:
 
 def build_meta(spec: str, root: Path | None, chat: bool, dtype):
     """The model ``spec`` names, built on the meta device in ``dtype`` (parameters the model
-    creates in float32, the MoE router, stay so), and its image size (0: none)."""
+    creates in float32, the MoE router, stay so), its family and its image size (0: none)."""
     import torch
 
-    from deepsynth.models.random_spec import parse_random_spec, real_config
+    from deepsynth.models.random_spec import REAL_MODELS, family, parse_random_spec, real_config
 
-    if spec == "deepseek-ocr-2":  # the published model: its architecture ships with DeepSynth
-        spec = "random:deepseek-ocr-2"
+    if spec in REAL_MODELS:  # a published model: its architecture ships with DeepSynth
+        spec = f"random:{spec}"
     random = parse_random_spec(spec)
     if random:
-        config = real_config(*random)
+        config, kind = real_config(*random), family(random[0])
     else:
-        config = _folder_config(spec, root, chat)
+        config, kind = _folder_config(spec, root, chat)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -100,36 +110,40 @@ def build_meta(spec: str, root: Path | None, chat: bool, dtype):
     finally:
         torch.set_default_dtype(default)
     image = getattr(getattr(config, "vision_config", None), "sam_config", None)
-    return model, int(image.image_size) if image is not None else 0
+    return model, kind, int(image.image_size) if image is not None else 0
 
 
 def _folder_config(spec: str, root: Path | None, chat: bool):
-    """The transformers config of a preset built here, a model folder or a cached Hub id."""
+    """The transformers config of a preset built here, a model folder or a cached Hub id,
+    and the model's family."""
     from transformers import AutoConfig
 
     from deepsynth.models.model_info import read_info
-    from deepsynth.models.registry import resolve_model
+    from deepsynth.models.registry import model_family, resolve_model
 
-    location, _ = resolve_model(spec, root, hub_ids=chat)
+    location, preset = resolve_model(spec, root, hub_ids=chat)
     folder = Path(location)
     info = read_info(folder) if folder.is_dir() else {}
     if info.get("adapter") and info.get("base_model"):  # an adapter run: its base model
         return _folder_config(info["base_model"], root, chat)
     try:
-        return AutoConfig.from_pretrained(location, local_files_only=True)
+        config = AutoConfig.from_pretrained(location, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ConfigRefused("model", f"cannot estimate {spec!r} offline: its config.json is "
                           f"not here ({str(exc).splitlines()[0][:120]})",
                           "a preset, random:deepseek-ocr-2[?layers=N], a model folder or a "
                           "Hub id in the local cache") from None
+    return config, model_family(location, preset, info, spec)
 
 
 def _instantiate(config):
-    from transformers import AutoModelForCausalLM, DeepseekOcr2ForConditionalGeneration
+    import transformers
 
-    if config.model_type == "deepseek_ocr2":
-        return DeepseekOcr2ForConditionalGeneration(config)
-    return AutoModelForCausalLM.from_config(config)
+    classes = {"deepseek_ocr2": "DeepseekOcr2ForConditionalGeneration",
+               "unlimited_ocr": "UnlimitedOcrForConditionalGeneration"}
+    if config.model_type in classes:
+        return getattr(transformers, classes[config.model_type])(config)
+    return transformers.AutoModelForCausalLM.from_config(config)
 
 
 def trainable_meta(config: TrainingConfig, root: Path | None = None):
@@ -139,12 +153,12 @@ def trainable_meta(config: TrainingConfig, root: Path | None = None):
     from deepsynth.training import setup
 
     chat = config.task.kind == "chat"
-    model, image_size = build_meta(config.task.model, root, chat, setup.base_dtype(config))
-    family = "deepseek_ocr2" if model.config.model_type == "deepseek_ocr2" else "causal_lm"
+    model, family, image_size = build_meta(config.task.model, root, chat,
+                                           setup.base_dtype(config))
     if chat != (family == "causal_lm"):
         raise ConfigRefused("model", f"{config.task.model} is a {family} model; trainer_type "
                             f"{config.task.trainer_type} needs "
-                            f"{'a causal LM' if chat else 'a DeepSeek-OCR model'}")
+                            f"{'a causal LM' if chat else 'a DeepSeek-OCR-family model'}")
     loaded = LoadedModel(model, None, family, config.task.model, image_size, -1, True)
     steps = config.schedule.max_steps or 1000  # AdaLoRA's schedule; no count depends on it
     with warnings.catch_warnings():  # deprecations inside PEFT and transformers: not ours
@@ -155,15 +169,17 @@ def trainable_meta(config: TrainingConfig, root: Path | None = None):
 def model_facts(config: TrainingConfig, root: Path | None = None) -> ModelFacts:
     """Exact counts of the model ``config`` trains, with the dimensions of its parts."""
     from deepsynth.models.components import is_vision
-    from deepsynth.render.tokens import vision_tokens_per_page
+    from deepsynth.render.tokens import page_view
     from deepsynth.training import setup
 
     model, family, image_size = trainable_meta(config, root)
     base = str(setup.base_dtype(config)).removeprefix("torch.")
     quantized = _quantized_weights(model) if setup.uses_4bit(config) else set()
-    facts = ModelFacts(family, _text_dims(model.config), _vision_dims(model.config),
-                       image_size, vision_tokens_per_page(image_size, image_size)
-                       if image_size else 0, 0, 0, 0, 0, 0, 0, base_dtype=base)
+    view = page_view(family, image_size, config.task.image_mode) if image_size else None
+    facts = ModelFacts(family, _text_dims(model.config), _vision_dims(model.config, family),
+                       image_size, view.tokens if view else 0, 0, 0, 0, 0, 0, 0,
+                       base_dtype=base, crops=view.crops if view else 0,
+                       crop_size=view.tile if view else 0)
     for name, parameter in model.named_parameters():
         size = parameter.numel()
         nbytes = size * dtype_bytes(str(parameter.dtype))
@@ -262,17 +278,23 @@ def _text_dims(config) -> dict[str, Any]:
             "shared_experts": getattr(text, "n_shared_experts", 0) or 0}
 
 
-def _vision_dims(config) -> dict[str, Any]:
+def _vision_dims(config, family: str) -> dict[str, Any]:
     vision = getattr(config, "vision_config", None)
     if vision is None:
         return {}
     sam, encoder = vision.sam_config, vision.encoder_config
+    # The second encoder: DeepSeek-OCR-2's Qwen2 (a SwiGLU MLP) reads a view's downsampled
+    # patches followed by as many learned queries; v1's CLIP-L (a two-matrix MLP) reads the
+    # patches and its class token.
+    ocr2 = family == "deepseek_ocr2"
     return {"sam_hidden": sam.hidden_size, "sam_layers": sam.num_hidden_layers,
             "sam_heads": sam.num_attention_heads, "sam_mlp": sam.mlp_dim,
             "global_layers": len(sam.global_attn_indexes), "window": sam.window_size,
-            "patches": (sam.image_size // sam.patch_size) ** 2,
+            "patch": sam.patch_size, "patches": (sam.image_size // sam.patch_size) ** 2,
             "neck": sam.output_channels, "downsample": list(sam.downsample_channels),
             "encoder_hidden": encoder.hidden_size, "encoder_layers": encoder.num_hidden_layers,
             "encoder_heads": encoder.num_attention_heads,
-            "encoder_kv_heads": encoder.num_key_value_heads,
-            "encoder_intermediate": encoder.intermediate_size}
+            "encoder_kv_heads": getattr(encoder, "num_key_value_heads", None)
+            or encoder.num_attention_heads,
+            "encoder_intermediate": encoder.intermediate_size,
+            "encoder_mlp_matrices": 3 if ocr2 else 2, "encoder_queries": ocr2}

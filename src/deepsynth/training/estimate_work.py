@@ -37,22 +37,27 @@ def decoder_flops(facts: ModelFacts, tokens: int) -> float:
 
 
 def vision_flops(facts: ModelFacts, pages: int) -> float:
-    """Forward FLOPs of the SAM encoder and the vision encoder for ``pages`` pages."""
-    vision = facts.vision
-    if not vision or not pages:
+    """Forward FLOPs of the SAM encoder and the second vision encoder for ``pages`` pages,
+    each a global view and, in image mode crops, its local crops."""
+    if not facts.vision or not pages:
         return 0.0
-    patches, width = vision["patches"], vision["sam_hidden"]
+    return pages * sum(_view_flops(facts.vision, patches) for patches in facts.view_patches)
+
+
+def _view_flops(vision: dict, patches: int) -> float:
+    width = vision["sam_hidden"]
     layers, global_layers = vision["sam_layers"], vision["global_layers"]
     sam = 2 * patches * layers * (4 * width * width + 2 * width * vision["sam_mlp"])
     window = vision["window"] ** 2
     sam += 4 * patches * width * (global_layers * patches + (layers - global_layers) * window)
-    tokens = 2 * facts.tokens_per_page  # the downsampled patches, then as many queries
+    features = patches // 16  # SAM's neck downsamples 4x each way
+    # DeepSeek-OCR-2's encoder: the features, then as many queries; v1's CLIP: + a class token
+    tokens = 2 * features if vision["encoder_queries"] else features + 1
     encoder_width = vision["encoder_hidden"]
     kv = vision["encoder_kv_heads"] / vision["encoder_heads"]
-    per_layer = (2 + 2 * kv) * encoder_width ** 2 + 3 * encoder_width * \
-        vision["encoder_intermediate"]
-    encoder = vision["encoder_layers"] * tokens * (2 * per_layer + 4 * tokens * encoder_width)
-    return pages * (sam + encoder)
+    per_layer = (2 + 2 * kv) * encoder_width ** 2 + vision["encoder_mlp_matrices"] * \
+        encoder_width * vision["encoder_intermediate"]
+    return sam + vision["encoder_layers"] * tokens * (2 * per_layer + 4 * tokens * encoder_width)
 
 
 def step_work(config: TrainingConfig, facts: ModelFacts, tokens: int, batch: int) -> StepWork:

@@ -26,13 +26,14 @@ from deepsynth.models.components import format_summary, parameter_summary
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
 from deepsynth.training import setup
 from deepsynth.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
-from deepsynth.training.data import Collator, PageDataset, pixel_values
+from deepsynth.training.data import Collator, PageDataset
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.evaluator import ProbeEvaluator
 from deepsynth.training.hooks import HookChain
 from deepsynth.training.metrics import MetricsLog, memory_stats
 from deepsynth.training.moe import RouterMonitor
 from deepsynth.training.output import save_final_model
+from deepsynth.training.pages import vision_inputs
 from deepsynth.training.run_folder import RunFolder
 
 
@@ -92,6 +93,8 @@ class Trainer:
         with self.accelerator.main_process_first():  # one process builds the tiny model cache
             self.loaded = setup.load_base_model(config, self.root)
         self.data = setup.build_data(config, self.loaded)
+        for note in self.data.notes if self.accelerator.is_main_process else ():
+            self.echo(note)
         config = self.config = self._with_length_limit(config)
         self.sampler = EpochOrder(len(self.data.train), schedule.seed)
         collate = Collator(self.loaded.tokenizer.pad_token_id)
@@ -166,8 +169,7 @@ class Trainer:
     def _forward_loss(self, batch: dict) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                   "labels": batch["labels"]}
-        if "pages" in batch:
-            inputs["pixel_values"] = pixel_values(batch["pages"], self.dtype)
+        inputs.update(vision_inputs(batch, self.dtype))
         with self.accelerator.autocast():
             loss = self.model(**inputs).loss
             return self.hooks.add_extra_losses(loss, batch["attention_mask"])

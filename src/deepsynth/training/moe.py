@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-ROUTER_CLASS = "DeepseekOcr2TextTopkRouter"
-EXPERTS_CLASS = "DeepseekOcr2TextExperts"
+# The same decoder in both families' transformers classes (DeepSeek-OCR-2's, and v1's through
+# UnlimitedOcr): routers and fused experts by class name.
+ROUTER_CLASSES = ("DeepseekOcr2TextTopkRouter", "UnlimitedOcrTextTopkRouter")
+EXPERTS_CLASSES = ("DeepseekOcr2TextExperts", "UnlimitedOcrTextExperts")
 
 
 @dataclass
@@ -42,7 +44,7 @@ def expert_slices(model) -> list[ExpertSlices]:
     """The trainable weights of every routed expert, per MoE layer (empty when none train)."""
     layers = []
     for name, module in model.named_modules():
-        if type(module).__name__ != EXPERTS_CLASS:
+        if type(module).__name__ not in EXPERTS_CLASSES:
             continue
         experts = module.num_experts
         entry = ExpertSlices(name, experts, [[] for _ in range(experts)])
@@ -67,17 +69,17 @@ def router_parameters(model) -> list[torch.nn.Parameter]:
     """What trains the routers: their weights (full fine-tuning) or their LoRA matrices."""
     found = []
     for module in model.modules():
-        if type(module).__name__ == ROUTER_CLASS and module.weight.requires_grad:
+        if type(module).__name__ in ROUTER_CLASSES and module.weight.requires_grad:
             found.append(module.weight)
         elif type(module).__name__ == "ParamWrapper" and module.parameter_name == "weight" \
-                and type(module.get_base_layer()).__name__ == ROUTER_CLASS:
+                and type(module.get_base_layer()).__name__ in ROUTER_CLASSES:
             for adapter in module.lora_A:
                 found += [module.lora_A[adapter].weight, module.lora_B[adapter].weight]
     return found
 
 
 def routers(model) -> list[tuple[str, torch.nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if type(m).__name__ == ROUTER_CLASS]
+    return [(n, m) for n, m in model.named_modules() if type(m).__name__ in ROUTER_CLASSES]
 
 
 class RouterMonitor:

@@ -10,6 +10,7 @@ from deepsynth.atomic_files import write_json_atomic
 from deepsynth.config import to_dict
 from deepsynth.config.training import TrainingConfig, train_command
 from deepsynth.data.manifest import package_versions
+from deepsynth.models import unlimited_ocr
 from deepsynth.models.adapters import save_adapter
 from deepsynth.models.model_info import write_info
 from deepsynth.models.registry import LoadedModel
@@ -61,7 +62,11 @@ def save_final_model(folder: Path, model, loaded: LoadedModel, config: TrainingC
             "randomly_initialized": loaded.randomly_initialized,
             "base_model": loaded.name, "peft": config.adapter.peft, "prompt": config.task.prompt,
             "max_length": config.task.max_length, "trainer_type": config.task.trainer_type,
+            "image_mode": config.task.image_mode,
             "versions": package_versions()}
+    window = unlimited_ocr.window(model)
+    if window is not None:  # generation slides it: evaluate and summarize read it here
+        info["sliding_window"] = window
     if config.adapter.peft == "full":
         model.save_pretrained(folder)
     else:

@@ -12,14 +12,21 @@ from pathlib import Path
 import torch
 
 from deepsynth.config.training import LORA_PRESETS, TrainingConfig
-from deepsynth.errors import ConfigError, DatasetDamaged, DeepSynthError
+from deepsynth.errors import ConfigError, ConfigRefused, DatasetDamaged, DeepSynthError
 from deepsynth.models.adapters import apply_adapters, peft_config, unfreeze_decoder
 from deepsynth.models.components import freeze_vision
 from deepsynth.models.registry import LoadedModel, load_model
 from deepsynth.training.augment import Augmenter
-from deepsynth.training.data import ExampleEncoder, PageDataset, SplitRows, load_split
+from deepsynth.training.data import (
+    ExampleEncoder,
+    PageDataset,
+    SplitRows,
+    load_split,
+    read_page,
+)
 from deepsynth.training.hooks import AdaLoraBudget, StepHook
 from deepsynth.training.moe import RouterMonitor
+from deepsynth.training.pages import PageFormat
 from deepsynth.training.regularizers import REGULARIZERS
 
 
@@ -29,6 +36,7 @@ class TrainingData:
     probe: torch.utils.data.Dataset | None
     eval_split: str | None
     skipped: dict  # rows left out and why, for the run's summary
+    notes: tuple[str, ...] = ()  # what reading the data did, for the run's log
 
 
 def uses_4bit(config: TrainingConfig) -> bool:
@@ -53,7 +61,8 @@ def load_base_model(config: TrainingConfig, root: Path | None) -> LoadedModel:
     loaded = load_model(config.task.model, root=root, dtype=base_dtype(config),
                         trust_remote_code=config.task.trust_remote_code,
                         attention_dropout=config.schedule.attention_dropout,
-                        quantize_4bit=uses_4bit(config), hub_ids=chat)
+                        quantize_4bit=uses_4bit(config), hub_ids=chat,
+                        sliding_window=None if chat else config.task.sliding_window)
     if chat != (loaded.family == "causal_lm"):
         raise ConfigError("model", f"{config.task.model} is a {loaded.family} model; "
                           f"trainer_type {config.task.trainer_type} needs "
@@ -79,7 +88,7 @@ def make_trainable(loaded: LoadedModel, config: TrainingConfig, total_steps: int
                 loaded.model, use_gradient_checkpointing=config.schedule.gradient_checkpointing)
         model = apply_adapters(loaded.model, peft_config(
             method, preset["modules"], preset["parameters"], adapter.lora_r, adapter.lora_alpha,
-            adapter.lora_dropout, total_steps, loaded.family))
+            adapter.lora_dropout, total_steps, loaded.family), loaded.family)
     if config.schedule.gradient_checkpointing:
         loaded.model.gradient_checkpointing_enable()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -104,13 +113,39 @@ def build_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
             f"{task.max_pages} pages ({train_rows.skipped_too_many_pages} longer rows "
             f"skipped); raise --max-pages, or render the dataset with a smaller --font-size "
             f"and --margin")
+    pages = PageFormat(loaded.family, loaded.image_size, task.image_mode)
+    check_sequence_fits(loaded, pages, train_rows, task.max_length)
     augmenter = Augmenter(config.schedule.seed) if config.schedule.augment else None
-    train = PageDataset(train_rows, encoder, loaded.image_size, augmenter)
+    train = PageDataset(train_rows, encoder, pages, augmenter)
     eval_split, probe_rows = _eval_rows(config)
-    probe = PageDataset(probe_rows, encoder, loaded.image_size,
+    probe = PageDataset(probe_rows, encoder, pages,
                         limit=config.evaluation.eval_samples) if probe_rows is not None else None
     return TrainingData(train, probe, eval_split,
                         {"rows_skipped_too_many_pages": train_rows.skipped_too_many_pages})
+
+
+def check_sequence_fits(loaded: LoadedModel, pages: PageFormat, rows: SplitRows,
+                        max_length: int) -> None:
+    """The longest training sequence, [bos] + its pages' image tokens + max_length text
+    tokens, within the decoder's positions; else refused naming ``image_mode`` (crops) or
+    ``max_pages``. Pages are measured on the first one (a DeepSynth dataset has one size)."""
+    first = rows.table[rows.indices[0]]["images"][0]["bytes"]
+    width, height = read_page(first).size
+    counts = rows.table["num_pages"]
+    most = max(counts[i] for i in rows.indices)
+    image = pages.tokens(width, height) * most
+    positions = loaded.model.config.text_config.max_position_embeddings
+    if 1 + image + max_length <= positions:
+        return
+    single = PageFormat(pages.family, pages.image_size).tokens(width, height)
+    raise ConfigRefused(
+        "image_mode" if pages.mode == "crops" else "max_pages",
+        f"{pages.mode}: {most} page{'s' * (most != 1)} of {width}x{height} px are {image} "
+        f"image tokens; with "
+        f"max_length {max_length} a sequence of {1 + image + max_length} tokens exceeds "
+        f"the model's {positions} positions",
+        f"image_mode global ({single} image tokens a page), a smaller max_pages or "
+        f"max_length")
 
 
 def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
@@ -131,7 +166,19 @@ def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData
     return TrainingData(train, probe, "eval_dataset" if probe else None, {
         "lines_skipped_invalid": len(report.invalid_lines),
         "invalid_lines": report.invalid_lines[:100],
-        "conversations_without_trained_tokens": untrained})
+        "conversations_without_trained_tokens": untrained,
+        "chat_format": report.format_dict(), "conversion": report.conversion()},
+        _conversion_notes(config.task.dataset, report))
+
+
+def _conversion_notes(dataset: str, report) -> tuple[str, ...]:
+    counts = report.conversion()
+    if counts is None:
+        return ()
+    reasons = "".join(f", {rule} {n}" for rule, n in counts["refused_by_reason"].items())
+    note = (f"{dataset}: {report.format_label()}, converted: {counts['records']} records "
+            f"read, {counts['converted']} converted, {counts['refused']} refused{reasons}")
+    return (note,)
 
 
 def _eval_rows(config: TrainingConfig) -> tuple[str | None, SplitRows | None]:

@@ -30,6 +30,7 @@ async function previewSource() {
     for (const name of MAPPING) columnSelect(name, found.columns, found.fields[name.replace("_field", "")]);
     box.replaceChildren(el("p", { class: "muted", id: "detected-columns" },
       `splits: ${found.splits.join(", ")} · columns: ${found.columns.join(", ")}`),
+      found.chat ? chatNote(found.chat) : "",
       el("table", {}, el("tr", {}, found.columns.map((c) => el("th", {}, c))),
          found.rows.map((row) => el("tr", {}, found.columns.map((c) =>
            el("td", {}, String(row[c] ?? "").slice(0, 160)))))));
@@ -38,6 +39,17 @@ async function previewSource() {
   } catch (error) {
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
   }
+}
+
+// A file of conversations renders as JSON text here; it is meant for the Generic trainer.
+function chatNote(chat) {
+  const reasons = Object.entries(chat.refused_by_reason).map(([r, n]) => `${r} ${n}`).join(", ");
+  return el("p", { id: "chat-detected", class: "notice" },
+    `This file looks like chat conversations: ${chat.format.label}. Of the first ${chat.checked} records, ${chat.converted} ` +
+    `${chat.command ? "convert" : "are valid"}, ${chat.refused} refused${reasons ? ` (${reasons})` : ""}. ` +
+    "This page renders documents for the OCR trainers; to fine-tune a chat model on this file choose ",
+    el("a", { href: "/train" }, "Train › Generic"),
+    chat.command ? [" (it converts the file by itself), or convert it once: ", el("code", {}, chat.command)] : ".");
 }
 
 async function upload() {
@@ -73,6 +85,8 @@ async function renderPreview() {
       ...shown.pages.slice(0, 2).map((src, i) => el("img", { src, alt: `rendered page ${i + 1}` })));
     const items = [["pages", s.num_pages], ["missing glyphs", s.missing_glyphs + (s.missing_glyph_chars ? ` (${s.missing_glyph_chars})` : "")],
                    ["text tokens", s.text_tokens], ["vision tokens", s.vision_tokens],
+                   ["vision tokens per page", shown.vision_tokens_per_page.map((row) =>
+                     `${row.model}: ${row.global} global, ${row.crops} crops`).join("; ")],
                    ["compression ratio", `${s.compression_ratio} text/vision tokens`], ["truncated characters", s.truncated_chars]];
     document.getElementById("render-stats").replaceChildren(
       ...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))]));

@@ -7,6 +7,7 @@ import { collect, field, requestSchema, setValue } from "./schema.js";
 const form = document.getElementById("train-form");
 const GROUPS = {
   "name-slot": ["name"],
+  "image-mode-slot": ["image_mode"],
   "adapter-fields": ["peft", "lora_preset", "lora_r", "lora_alpha", "lora_dropout"],
   "schedule-fields": ["max_steps", "num_epochs", "batch_size", "gradient_accumulation_steps",
                       "learning_rate", "save_steps", "eval_steps", "mixed_precision"],
@@ -57,20 +58,46 @@ function chatRequest() {
            line: Number(document.getElementById("t-preview_line").value) || 1 };
 }
 
+function problemItems(errors, warnings) {
+  return el("ul", { class: "problems", id: "chat-problems" },
+    errors.map((p) => el("li", { class: "field-error" }, `line ${p.line} · ${p.path} · ${p.message} [${p.rule}]`)),
+    warnings.map((p) => el("li", { class: "muted" }, `warning: line ${p.line} · ${p.path} · ${p.message}`)));
+}
+
+// Chat JSONL as it is: the validator's verdict. Another format (ShareGPT, Alpaca, a JSON
+// array): what converting it gives, since training converts it by itself.
+function verdict(report) {
+  const s = report.summary;
+  const c = report.conversion;
+  if (!c) {
+    return el("p", { id: "chat-verdict", class: report.ok ? "" : "field-error" },
+      report.ok ? `Valid: ${s.valid_rows} of ${s.rows} conversations` :
+        `${report.error_count} problems on ${report.invalid_lines.length} lines (training refuses the file unless skip invalid lines is set)`);
+  }
+  const reasons = Object.entries(c.refused_by_reason).map(([r, n]) => `${r} ${n}`).join(", ");
+  return el("div", {},
+    el("p", { id: "chat-verdict", class: report.trainable ? "" : "field-error" },
+      report.trainable ? `Converted at training time: ${c.converted} of ${c.records} records` :
+        `${c.refused} of ${c.records} records refused (training refuses the file unless skip invalid lines is set)`),
+    el("p", { id: "chat-conversion" },
+      `${c.records} records read, ${c.converted} converted, ${c.refused} refused` + (reasons ? ` (${reasons})` : "") +
+      ". Or convert it once: ", el("code", {}, c.command)));
+}
+
 async function validateChat() {
   const box = document.getElementById("chat-report");
   try {
     const report = await post("/api/chat/validate", chatRequest());
     const s = report.summary;
+    const t = s.token_lengths;
+    const errors = report.conversion ? report.conversion.problems : report.errors;
     box.replaceChildren(
-      el("p", { id: "chat-verdict", class: report.ok ? "" : "field-error" },
-         report.ok ? `Valid: ${s.valid_rows} of ${s.rows} conversations` :
-           `${report.error_count} problems on ${report.invalid_lines.length} lines (training refuses the file unless skip invalid lines is set)`),
+      el("p", { id: "chat-format" }, `Format: ${report.format.label}`),
+      verdict(report),
       el("p", { class: "muted" }, `turns ${s.turns} · roles ${Object.entries(s.role_counts).map(([r, n]) => `${r} ${n}`).join(", ")}` +
-         (s.token_lengths.p50 !== null ? ` · tokens p50 ${s.token_lengths.p50}, p90 ${s.token_lengths.p90}, max ${s.token_lengths.max}` : "")),
-      el("ul", { class: "problems", id: "chat-problems" },
-         report.errors.map((p) => el("li", { class: "field-error" }, `line ${p.line} · ${p.path} · ${p.message} [${p.rule}]`)),
-         report.warnings.map((p) => el("li", { class: "muted" }, `warning: line ${p.line} · ${p.path} · ${p.message}`))));
+         (t.p50 !== null ? ` · tokens p50 ${t.p50}, p90 ${t.p90}, max ${t.max}` +
+           (t.sampled < s.valid_rows ? ` (percentiles of a sample of ${t.sampled})` : "") : "")),
+      problemItems(errors, report.warnings));
   } catch (error) {
     if (error instanceof ApiError) {
       if (error.field === "source") error.field = "chat_source";
