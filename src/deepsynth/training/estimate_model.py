@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsynth.config.training import TrainingConfig
-from deepsynth.errors import ConfigRefused
+from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1,
@@ -115,9 +115,11 @@ def build_meta(spec: str, root: Path | None, chat: bool, dtype):
 
 def _folder_config(spec: str, root: Path | None, chat: bool):
     """The transformers config of a preset built here, a model folder or a cached Hub id,
-    and the model's family."""
+    and the model's family. v1 and Unlimited-OCR checkpoints in their own layout are
+    converted as loading converts them (the image token's id changes no count)."""
     from transformers import AutoConfig
 
+    from deepsynth.models import deepseek_ocr_v1, unlimited_ocr
     from deepsynth.models.model_info import read_info
     from deepsynth.models.registry import model_family, resolve_model
 
@@ -126,14 +128,26 @@ def _folder_config(spec: str, root: Path | None, chat: bool):
     info = read_info(folder) if folder.is_dir() else {}
     if info.get("adapter") and info.get("base_model"):  # an adapter run: its base model
         return _folder_config(info["base_model"], root, chat)
+    family = model_family(location, preset, info, spec)
     try:
-        config = AutoConfig.from_pretrained(location, local_files_only=True)
-    except (OSError, ValueError) as exc:
+        if family == "deepseek_ocr":
+            return deepseek_ocr_v1.folder_config(location, spec, _v1_image_token), family
+        if family == unlimited_ocr.FAMILY:
+            return unlimited_ocr.folder_config(location, spec, _v1_image_token), family
+        return AutoConfig.from_pretrained(location, local_files_only=True), family
+    except (OSError, ValueError, DeepSynthError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigRefused("model", f"cannot estimate {spec!r} offline: its config.json is "
-                          f"not here ({str(exc).splitlines()[0][:120]})",
-                          "a preset, random:deepseek-ocr-2[?layers=N], a model folder or a "
-                          "Hub id in the local cache") from None
-    return config, model_family(location, preset, info, spec)
+                            f"not here ({str(exc).splitlines()[0][:120]})",
+                            "a preset, random:NAME[?layers=N], a model folder or a Hub id "
+                            "in the local cache") from None
+
+
+def _v1_image_token() -> int:
+    from deepsynth.models.deepseek_ocr_v1 import V1_IMAGE_TOKEN_ID
+
+    return V1_IMAGE_TOKEN_ID
 
 
 def _instantiate(config):
