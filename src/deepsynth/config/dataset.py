@@ -145,7 +145,7 @@ def ray_installed() -> bool:
         return False
 
 
-def _ray_address_problem(value: str | None) -> str | None:
+def ray_address_problem(value: str | None) -> str | None:
     if value is None or _RAY_ADDRESS.match(value):
         return None
     return f"must be HOST:PORT, ray://HOST:PORT or auto; got {value!r}"
@@ -175,7 +175,7 @@ class GenerationConfig:
     ray_address: str | None = option(None, help="the Ray cluster of --engine ray: HOST:PORT, "
                                      "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else "
                                      "Ray started on this machine)",
-                                     check=_ray_address_problem, max_chars=300)
+                                     check=ray_address_problem, max_chars=300)
 
     def check(self) -> None:
         if self.source is None:
