@@ -63,7 +63,7 @@ def check_reachable(address: str) -> None:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_SECONDS):
             pass
     except OSError as exc:
-        raise ConfigError("ray_address", f"cannot reach the Ray cluster at {address} "
+        raise ConfigError("ray_address", f"is unreachable: nothing answers at {address} "
                           f"({exc.strerror or exc}); is `ray start --head` running there?",
                           "the address of a running Ray head (HOST:PORT)") from None
 
@@ -82,7 +82,7 @@ def connect(address: str | None, local_cpus: int):
                      configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = address or "a new local cluster"
-            raise ConfigError("ray_address", f"cannot connect to Ray at {where}: "
+            raise ConfigError("ray_address", f"could not be connected to ({where}): "
                               f"{str(exc).splitlines()[0][:300]}",
                               "the address of a running Ray head") from None
     return ray
@@ -138,8 +138,8 @@ class RayEngine:
         self.render = to_dict(config.render)
         cpus = int(self.ray.cluster_resources().get("CPU", 0))
         if cpus < 1:
-            raise ConfigError("ray_address", f"the Ray cluster has no CPUs "
-                              f"({self.ray.cluster_resources()}); each render task needs 1",
+            raise ConfigError("ray_address", f"names a Ray cluster with no CPUs (resources: "
+                              f"{self.ray.cluster_resources()}); each render task needs 1",
                               "a cluster with CPUs (ray start --num-cpus N)")
         self.window = SHARDS_PER_CPU * cpus
         self._render = self.ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(render_shard)
