@@ -164,6 +164,36 @@ def test_a_cluster_without_cpus_is_refused_before_any_work(netns, source, tmp_pa
     assert not (out / MANIFEST_NAME).exists()
 
 
+def test_an_output_folder_the_nodes_cannot_write_is_refused_before_any_work(netns, source,
+                                                                             tmp_path):
+    """The nodes see the output's parent read-only (a bind mount in their own mount
+    namespace) while the driver, outside it, can write there: as when --out is not on
+    storage the nodes share."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no `unshare` command: cannot give the nodes their own mount namespace")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    script = (f"mount --bind {shared} {shared} && mount -o remount,bind,ro {shared} && "
+              f"exec {sys.executable} {HARNESS} serve {shared / MANIFEST_NAME} --")
+    cluster = subprocess.Popen(["ip", "netns", "exec", netns, "unshare", "--mount",
+                                "--propagation", "private", "sh", "-c", script],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        address = json.loads(cluster.stdout.readline())["address"]
+        out = shared / "ds"
+        driver = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m",
+                                 "deepsynth", *command(source, str(out), "--engine", "ray",
+                                                       "--ray-address", address)],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=60)
+    assert driver.returncode == 2, driver.stderr[-2000:]
+    assert f"cannot write the output folder {out}" in driver.stderr
+    assert "shared file system" in driver.stderr
+    assert not (out / MANIFEST_NAME).exists()
+
+
 def test_an_unreachable_ray_address_is_refused_in_seconds(source, tmp_path):
     with socket.socket() as probe:  # a loopback port nothing listens at
         probe.bind(("127.0.0.1", 0))

@@ -13,6 +13,8 @@ and acts on SCENARIO:
     remove-node  remove the second node once the manifest records a shard
     kill-driver  SIGKILL the driver once the manifest records a shard, then run it again
     no-cpus      the head has 0 CPUs and there is no second node
+    serve        no driver: print the address, keep the cluster until stdin closes (the
+                 test runs its driver in another mount namespace)
 
 It prints one JSON line: each driver run's return code and stderr, and what it did.
 """
@@ -78,6 +80,12 @@ def main() -> None:
     second = None if scenario == "no-cpus" else cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     report = {"address": cluster.address, "runs": []}
+    if scenario == "serve":
+        print(json.dumps(report), flush=True)
+        sys.stdin.read()
+        cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+        return
     try:
         process = driver(command, cluster.address)
         if scenario == "remove-node":
