@@ -155,6 +155,23 @@ def test_driver_sigkill_then_the_same_command_resumes_equal(netns, source, local
     assert_equal_datasets(out, local_run)
 
 
+def test_a_generation_job_of_the_service_runs_on_its_cluster(netns, source, local_run,
+                                                             tmp_path):
+    """POST /api/dataset/generate with engine ray, to `deepsynth serve --ray-address`."""
+    root = tmp_path / "root"
+    shutil.copytree(source, root / "uploads" / "corpus")
+    request = {"name": "news", "source": "uploads/corpus", "text_field": "article",
+               "summary_field": "highlights", "id_field": "id", "page_size": "tiny",
+               "shard_size": SHARD_SIZE, "engine": "ray"}
+    report = on_cluster(netns, "service", root / "datasets" / "news",
+                        [str(root), json.dumps(request)])
+    assert report["job"]["status"] == "completed", report["job"]
+    assert_equal_datasets(root / "datasets" / "news", local_run)
+    manifest = json.loads((root / "datasets" / "news" / MANIFEST_NAME).read_text())
+    assert manifest["config"]["engine"] == "ray"
+    assert manifest["config"]["ray_address"] == report["address"]
+
+
 def test_a_cluster_without_cpus_is_refused_before_any_work(netns, source, tmp_path):
     out = tmp_path / "ray"
     report = on_cluster(netns, "no-cpus", out, command(source, str(out), "--engine", "ray"))

@@ -15,6 +15,9 @@ and acts on SCENARIO:
     no-cpus      the head has 0 CPUs and there is no second node
     serve        no driver: print the address, keep the cluster until stdin closes (the
                  test runs its driver in another mount namespace)
+    service      the driver is ``deepsynth serve --role cpu --data-root ROOT --ray-address
+                 ADDRESS`` (ARGS: ROOT and a JSON generation request); the request is sent
+                 to POST /api/dataset/generate and the job polled until it ends
 
 It prints one JSON line: each driver run's return code and stderr, and what it did.
 """
@@ -22,8 +25,10 @@ It prints one JSON line: each driver run's return code and stderr, and what it d
 from __future__ import annotations
 
 import json
+import http.client
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -69,6 +74,49 @@ def finish(process: subprocess.Popen) -> dict:
     return {"returncode": process.returncode, "stdout": out[-3000:], "stderr": err[-3000:]}
 
 
+def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, json.dumps(body) if body is not None else None,
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def through_the_service(root: Path, request: dict, address: str) -> dict:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "deepsynth", "serve", "--role", "cpu",
+                               "--port", str(port), "--data-root", str(root),
+                               "--ray-address", address],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            try:
+                call(port, "GET", "/api/health")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the service did not start: {server.stderr.read()}")
+                time.sleep(0.2)
+        status, accepted = call(port, "POST", "/api/dataset/generate", request)
+        if status != 202:
+            return {"http_status": status, **accepted}
+        while time.monotonic() < deadline:
+            _, job = call(port, "GET", f"/api/jobs/{accepted['job_id']}")
+            if job["status"] in ("completed", "failed", "cancelled", "interrupted"):
+                return job
+            time.sleep(0.5)
+        raise SystemExit("the job did not end in time")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def main() -> None:
     scenario, manifest = sys.argv[1], Path(sys.argv[2])
     command = sys.argv[sys.argv.index("--") + 1:]
@@ -80,6 +128,15 @@ def main() -> None:
     second = None if scenario == "no-cpus" else cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     report = {"address": cluster.address, "runs": []}
+    if scenario == "service":
+        try:
+            report["job"] = through_the_service(Path(command[0]), json.loads(command[1]),
+                                                cluster.address)
+        finally:
+            cluster.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+        print(json.dumps(report))
+        return
     if scenario == "serve":
         print(json.dumps(report), flush=True)
         sys.stdin.read()
