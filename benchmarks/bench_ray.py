@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from corpus import write_corpus
 
 NODE = {"num_cpus": 1, "object_store_memory": 200 * 2**20}

@@ -24,12 +24,12 @@ It prints one JSON line: each driver run's return code and stderr, and what it d
 
 from __future__ import annotations
 
-import json
 import http.client
+import json
 import os
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile

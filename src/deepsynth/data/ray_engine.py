@@ -29,7 +29,12 @@ from pathlib import Path
 from deepsynth.config import GenerationConfig, RenderConfig, from_dict, to_dict
 from deepsynth.config.dataset import RAY_MISSING
 from deepsynth.data.engines import (
-    Pending, RowsDone, ShardDone, add_row_counts, empty_timings, shard_row,
+    Pending,
+    RowsDone,
+    ShardDone,
+    add_row_counts,
+    empty_timings,
+    shard_row,
 )
 from deepsynth.data.records import Document
 from deepsynth.data.shards import ShardWriter
