@@ -200,8 +200,8 @@ class GenerationConfig:
 
     @property
     def out_folder(self) -> Path:
-        """The output folder: ``out`` as a path, or the path of a ``file://`` URL (what
-        fsspec's local file system reads the URL as)."""
+        """The output folder: ``out`` as a path, or the path of a ``file://`` URL (its
+        percent-escapes decoded). Other schemes are refused by :meth:`check`."""
         if self.out.startswith("file://"):
             url = urlsplit(self.out)
             return Path(unquote(url.path))
