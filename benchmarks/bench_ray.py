@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,8 @@ def inside(args: argparse.Namespace) -> dict:
                                     "--ray-address", cluster.address)
     finally:
         cluster.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
     return {
         "docs": args.docs, "shard_size": args.shard_size,
         "ray_1_node": one, "ray_2_nodes": two, "local_2_workers": local,
