@@ -25,7 +25,8 @@ PREVIEW_TEXT = {"type": "string", "maxLength": MAX_PREVIEW_CHARS,
 
 
 def generation_body(with_source: bool) -> dict:
-    generation = json_schema(GenerationConfig, exclude=("out", "source", "render"))
+    generation = json_schema(GenerationConfig, exclude=("out", "source", "render",
+                                                           "ray_address"))
     source = json_schema(SourceConfig, exclude=() if with_source else ("source",))
     extra = {"name": NAME if with_source else OPTIONAL_NAME, "hf_token": TOKEN}
     if not with_source:
