@@ -1,16 +1,9 @@
 """Every loop feature for each DeepSeek-OCR family: DeepSeek-OCR-2 (``deepseek_ocr2``),
-DeepSeek-OCR v1 (``deepseek_ocr``) and Unlimited-OCR (``unlimited_ocr``).
-
-The table "The family and the loop" in docs/training.md names, per feature and family, the
-test that backs it; DeepSeek-OCR-2's cells are mostly older tests on the tiny model
-(test_moe_regularizers.py, test_training_runs.py, test_export_push.py), and the tests here
-fill in v1 and Unlimited-OCR on tiny checkpoints in each one's own layout
-(``support/v1_checkpoint.py``, ``support/unlimited_checkpoint.py``): the vision side frozen
-by prefixes spelled out here, expert and gate gradient dropout, Bi-Drop and the router
-losses acting on the family's own routers and experts, exact resume with the regularizers'
-generators, ``evaluate``, export with the adapters merged and the push to the Hub. Every
-LoRA preset is applied to each family at its published size on the meta device. The last
-test parses the table and checks that each test it names exists, so the table cannot rot.
+v1 (``deepseek_ocr``) and Unlimited-OCR (``unlimited_ocr``), as docs/training.md's table
+"The family and the loop" lists them, a test per cell; the last test here checks that every
+test the table names exists. DeepSeek-OCR-2's cells are mostly older tests on the tiny model;
+these fill in v1 and Unlimited-OCR on tiny checkpoints in each one's own layout, and check
+every LoRA preset on all three at the published size on the meta device.
 
 The Hub is the only test double (``RecordingHub`` of test_export_push.py).
 """
@@ -342,7 +335,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(trained, root, fol
 
 
 def test_evaluate_scores_the_trained_model(trained, root, dataset, tmp_path):
-    family, run = trained
+    _, run = trained
     results = evaluate_model(str(run / "final"), str(dataset), max_samples=2,
                              max_new_tokens=4, out=str(tmp_path / "evaluation"), root=root)
     assert results["samples"] == 2 and results["split"] == "validation"
