@@ -36,7 +36,7 @@ from deepsynth.models.registry import load_model
 from deepsynth.training.data import Collator, ExampleEncoder, PageDataset, load_split
 from deepsynth.training.dropout import residual_dropout
 from deepsynth.training.loop import train
-from deepsynth.training.moe import RouterMonitor, router_parameters
+from deepsynth.training.moe import RouterMonitor, expert_slices, router_parameters
 from deepsynth.training.pages import PageFormat, vision_inputs
 from deepsynth.training.setup import build_hooks, build_optimizer, make_trainable
 from deepsynth.workspace import Workspace
@@ -185,13 +185,18 @@ def test_every_lora_preset_reaches_real_modules_at_full_size(family):
 
 
 @FAMILIES
-def test_expert_gradient_dropout_freezes_the_dropped_experts(root, folders, dataset, family):
-    loaded, model, config = trainable(root, folders[family], peft="full",
-                                      expert_dropout_rate=0.5, seed=3)
+@pytest.mark.parametrize("peft", ["full", "lora"])
+def test_expert_gradient_dropout_freezes_the_dropped_experts(root, folders, dataset, family,
+                                                             peft):
+    """Full fine-tuning (the fused expert tensors) and LoRA on the experts (each expert's
+    slices of A and B): a dropped expert's weights and AdamW moments do not move; the kept
+    ones do."""
+    loaded, model, config = trainable(root, folders[family], peft=peft, seed=3,
+                                      lora_preset="high_capacity_moe", expert_dropout_rate=0.5)
     (hook,) = hooks_of(config, model)
-    experts = model.get_submodule(EXPERTS)
-    fused = (experts.gate_up_proj, experts.down_proj)
-    assert experts.gate_up_proj.shape[0] == NUM_EXPERTS
+    (layer,) = expert_slices(model)
+    assert layer.num_experts == NUM_EXPERTS and EXPERTS in layer.layer
+    assert all(len(pairs) == (2 if peft == "full" else 4) for pairs in layer.slices)
     optimizer = build_optimizer(model, config)
     batch = batch_of(loaded, dataset)
     model(**batch).loss.backward()  # one plain step: AdamW's moments are non-zero after it
@@ -199,17 +204,20 @@ def test_expert_gradient_dropout_freezes_the_dropped_experts(root, folders, data
     optimizer.zero_grad(set_to_none=True)
     model(**batch).loss.backward()
     hook.before_optimizer_step(optimizer)
-    dropped = hook.last_dropped[EXPERTS]
-    assert list(hook.last_dropped) == [EXPERTS] and 0 < len(dropped) < NUM_EXPERTS, dropped
-    before = [(p.detach().clone(), optimizer.state[p]["exp_avg"].clone()) for p in fused]
+    dropped = hook.last_dropped[layer.layer]
+    assert list(hook.last_dropped) == [layer.layer] and 0 < len(dropped) < NUM_EXPERTS
+    before = [[(p.detach()[i].clone(), optimizer.state[p]["exp_avg"][i].clone())
+               for p, i in pairs] for pairs in layer.slices]
     optimizer.step()
     hook.after_optimizer_step(optimizer)
-    for parameter, (weight, moment) in zip(fused, before, strict=True):
-        for e in range(NUM_EXPERTS):
-            same = torch.equal(parameter.detach()[e], weight[e])
-            assert same == (e in dropped), (e, dropped)
-            if e in dropped:
-                assert torch.equal(optimizer.state[parameter]["exp_avg"][e], moment[e])
+    for e, pairs in enumerate(layer.slices):
+        same = [torch.equal(p.detach()[i], before[e][k][0]) for k, (p, i) in enumerate(pairs)]
+        if e in dropped:
+            assert all(same), (e, dropped)
+            assert all(torch.equal(optimizer.state[p]["exp_avg"][i], before[e][k][1])
+                       for k, (p, i) in enumerate(pairs)), e
+        else:
+            assert not all(same), (e, dropped)
 
 
 @FAMILIES
