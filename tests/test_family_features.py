@@ -1,7 +1,7 @@
 """Every loop feature for each DeepSeek-OCR family: DeepSeek-OCR-2 (``deepseek_ocr2``),
 v1 (``deepseek_ocr``) and Unlimited-OCR (``unlimited_ocr``), as docs/training.md's table
-"The family and the loop" lists them, a test per cell; the last test here checks that every
-test the table names exists. DeepSeek-OCR-2's cells are mostly older tests on the tiny model;
+"The family and the loop" lists them, a test per cell (tests/test_training_docs.py checks
+that every test the table names exists). DeepSeek-OCR-2's cells are mostly older tests;
 these fill in v1 and Unlimited-OCR on tiny checkpoints in each one's own layout, and check
 every LoRA preset on all three at the published size on the meta device.
 
@@ -10,7 +10,6 @@ The Hub is the only test double (``RecordingHub`` of test_export_push.py).
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections import Counter
@@ -41,8 +40,6 @@ from deepsynth.training.pages import PageFormat, vision_inputs
 from deepsynth.training.setup import build_hooks, build_optimizer, make_trainable
 from deepsynth.workspace import Workspace
 
-TESTS = Path(__file__).resolve().parent
-DOC = TESTS.parent / "docs" / "training.md"
 WRITERS = {"deepseek_ocr": write_v1_checkpoint, "unlimited_ocr": write_unlimited_checkpoint}
 REAL = {"deepseek_ocr2": "deepseek-ocr-2", "deepseek_ocr": "deepseek-ocr",
         "unlimited_ocr": "unlimited-ocr"}
@@ -381,38 +378,3 @@ def test_push_uploads_the_merged_model_privately(trained, root, tmp_path):
     assert sorted(hub.uploaded) == report["files"]
     assert {"model.safetensors", "config.json", "README.md"} <= set(hub.uploaded)
     assert not any("checkpoint" in n or "adapter" in n for n in hub.uploaded)
-
-
-# ------------------------------------------------------------------------- the table
-
-TABLE_HEADER = "| feature | DeepSeek-OCR-2 | DeepSeek-OCR v1 | Unlimited-OCR |"
-
-
-def documented_cells() -> list[str]:
-    lines = DOC.read_text(encoding="utf-8").splitlines()
-    start = lines.index(TABLE_HEADER)
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(line)
-    assert len(rows) >= 11, "the table lost rows"
-    return [cell for row in rows for cell in row.strip("|").split("|")[1:]]
-
-
-def defined_tests(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {node.name for node in tree.body if isinstance(
-        node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")}
-
-
-def test_every_test_named_in_the_family_table_exists():
-    named = 0
-    for cell in documented_cells():
-        for file, name in re.findall(r"`(tests/\w+\.py)::(test_\w+)`", cell):
-            path = TESTS.parent / file
-            assert path.is_file(), f"{file} (named in the family table) does not exist"
-            assert name in defined_tests(path), f"{file}::{name} does not exist"
-            named += 1
-        assert "::" in cell or "n/a" in cell, f"a cell names no test: {cell!r}"
-    assert named >= 30
