@@ -107,6 +107,7 @@ def test_qlora_without_cuda_is_refused_naming_peft():
     ({"peft": "full", "gate_dropout_rate": 0.1}, "gate_dropout_rate"),
     ({"aux_loss_coef": 0.01}, "aux_loss_coef"),
     ({"augment": True}, "augment"),
+    ({"image_mode": "crops"}, "image_mode"),
     ({"lora_preset": "balanced"}, "lora_preset"),
 ])
 def test_generic_conflicts_name_their_field(data, field):

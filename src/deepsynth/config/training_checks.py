@@ -150,6 +150,9 @@ def check_chat(config: TrainingConfig) -> None:
 
     if config.schedule.augment:
         raise ConfigError("augment", "acts on page images; trainer_type generic has none")
+    if config.task.image_mode != "global":
+        raise ConfigError("image_mode", f"{config.task.image_mode} crops page images; "
+                          f"trainer_type generic has none", "global (the default)")
     _check_window(config, "causal_lm")
     preset = preset_of(config.task.model)
     if preset is not None and preset.family != "causal_lm":
