@@ -10,7 +10,7 @@
 # build: FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 and --build-arg TORCH_CUDA=cu126.
 # The base is pinned by its CUDA version; pin its digest too where a registry is reachable
 # (docs/deployment.md, "Base images").
-FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CUDA=cu130
