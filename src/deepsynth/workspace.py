@@ -59,10 +59,10 @@ class Workspace:
         """Refuse, with the uid to ``chown`` the root to, a data root this process cannot
         write: a bind-mounted host folder owned by another uid would otherwise end in a
         PermissionError traceback from whichever job writes first."""
-        probe = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-")
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-"):
+                pass
         except OSError as exc:
             uid, gid = os.getuid(), os.getgid()
             raise ConfigError(
@@ -71,9 +71,6 @@ class Workspace:
                 "into a container, the host folder: the images run as uid 1000), or choose "
                 "another folder with DEEPSYNTH_DATA_ROOT",
                 f"a folder uid {uid} can write") from None
-        finally:
-            if probe is not None:
-                probe.close()
 
     # The layout.
     @property
