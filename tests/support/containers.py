@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,11 @@ def run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedPro
                           check=False, **kwargs)
 
 
+def left(deadline: float) -> float:
+    """Seconds to the deadline (time.monotonic()); a step past it times out at once."""
+    return max(deadline - time.monotonic(), 0.1)
+
+
 def engine() -> str:
     """podman, when it is installed and works as this user; else Unavailable."""
     podman = shutil.which("podman")
@@ -58,6 +64,26 @@ def engine() -> str:
     return podman
 
 
+def run_group(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """run(), in a session of its own, the whole of which is killed on a timeout (debootstrap
+    is a shell script: its dpkg children would go on without it)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def unmount_below(folder: Path) -> None:
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((p for p in points if p.startswith(f"{folder}/")), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 def base_image(podman: str, deadline: float) -> float:
     """Make BASE_IMAGE unless the image store has it; returns the seconds it took."""
     if run([podman, "image", "exists", BASE_IMAGE], 30).returncode == 0:
@@ -68,13 +94,17 @@ def base_image(podman: str, deadline: float) -> float:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="deepsynth-rootfs-") as folder:
         rootfs = Path(folder) / "rootfs"
-        made = run([debootstrap, "--variant=minbase", "--include=python3.11,python3.11-venv,"
-                    "ca-certificates", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
-                   max(deadline - time.monotonic(), 1))
+        try:
+            made = run_group([debootstrap, "--variant=minbase",
+                              "--include=python3.11,python3.11-venv,python3-pip,ca-certificates",
+                              "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+                             left(deadline))
+        finally:
+            unmount_below(rootfs)   # what debootstrap mounted (proc, sys), before any rmtree
         if made.returncode:
             raise Unavailable(f"debootstrap failed: {made.stdout[-300:]}{made.stderr[-300:]}")
         venv = run(["chroot", str(rootfs), "/usr/bin/python3.11", "-m", "venv", "/opt/python"],
-                   300)
+                   left(deadline))
         assert venv.returncode == 0, venv.stderr
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for path in (rootfs / cache).glob("*"):
@@ -82,7 +112,7 @@ def base_image(podman: str, deadline: float) -> float:
                     path.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         imported = run([podman, "import", "--change", f"ENV PATH={PATH}", "--change",
-                        'CMD ["python"]', "-", BASE_IMAGE], 600, stdin=tar.stdout)
+                        'CMD ["python"]', "-", BASE_IMAGE], left(deadline), stdin=tar.stdout)
         tar.wait()
         assert imported.returncode == 0, imported.stderr
     return time.monotonic() - started
@@ -119,7 +149,7 @@ def find_torch_wheel(version: str) -> Path | None:
     return None
 
 
-def wheelhouse(requirements: list[str], torch_version: str) -> Path:
+def wheelhouse(requirements: list[str], torch_version: str, deadline: float) -> Path:
     """CACHE/wheelhouse-<hash of the requirements>: every wheel the image installs."""
     key = hashlib.sha256("\n".join([torch_version, *requirements]).encode()).hexdigest()[:12]
     folder = CACHE / f"wheelhouse-{key}"
@@ -131,7 +161,7 @@ def wheelhouse(requirements: list[str], torch_version: str) -> Path:
     if torch is None:
         fetched = run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder),
                        f"torch=={torch_version}", "--index-url",
-                       "https://download.pytorch.org/whl/cpu"], 600)
+                       "https://download.pytorch.org/whl/cpu"], left(deadline))
         if fetched.returncode:
             raise Unavailable(f"no CPU build of torch {torch_version}: none in pip's "
                               "find-links folders, and download.pytorch.org is unreachable")
@@ -139,7 +169,7 @@ def wheelhouse(requirements: list[str], torch_version: str) -> Path:
         shutil.copy2(torch, folder)
     fetched = run([sys.executable, "-m", "pip", "download", "-q", "-d", str(folder),
                    "--find-links", str(folder), f"torch=={torch_version}", *requirements,
-                   "setuptools>=69", "wheel"], 900)
+                   "setuptools>=69", "wheel"], left(deadline))
     if fetched.returncode:
         raise Unavailable(f"pip download of the image's requirements failed (is PyPI "
                           f"reachable?): {fetched.stderr.strip()[-300:]}")
