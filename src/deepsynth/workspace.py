@@ -55,6 +55,23 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    def check_writable(self) -> None:
+        """Refuse, with the uid to ``chown`` the root to, a data root this process cannot
+        write: a bind-mounted host folder owned by another uid would otherwise end in a
+        PermissionError traceback from whichever job writes first."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            uid, gid = os.getuid(), os.getgid()
+            raise ConfigError(
+                "data_root", f"{self.root} is not writable by this process, uid {uid} "
+                f"({exc.strerror or exc}): `chown -R {uid}:{gid}` it (for a folder mounted "
+                "into a container, the host folder: the images run as uid 1000), or choose "
+                "another folder with DEEPSYNTH_DATA_ROOT",
+                f"a folder uid {uid} can write") from None
+
     # The layout.
     @property
     def datasets(self) -> Path:

@@ -10,6 +10,7 @@ import sys
 from deepsynth.config import add_arguments, from_namespace
 from deepsynth.config.server import ServerConfig
 from deepsynth.errors import ConfigError
+from deepsynth.workspace import Workspace
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -52,6 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     config = from_namespace(ServerConfig, args, api_token=ServerConfig.token_from_environment())
     check_exposure(config, dict(os.environ))
+    Workspace(config.data_root).check_writable()  # one clear line, not a later traceback
     app = create_app(config)
     manager = app.config["JOBS"]
     interrupted = manager.recover(auto_resume=config.auto_resume)
