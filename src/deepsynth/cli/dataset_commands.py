@@ -20,6 +20,7 @@ from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
 from deepsynth.hub.upload import HfHubClient
 from deepsynth.progress import Progress
+from deepsynth.render.legibility import dataset_warnings
 from deepsynth.workspace import Workspace
 
 
@@ -71,8 +72,10 @@ def run_generate(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     summary = {"folder": str(result.folder), "status": result.status, "rows": result.rows,
-               "counts": result.totals}
+               "counts": result.totals, "warnings": dataset_warnings(result.totals)}
     print(json.dumps(summary, indent=2))
+    for warning in summary["warnings"]:
+        print(f"warning: {warning['message']}", file=sys.stderr)
     if result.status == "stopped":
         print("stopped: finished rows are kept; re-run the same command to resume",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from deepsynth.config.dataset import parse_page_size
 from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
+from deepsynth.render.legibility import LOSSY_RATIO, UNREADABLE_RATIO, dataset_warnings
 from deepsynth.render.tokens import IMAGE_MODES, vision_token_table
 
 COUNT_HELP = {
@@ -24,6 +25,9 @@ COUNT_HELP = {
     "missing_glyphs": "characters no font could draw",
     "rows_with_missing_glyphs": "rows with at least one such character",
     "pages": "page images",
+    "lossy_pages": f"pages over {LOSSY_RATIO:g} text tokens per vision token (lossy)",
+    "unreadable_pages": f"pages over {UNREADABLE_RATIO:g} text tokens per vision token "
+                        "(likely unreadable)",
 }
 
 
@@ -78,6 +82,13 @@ def _vision_tokens(page_size: str) -> str:
     return "\n".join(lines)
 
 
+def _warnings(manifest: Manifest) -> str:
+    found = dataset_warnings(manifest.totals())
+    if not found:
+        return ""
+    return "## Warnings\n\n" + "\n".join(f"- {w['message']}" for w in found) + "\n\n"
+
+
 def render_card(manifest: Manifest) -> str:
     config = manifest.data["config"]
     render = config["render"]
@@ -102,7 +113,7 @@ default); `text_tokens` is {tokens}. Image tokens of one page, by model and imag
 
 {_vision_tokens(render['page_size'])}
 
-## Statistics
+{_warnings(manifest)}## Statistics
 
 {_stats_table(manifest)}
 

@@ -35,6 +35,7 @@ from deepsynth.errors import BadRow, DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
 from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
+from deepsynth.render.legibility import page_counts
 from deepsynth.render.renderer import RenderedDocument, build_renderer
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,8 @@ class _Generation:
         for name, value in (("written", 1), ("pages", stats.num_pages),
                             ("truncated", int(stats.truncated_chars > 0)),
                             ("missing_glyphs", stats.missing_glyphs),
-                            ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0))):
+                            ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0)),
+                            *page_counts(result.page_compression).items()):
             written[name] = written.get(name, 0) + value
         self.done += 1
         for name, seconds in result.timings.items():

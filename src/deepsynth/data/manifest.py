@@ -23,7 +23,8 @@ from deepsynth.errors import OutputError
 MANIFEST_NAME = "deepsynth-manifest.json"
 FORMAT_VERSION = 1
 COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "empty_summary", "invalid",
-               "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages")
+               "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages",
+               "lossy_pages", "unreadable_pages")
 # Options that change neither rows nor pixels: a re-run may change them and still resume.
 _NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size")
 _NOT_IN_SOURCE_FINGERPRINT = ("on_error",)

@@ -14,6 +14,7 @@ from PIL import Image
 from deepsynth.config.dataset import RenderConfig
 from deepsynth.render.fonts import FontSet, resolve_font
 from deepsynth.render.layout import Layout, Measurer, layout_text, missing_glyphs, normalize_text
+from deepsynth.render.legibility import document_warnings
 from deepsynth.render.page import PagePainter, encode_png
 from deepsynth.render.tokens import TokenCounter, row_vision_tokens, token_counter
 
@@ -42,6 +43,13 @@ class RenderedDocument:
     pages: list[bytes]
     stats: RenderStats
     timings: dict[str, float] = field(default_factory=dict)
+    # each page's text tokens per vision token (not a dataset column; counted in the
+    # manifest as lossy_pages and unreadable_pages, see legibility.py)
+    page_compression: list[float] = field(default_factory=list)
+
+    def warnings(self) -> list[dict]:
+        return document_warnings(self.page_compression, self.stats.missing_glyphs,
+                                 self.stats.missing_glyph_chars)
 
 
 def _chars_on(pages: list) -> int:
@@ -121,13 +129,21 @@ class Renderer:
         done = time.perf_counter()
         stats = self._stats(text, pages, size, truncated)
         timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
-        return RenderedDocument(encoded, stats, timings)
+        return RenderedDocument(encoded, stats, timings, self._page_compression(stats, pages))
 
     def render_images(self, text: str) -> list[Image.Image]:
         """Pages as Pillow images (no PNG encoding), for previews."""
         layout, size = self._fitting_layout(normalize_text(text))
         pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
         return [self._engine(size).painter.paint(page) for page in pages]
+
+    def _page_compression(self, stats: RenderStats, pages: list) -> list[float]:
+        """Text tokens per vision token of each page; one page's is the document's."""
+        if len(pages) == 1:
+            return [stats.compression_ratio]
+        per_page = row_vision_tokens(self.width, self.height)
+        return [round(self.tokens.count("\n".join(line.text for line in page)) / per_page, 4)
+                for page in pages]
 
     def _stats(self, text: str, pages: list, size: int, truncated: int) -> RenderStats:
         missing, missing_chars = missing_glyphs(pages, self._engine(size).measurer.fonts)
