@@ -143,6 +143,23 @@ def _direction(direction: str) -> dict:
     return {"direction": direction} if CAN_SHAPE else {}
 
 
+# Kinsoku: characters a line must not start with (closing punctuation, iteration and
+# prolonged-sound marks, small kana) or end with (opening brackets), in CJK text.
+_NO_LINE_START = frozenset(
+    "。，、．！？：；）」』】〕〉》〗〙〛｝］｠〞〟’”…‥・ー々〻ゝゞヽヾ"
+    "ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿ"
+    ",.!?:;)]}%")
+_NO_LINE_END = frozenset("「『（【〔〈《〖〘〚｛［｟〝‘“([{")
+
+
+def _kinsoku(text: str, cut: int) -> int:
+    """Move a cut of ``text`` back so the next piece does not start with closing punctuation
+    and this one does not end with an opening bracket (never to an empty piece)."""
+    while cut > 1 and (text[cut] in _NO_LINE_START or text[cut - 1] in _NO_LINE_END):
+        cut -= 1
+    return cut
+
+
 def _break_word(text: str, measure, available: float) -> list[Word]:
     """Cut a word wider than a line into pieces that each fit (at least one character)."""
     pieces: list[Word] = []
@@ -158,9 +175,17 @@ def _break_word(text: str, measure, available: float) -> list[Word]:
                 lo = mid
             else:
                 hi = mid - 1
+        lo = _kinsoku(rest, lo)
         pieces.append(measure(rest[:lo]))
         rest = rest[lo:]
     return pieces
+
+
+def _tab_gap(position: float, tab: float, space: float) -> float:
+    """Whitespace of a tab at ``position``: to the next tab stop at least a space away, so
+    a word ending just before a stop is not glued to the next one."""
+    gap = tab - position % tab
+    return gap + tab if gap < space else gap
 
 
 def wrap_paragraph(paragraph: str, measurer: Measurer, available: float) -> list[Line]:
@@ -178,8 +203,8 @@ def wrap_paragraph(paragraph: str, measurer: Measurer, available: float) -> list
         if token[0] in " \t":
             if lines[-1].words or len(lines) == 1:  # whitespace at a wrap point collapses
                 for char in token:
-                    pos = x + pending
-                    pending += (tab - pos % tab) if char == "\t" else measurer.space
+                    pending += _tab_gap(x + pending, tab, measurer.space) if char == "\t" \
+                        else measurer.space
             continue
         if directions is not None:
             measure = functools.partial(measurer.shaped, direction=next(directions))
@@ -214,8 +239,14 @@ def layout_text(text: str, measurer: Measurer, width: int, height: int, margin: 
         lines.extend(wrap_paragraph(paragraph, measurer, available))
     while lines and not lines[-1].words:
         lines.pop()
-    pages = [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
-    return Layout(pages, len(lines))
+    pages: list[list[Line]] = [[]]
+    for line in lines:
+        if len(pages[-1]) == per_page:
+            pages.append([])
+        if len(pages) > 1 and not pages[-1] and not line.words:
+            continue  # a continuation page starts with text, not a paragraph's blank line
+        pages[-1].append(line)
+    return Layout(pages, sum(len(page) for page in pages))
 
 
 def missing_glyphs(pages: list[list[Line]], fonts: FontSet) -> tuple[int, str]:
