@@ -137,6 +137,13 @@ class Renderer:
         pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
         return [self._engine(size).painter.paint(page) for page in pages]
 
+    def page_texts(self, text: str) -> list[str]:
+        """The text drawn on each page (each line's words joined by one space, lines by
+        line breaks), as render QA compares it with what an OCR engine reads back."""
+        layout, _ = self._fitting_layout(normalize_text(text))
+        pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
+        return ["\n".join(line.text for line in page) for page in pages]
+
     def _page_compression(self, stats: RenderStats, pages: list) -> list[float]:
         """Text tokens per vision token of each page; one page's is the document's."""
         if len(pages) == 1:
