@@ -138,3 +138,33 @@ def test_preview_and_job_result_carry_the_warnings(tmp_path):
         job = wait_job(client, created["job_id"])
         assert job["status"] == "completed", job
         assert kinds(job["result"]["warnings"]) == ["likely_unreadable"]
+
+
+@pytest.mark.parametrize("target", [3.0, 6.0])
+def test_target_compression_lands_within_15_percent_on_a_real_corpus(target):
+    from deepsynth.data.sources import open_source
+
+    sources = [" ".join(row.fields["source"]) for row in open_source("builtin:scitldr").rows(
+        "train")]
+    documents = [" ".join(sources[:25])]  # ~27,000 characters
+    options = {"page_size": "small", "font_size": 24}
+    renderer = build_renderer(RenderConfig(**options, target_compression=target,
+                                           min_font_size=6))
+    plain = build_renderer(RenderConfig(**options))
+    for document in documents:
+        stats = renderer.render(document).stats
+        assert abs(stats.compression_ratio / target - 1) <= 0.15, stats
+        assert 6 <= stats.font_size < 24  # recorded per row in the font_size column
+        assert plain.render(document).stats.compression_ratio < 0.85 * target
+
+
+def test_target_compression_needs_paginate_and_a_smaller_minimum():
+    from deepsynth.config import from_dict
+    from deepsynth.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        from_dict(RenderConfig, {"target_compression": 10, "overflow": "shrink"})
+    assert info.value.field == "target_compression"
+    with pytest.raises(ConfigError) as info:
+        from_dict(RenderConfig, {"target_compression": 10, "font_size": 8})
+    assert info.value.field == "min_font_size"

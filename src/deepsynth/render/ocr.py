@@ -85,15 +85,23 @@ def _check(language: str) -> None:
                                  f"tesseract-ocr-{pack.replace('_', '-')})")
 
 
+def _tesseract(inputs: list[str], language: str, stdin: bytes | None,
+               timeout: float) -> subprocess.CompletedProcess:
+    # One thread per process: pages are read in parallel, and Tesseract's own threads only
+    # contend with each other on a small page.
+    try:
+        return subprocess.run([tesseract_path(), *inputs, "stdout", "-l", language, "--psm", "6"],
+                              input=stdin, capture_output=True, timeout=timeout,
+                              env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    except subprocess.TimeoutExpired:
+        raise OcrUnavailable(f"tesseract did not finish within {timeout:g} s") from None
+
+
 def ocr_png(png: bytes, language: str) -> str:
     """The text Tesseract reads on one page (one uniform block of text, ``--psm 6``) with
     ``language``: a language pack's name, or several joined by "+"."""
     _check(language)
-    # One thread per page: pages are read in parallel, and Tesseract's own threads only
-    # contend with each other on a small page.
-    done = subprocess.run([tesseract_path(), "stdin", "stdout", "-l", language, "--psm", "6"],
-                          input=png, capture_output=True, timeout=OCR_TIMEOUT_S,
-                          env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    done = _tesseract(["stdin"], language, png, OCR_TIMEOUT_S)
     if done.returncode:
         raise OcrUnavailable(f"tesseract failed: {done.stderr.decode(errors='replace')[-300:]}")
     return done.stdout.decode("utf-8", errors="replace")
@@ -114,10 +122,7 @@ def ocr_pngs(pngs: list[bytes], language: str) -> list[str]:
         listing = os.path.join(folder, "pages.txt")
         with open(listing, "w", encoding="utf-8") as file:
             file.write("\n".join(names) + "\n")
-        done = subprocess.run(
-            [tesseract_path(), listing, "stdout", "-l", language, "--psm", "6"],
-            capture_output=True, timeout=OCR_TIMEOUT_S * len(pngs),
-            env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+        done = _tesseract([listing], language, None, OCR_TIMEOUT_S * len(pngs))
     texts = done.stdout.decode("utf-8", errors="replace").split("\f")
     if done.returncode or len(texts) != len(pngs):  # one page at a time says what failed
         return [ocr_png(png, language) for png in pngs]
