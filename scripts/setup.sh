@@ -63,6 +63,22 @@ if ! fc-list : family 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null; then
     fi
 fi
 
+# Tesseract reads rendered pages back (the OCR round trips of right-to-left and shaped
+# scripts); Lohit Devanagari draws Devanagari. Optional: without them those tests skip.
+if ! command -v tesseract >/dev/null 2>&1 || [ ! -d /usr/share/fonts/truetype/lohit-devanagari ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing tesseract-ocr (ara, heb, hin) and fonts-lohit-deva"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            tesseract-ocr tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin \
+            fonts-lohit-deva; } >/dev/null || echo "setup: warning: tesseract-ocr could not" \
+            "be installed; the OCR round-trip tests will skip" >&2
+    else
+        echo "setup: warning: tesseract-ocr is missing (apt-get install tesseract-ocr" \
+             "tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin fonts-lohit-deva);" \
+             "the OCR round-trip tests will skip" >&2
+    fi
+fi
+
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing chromium (for the browser tests)"

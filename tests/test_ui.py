@@ -206,6 +206,7 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator('[data-stat="vision tokens per page"]')).to_have_text(
         "DeepSeek-OCR-2: 257 global, 833 crops; DeepSeek-OCR v1: 273 global, 693 crops; "
         "Unlimited-OCR: 273 global, 693 crops")
+    playwright_api.expect(page.locator('[data-stat="warnings"]')).to_have_text("none")
     page.get_by_label("font size").fill("200")
     playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
     page.get_by_label("font size").fill("12")

@@ -40,7 +40,8 @@ def render_preview():
     rendered = build_renderer(config).render(text)
     return jsonify(stats=rendered.stats.to_dict(), pages=[
         "data:image/png;base64," + base64.b64encode(page).decode() for page in rendered.pages],
-        vision_tokens_per_page=vision_token_table(*config.size))
+        vision_tokens_per_page=vision_token_table(*config.size),
+        page_compression=rendered.page_compression, warnings=rendered.warnings())
 
 
 @blueprint.post("/api/sources/preview")

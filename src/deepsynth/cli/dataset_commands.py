@@ -15,11 +15,14 @@ from deepsynth.config import (
     GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
 from deepsynth.data.catalog import describe_dataset, list_datasets
+from deepsynth.data.card import qa_table
 from deepsynth.data.generate import generate_dataset
+from deepsynth.data.qa import DEFAULT_SAMPLE, run_qa
 from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
 from deepsynth.hub.upload import HfHubClient
 from deepsynth.progress import Progress
+from deepsynth.render.legibility import dataset_warnings
 from deepsynth.workspace import Workspace
 
 
@@ -50,6 +53,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("folder")
     show.set_defaults(handler=run_show)
 
+    qa = commands.add_parser(
+        "qa", help="read a sample of a dataset's pages back with Tesseract (CER per script)",
+        description="OCR a seeded sample of pages with Tesseract and print the character "
+        "error rate per script; the report is stored in the manifest and the card.")
+    qa.add_argument("folder", help="a folder written by deepsynth generate")
+    qa.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
+                    help=f"pages to read (default {DEFAULT_SAMPLE})")
+    qa.add_argument("--seed", type=int, default=0, help="which pages (default 0)")
+    qa.add_argument("--workers", type=int, default=None,
+                    help="Tesseract processes at once (default: the CPU count)")
+    qa.set_defaults(handler=run_qa_command)
+
     presets = commands.add_parser("presets", help="the benchmark corpus presets")
     presets.set_defaults(handler=run_presets)
 
@@ -71,8 +86,10 @@ def run_generate(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     summary = {"folder": str(result.folder), "status": result.status, "rows": result.rows,
-               "counts": result.totals}
+               "counts": result.totals, "warnings": dataset_warnings(result.totals)}
     print(json.dumps(summary, indent=2))
+    for warning in summary["warnings"]:
+        print(f"warning: {warning['message']}", file=sys.stderr)
     if result.status == "stopped":
         print("stopped: finished rows are kept; re-run the same command to resume",
               file=sys.stderr)
@@ -106,6 +123,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     print(json.dumps(describe_dataset(Path(args.folder)), indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_qa_command(args: argparse.Namespace) -> int:
+    report = run_qa(Path(args.folder), args.sample, args.seed, args.workers)
+    print(f"{report['sample']} of {report['of_pages']} pages read back (seed {report['seed']})")
+    print(qa_table(report))
     return 0
 
 

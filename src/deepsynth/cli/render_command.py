@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from deepsynth.config import RenderConfig, add_arguments, from_namespace
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise DeepSynthError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     report = {"pages": [str(p) for p in paths], **rendered.stats.to_dict(),
               "page_size": list(config.size),
-              "vision_tokens_per_page": vision_token_table(*config.size)}
+              "vision_tokens_per_page": vision_token_table(*config.size),
+              "page_compression": rendered.page_compression, "warnings": rendered.warnings()}
     print(json.dumps(report, indent=2, ensure_ascii=False))
+    for warning in report["warnings"]:
+        print(f"warning: {warning['message']}", file=sys.stderr)
     return 0

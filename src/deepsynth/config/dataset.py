@@ -71,8 +71,8 @@ class RenderConfig:
     font: str = option("DejaVuSans", help="a bundled font name (DejaVuSans, DejaVuSansMono, "
                        "DejaVuSerif) or a path to a .ttf/.otf/.ttc file")
     font_size: int = option(18, help="font size in px", min=6, max=96)
-    min_font_size: int = option(10, help="smallest font size the shrink policy may use",
-                                min=6, max=96)
+    min_font_size: int = option(10, help="smallest font size the shrink policy or "
+                                "--target-compression may use", min=6, max=96)
     margin: int = option(40, help="page margin in px", min=0, max=512)
     line_spacing: float = option(1.2, help="line height as a multiple of the font's height",
                                  min=0.8, max=3.0)
@@ -89,14 +89,22 @@ class RenderConfig:
                                   "installed on the system (for example Noto CJK)")
     tokenizer: str | None = option(None, help="a local tokenizer folder or tokenizer.json used "
                                    "to count text tokens (default: an estimate)")
+    target_compression: float | None = option(
+        None, help="per document, the largest font size (min_font_size..font_size) whose "
+        "pages hold about this many text tokens per vision token (paginate only)",
+        min=0.1, max=50.0)
 
     def check(self) -> None:
         width, height = parse_page_size(self.page_size)
         if 2 * self.margin >= min(width, height) - self.font_size:
             raise ConfigError("margin", f"leaves no room for text on a {width}x{height} page; "
                               f"use at most {(min(width, height) - self.font_size) // 2 - 1}")
-        if self.overflow == "shrink" and self.min_font_size > self.font_size:
+        if (self.overflow == "shrink" or self.target_compression) \
+                and self.min_font_size > self.font_size:
             raise ConfigError("min_font_size", f"must be at most font_size ({self.font_size})")
+        if self.target_compression and self.overflow != "paginate":
+            raise ConfigError("target_compression", f"chooses the font size, so it needs "
+                              f"overflow paginate; got overflow {self.overflow}", "paginate")
 
     @property
     def size(self) -> tuple[int, int]:

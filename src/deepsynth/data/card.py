@@ -11,6 +11,7 @@ from deepsynth.config.dataset import parse_page_size
 from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
+from deepsynth.render.legibility import LOSSY_RATIO, UNREADABLE_RATIO, dataset_warnings
 from deepsynth.render.tokens import IMAGE_MODES, vision_token_table
 
 COUNT_HELP = {
@@ -24,6 +25,9 @@ COUNT_HELP = {
     "missing_glyphs": "characters no font could draw",
     "rows_with_missing_glyphs": "rows with at least one such character",
     "pages": "page images",
+    "lossy_pages": f"pages over {LOSSY_RATIO:g} text tokens per vision token (lossy)",
+    "unreadable_pages": f"pages over {UNREADABLE_RATIO:g} text tokens per vision token "
+                        "(likely unreadable)",
 }
 
 
@@ -78,6 +82,45 @@ def _vision_tokens(page_size: str) -> str:
     return "\n".join(lines)
 
 
+def _warnings(manifest: Manifest) -> str:
+    found = dataset_warnings(manifest.totals())
+    if not found:
+        return ""
+    return "## Warnings\n\n" + "\n".join(f"- {w['message']}" for w in found) + "\n\n"
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.1f}%"
+
+
+def qa_table(report: dict) -> str:
+    """The render QA report as a Markdown table (the card; ``deepsynth qa`` prints it)."""
+    lines = ["| script | pages | characters | CER |", "|---|---|---|---|"]
+    lines += [f"| {script} | {e['pages']} | {e['chars']} | {_percent(e['cer'])} |"
+              for script, e in report["by_script"].items()]
+    read = sum(e["pages"] for e in report["by_script"].values())
+    chars = sum(e["chars"] for e in report["by_script"].values())
+    lines.append(f"| overall | {read} | {chars} | {_percent(report['cer'])} |")
+    text = "\n".join(lines)
+    if report["not_read"]:
+        text += "\n\nNot read (no Tesseract language pack): " + ", ".join(
+            f"{script} ({count} pages)" for script, count in report["not_read"].items())
+    if report["worst"]:
+        text += "\n\nWorst pages: " + "; ".join(
+            f"{w['split']} row {w['row']} (`{w['id']}`) page {w['page'] + 1}: "
+            f"{_percent(w['cer'])}" for w in report["worst"])
+    return text
+
+
+def _qa(manifest: Manifest) -> str:
+    report = manifest.data.get("qa")
+    if not report:
+        return ""
+    return (f"## Render QA\n\n{report['sample']} of {report['of_pages']} pages (seed "
+            f"{report['seed']}) read back with Tesseract; character error rate (CER) per "
+            f"script of the page's text:\n\n{qa_table(report)}\n\n")
+
+
 def render_card(manifest: Manifest) -> str:
     config = manifest.data["config"]
     render = config["render"]
@@ -102,7 +145,7 @@ default); `text_tokens` is {tokens}. Image tokens of one page, by model and imag
 
 {_vision_tokens(render['page_size'])}
 
-## Statistics
+{_warnings(manifest)}{_qa(manifest)}## Statistics
 
 {_stats_table(manifest)}
 

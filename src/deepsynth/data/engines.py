@@ -23,6 +23,7 @@ from deepsynth.config import GenerationConfig
 from deepsynth.data.records import Document
 from deepsynth.data.render_pool import RenderPool
 from deepsynth.data.shards import ShardWriter
+from deepsynth.render.legibility import page_counts
 from deepsynth.render.renderer import RenderedDocument
 
 RowsDone = Callable[[int, int], None]  # (rows, pages) just written: the driver's progress
@@ -68,12 +69,14 @@ def shard_row(document: Document, key_hex: str, result: RenderedDocument) -> dic
 
 
 def add_row_counts(written: dict[str, int], result: RenderedDocument) -> None:
-    """Add a written row's counts (pages, truncation, missing glyphs) to ``written``."""
+    """Add a written row's counts (pages, truncation, missing glyphs, lossy and unreadable
+    pages) to ``written``."""
     stats = result.stats
     for name, value in (("written", 1), ("pages", stats.num_pages),
                         ("truncated", int(stats.truncated_chars > 0)),
                         ("missing_glyphs", stats.missing_glyphs),
-                        ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0))):
+                        ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0)),
+                        *page_counts(result.page_compression).items()):
         written[name] = written.get(name, 0) + value
 
 

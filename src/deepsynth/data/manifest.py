@@ -23,7 +23,8 @@ from deepsynth.errors import OutputError
 MANIFEST_NAME = "deepsynth-manifest.json"
 FORMAT_VERSION = 1
 COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "empty_summary", "invalid",
-               "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages")
+               "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages",
+               "lossy_pages", "unreadable_pages")
 # Options that change neither rows nor pixels: a re-run may change them and still resume.
 _NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size", "engine",
                        "ray_address")
@@ -47,9 +48,16 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# Options newer than some datasets: left out of the hash while unset, so those resume.
+_NEW_RENDER_OPTIONS = ("target_compression",)
+
+
 def fingerprint(config: GenerationConfig) -> str:
     """A hash of every option that changes the rows or pixels of the dataset."""
     data = to_dict(config)
+    for name in _NEW_RENDER_OPTIONS:
+        if data["render"].get(name) is None:
+            data["render"].pop(name, None)
     for name in _NOT_IN_FINGERPRINT:
         data.pop(name, None)
     data.pop("out", None)

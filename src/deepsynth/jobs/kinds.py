@@ -17,6 +17,7 @@ from deepsynth.errors import refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
+from deepsynth.render.legibility import dataset_warnings
 from deepsynth.workspace import Workspace
 
 HubFactory = Callable[[str | None, str], object]
@@ -79,13 +80,15 @@ def _generate(workspace: Workspace, hub: HubFactory, ray_address: str | None) ->
                                   should_stop=context.should_stop, hub_client=client)
         for shard in result.damaged_shards:
             context.log(f"damaged shard {shard} was rendered again")
+        for warning in dataset_warnings(result.totals):
+            context.log(f"warning: {warning['message']}")
         for count, examples in result.skipped.items():  # why rows were skipped, by count
             context.log(f"{count}: {result.totals.get(count, 0)} row(s) skipped; first in "
                         f"this run: {'; '.join(examples)}")
         context.log(f"generation {result.status}: {result.rows}")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,
-                "hub_error": result.hub_error}
+                "warnings": dataset_warnings(result.totals), "hub_error": result.hub_error}
     return run
 
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
-from PIL import ImageFont
+from PIL import ImageFont, features
 
 from deepsynth.errors import ConfigError
 
@@ -28,6 +28,9 @@ _PREFERRED = ("notosans-regular", "notosanscjk", "notoserifcjk", "dejavusans", "
               "freesans", "liberationsans", "droidsansfallback", "unifont")
 
 MISSING = -1
+# libraqm (with FriBiDi and HarfBuzz) shapes right-to-left and complex scripts; without it
+# such words are drawn unshaped (right-to-left ones with their characters reversed).
+CAN_SHAPE = features.check("raqm")
 
 
 def bundled_font_path(name: str) -> Path:
@@ -106,10 +109,22 @@ class FontSet:
         self._fonts: list[ImageFont.FreeTypeFont] = [self._load(self.primary)]
         self._primary_cmap = font_codepoints(str(self.primary))
         self._by_char: dict[str, int] = {}
+        self._shaping: dict[int, ImageFont.FreeTypeFont] = {}
 
     def _load(self, path: Path) -> ImageFont.FreeTypeFont:
         # The basic layout engine gives identical pixels with or without libraqm installed.
         return ImageFont.truetype(str(path), self.size, layout_engine=ImageFont.Layout.BASIC)
+
+    def shaping(self, index: int) -> ImageFont.FreeTypeFont:
+        """Font ``index`` loaded with libraqm, for words that need shaping or bidi layout
+        (the basic engine's font where libraqm is missing)."""
+        font = self._shaping.get(index)
+        if font is None:
+            font = ImageFont.truetype(str(self._paths[index]), self.size,
+                                      layout_engine=ImageFont.Layout.RAQM) \
+                if CAN_SHAPE else self._fonts[index]
+            self._shaping[index] = font
+        return font
 
     @property
     def fonts(self) -> list[ImageFont.FreeTypeFont]:

@@ -18,7 +18,8 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image, ImageDraw
 
-from deepsynth.render.fonts import FontSet
+from deepsynth.render.bidi import RTL
+from deepsynth.render.fonts import CAN_SHAPE, FontSet
 from deepsynth.render.layout import Line, Word
 
 
@@ -40,18 +41,31 @@ class PagePainter:
         self._masks: dict[str, tuple[Image.Image, int, int] | None] = {}
         self._cache_size = cache_size
 
+    def _runs(self, word: Word) -> list[tuple[float, object, str, dict]]:
+        """(x from the pen, font, text, text-call arguments) of each run, left to right:
+        a right-to-left word's runs go from right to left."""
+        if not word.direction:
+            fonts, args = [self.fonts.fonts[r.font] for r in word.runs], {}
+        else:
+            fonts = [self.fonts.shaping(r.font) for r in word.runs]
+            args = {"direction": word.direction} if CAN_SHAPE else {}
+        placed, x = [], 0.0
+        pairs = list(zip(word.runs, fonts))
+        for run, font in (reversed(pairs) if word.direction == RTL else pairs):
+            placed.append((x, font, run.text, args))
+            x += font.getlength(run.text, **args)
+        return placed
+
     def _mask(self, word: Word) -> tuple[Image.Image, int, int] | None:
         """The word's coverage mask and its offset from (pen x, line top); None if blank."""
-        cached = self._masks.get(word.text, False)
+        cached = self._masks.get(word.key, False)
         if cached is not False:
             return cached
+        runs = self._runs(word)
         boxes = []
-        x = 0.0
-        for run in word.runs:
-            font = self.fonts.fonts[run.font]
-            left, top, right, bottom = font.getbbox(run.text, anchor="ls")
+        for x, font, text, args in runs:
+            left, top, right, bottom = font.getbbox(text, anchor="ls", **args)
             boxes.append((x + left, top, x + right, bottom))
-            x += font.getlength(run.text)
         left = math.floor(min(b[0] for b in boxes))
         top = math.floor(min(b[1] for b in boxes))
         right = math.ceil(max(b[2] for b in boxes))
@@ -60,15 +74,12 @@ class PagePainter:
         if right > left and bottom > top:
             mask = Image.new("L", (right - left, bottom - top), 0)
             draw = ImageDraw.Draw(mask)
-            x = 0.0
-            for run in word.runs:
-                font = self.fonts.fonts[run.font]
-                draw.text((x - left, -top), run.text, fill=255, font=font, anchor="ls")
-                x += font.getlength(run.text)
+            for x, font, text, args in runs:
+                draw.text((x - left, -top), text, fill=255, font=font, anchor="ls", **args)
             result = (mask, left, self.baseline + top)
         if len(self._masks) >= self._cache_size:
             self._masks.clear()
-        self._masks[word.text] = result
+        self._masks[word.key] = result
         return result
 
     def paint(self, lines: list[Line]) -> Image.Image:
@@ -79,7 +90,7 @@ class PagePainter:
         y = self.margin
         for line in lines:
             for x, word in line.words:
-                mask = masks.get(word.text, False)
+                mask = masks.get(word.key, False)
                 if mask is False:
                     mask = self._mask(word)
                 if mask is not None:

@@ -14,6 +14,7 @@ from PIL import Image
 from deepsynth.config.dataset import RenderConfig
 from deepsynth.render.fonts import FontSet, resolve_font
 from deepsynth.render.layout import Layout, Measurer, layout_text, missing_glyphs, normalize_text
+from deepsynth.render.legibility import document_warnings
 from deepsynth.render.page import PagePainter, encode_png
 from deepsynth.render.tokens import TokenCounter, row_vision_tokens, token_counter
 
@@ -42,6 +43,13 @@ class RenderedDocument:
     pages: list[bytes]
     stats: RenderStats
     timings: dict[str, float] = field(default_factory=dict)
+    # each page's text tokens per vision token (not a dataset column; counted in the
+    # manifest as lossy_pages and unreadable_pages, see legibility.py)
+    page_compression: list[float] = field(default_factory=list)
+
+    def warnings(self) -> list[dict]:
+        return document_warnings(self.page_compression, self.stats.missing_glyphs,
+                                 self.stats.missing_glyph_chars)
 
 
 def _chars_on(pages: list) -> int:
@@ -66,7 +74,8 @@ class Renderer:
     def __init__(self, *, width: int, height: int, font_path: Path, font_size: int,
                  min_font_size: int, margin: int, line_spacing: float, color_mode: str,
                  png_level: int, overflow: str, max_pages: int | None,
-                 fallback_fonts: bool, tokens: TokenCounter):
+                 fallback_fonts: bool, tokens: TokenCounter,
+                 target_compression: float | None = None):
         self.width, self.height = width, height
         self.font_path, self.font_size = font_path, font_size
         self.min_font_size = min(min_font_size, font_size)
@@ -75,6 +84,7 @@ class Renderer:
         self.page_limit = max_pages if max_pages or overflow == "paginate" else 1
         self.fallback_fonts = fallback_fonts
         self.tokens = tokens
+        self.target_compression = target_compression
         self._engines: dict[int, _SizedEngine] = {}
 
     def _engine(self, size: int) -> _SizedEngine:
@@ -90,16 +100,30 @@ class Renderer:
                            engine.line_height)
 
     def _fitting_layout(self, text: str) -> tuple[Layout, int]:
-        """The layout at the configured size, or for ``shrink`` the largest size that fits."""
+        """The layout at the configured size, or for ``shrink`` the largest size that fits,
+        or for a target compression the largest size within its page count."""
         layout = self._layout(text, self.font_size)
-        if self.overflow != "shrink" or len(layout.pages) <= self.page_limit:
+        limit = self.page_limit
+        if self.target_compression:
+            # Vision tokens grow with pages only: R text tokens per vision token is a count
+            # of pages, and the largest font size that stays within it.
+            per_page = row_vision_tokens(self.width, self.height) * self.target_compression
+            limit = max(1, round(self.tokens.count(text) / per_page))
+            if self.page_limit:
+                limit = min(limit, self.page_limit)
+        elif self.overflow != "shrink":
             return layout, self.font_size
+        if len(layout.pages) <= limit:
+            return layout, self.font_size
+        return self._largest_fitting(text, limit)
+
+    def _largest_fitting(self, text: str, limit: int) -> tuple[Layout, int]:
         best = None
         lo, hi = self.min_font_size, self.font_size - 1
         while lo <= hi:  # the largest size whose layout fits, by binary search
             mid = (lo + hi) // 2
             candidate = self._layout(text, mid)
-            if len(candidate.pages) <= self.page_limit:
+            if len(candidate.pages) <= limit:
                 best, lo = (candidate, mid), mid + 1
             else:
                 hi = mid - 1
@@ -121,13 +145,28 @@ class Renderer:
         done = time.perf_counter()
         stats = self._stats(text, pages, size, truncated)
         timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
-        return RenderedDocument(encoded, stats, timings)
+        return RenderedDocument(encoded, stats, timings, self._page_compression(stats, pages))
 
     def render_images(self, text: str) -> list[Image.Image]:
         """Pages as Pillow images (no PNG encoding), for previews."""
         layout, size = self._fitting_layout(normalize_text(text))
         pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
         return [self._engine(size).painter.paint(page) for page in pages]
+
+    def page_texts(self, text: str) -> list[str]:
+        """The text drawn on each page (each line's words joined by one space, lines by
+        line breaks), as render QA compares it with what an OCR engine reads back."""
+        layout, _ = self._fitting_layout(normalize_text(text))
+        pages = layout.pages[:self.page_limit] if self.page_limit else layout.pages
+        return ["\n".join(line.text for line in page) for page in pages]
+
+    def _page_compression(self, stats: RenderStats, pages: list) -> list[float]:
+        """Text tokens per vision token of each page; one page's is the document's."""
+        if len(pages) == 1:
+            return [stats.compression_ratio]
+        per_page = row_vision_tokens(self.width, self.height)
+        return [round(self.tokens.count("\n".join(line.text for line in page)) / per_page, 4)
+                for page in pages]
 
     def _stats(self, text: str, pages: list, size: int, truncated: int) -> RenderStats:
         missing, missing_chars = missing_glyphs(pages, self._engine(size).measurer.fonts)
@@ -149,4 +188,5 @@ def build_renderer(config: RenderConfig) -> Renderer:
         font_size=config.font_size, min_font_size=config.min_font_size, margin=config.margin,
         line_spacing=config.line_spacing, color_mode=config.color_mode,
         png_level=config.png_level, overflow=config.overflow, max_pages=config.max_pages,
-        fallback_fonts=config.fallback_fonts, tokens=token_counter(config.tokenizer))
+        fallback_fonts=config.fallback_fonts, tokens=token_counter(config.tokenizer),
+        target_compression=config.target_compression)

@@ -88,7 +88,8 @@ async function renderPreview() {
                    ["text tokens", s.text_tokens], ["vision tokens", s.vision_tokens],
                    ["vision tokens per page", shown.vision_tokens_per_page.map((row) =>
                      `${row.model}: ${row.global} global, ${row.crops} crops`).join("; ")],
-                   ["compression ratio", `${s.compression_ratio} text/vision tokens`], ["truncated characters", s.truncated_chars]];
+                   ["compression ratio", `${s.compression_ratio} text/vision tokens`], ["truncated characters", s.truncated_chars],
+                   ["warnings", shown.warnings.length ? shown.warnings.map((w) => w.message).join(" ") : "none"]];
     document.getElementById("render-stats").replaceChildren(
       ...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, String(v))]));
   } catch (error) {
