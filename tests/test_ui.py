@@ -17,6 +17,7 @@ import pytest
 
 from deepsynth.config.server import ServerConfig
 from support.server import TOKEN, running
+from web_ui.auth import cookie_name
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -326,10 +327,14 @@ def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):
         context.close()
 
 
+def session_cookie(base: str) -> str:
+    return cookie_name(base.rsplit(":", 1)[1])
+
+
 def session_status(base: str, session: str) -> int:
     """What the API answers a request that carries only this session cookie."""
     request = urllib.request.Request(base + "/api/jobs",
-                                     headers={"Cookie": f"deepsynth_session={session}"})
+                                     headers={"Cookie": f"{session_cookie(base)}={session}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status
@@ -350,7 +355,8 @@ def test_log_out_ends_the_session_and_shows_the_login_page(browser, tmp_path):
         page.wait_for_url(base + "/monitor")
         api_status = "() => fetch('/api/jobs').then(response => response.status)"
         assert page.evaluate(api_status) == 200
-        [session] = [c["value"] for c in context.cookies() if c["name"] == "deepsynth_session"]
+        [session] = [c["value"] for c in context.cookies()
+                     if c["name"] == session_cookie(base)]
         assert session_status(base, session) == 200
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url(re.compile(re.escape(base) + r"/login$"))
@@ -388,4 +394,35 @@ def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path)
         time.sleep(0.5)
         assert requests and all(url.startswith(base) or url.startswith("data:")
                                 for url in requests), requests
+        context.close()
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/monitor")
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(base + "/monitor")
+
+
+def test_two_services_on_one_host_keep_their_own_sessions(browser, tmp_path):
+    """Cookies ignore ports: under one cookie name, logging into the gpu service replaced
+    the cpu service's session (issue 18 item 1)."""
+    cpu = ServerConfig(data_root=str(tmp_path / "d"), role="cpu", api_token=TOKEN)
+    gpu = ServerConfig(data_root=str(tmp_path / "d"), role="gpu", api_token=TOKEN)
+    with running(cpu) as (_, cpu_base), running(gpu) as (_, gpu_base):
+        context = browser.new_context()
+        page = context.new_page()
+        log_in(page, cpu_base)
+        log_in(page, gpu_base)
+        api_status = "() => fetch('/api/jobs').then(response => response.status)"
+        assert page.evaluate(api_status) == 200
+        page.goto(cpu_base + "/monitor")
+        assert page.url == cpu_base + "/monitor", "the cpu service's session was lost"
+        assert page.evaluate(api_status) == 200
+        # Logging out of one service leaves the other's session alone.
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(re.compile(re.escape(cpu_base) + r"/login$"))
+        page.goto(gpu_base + "/monitor")
+        assert page.url == gpu_base + "/monitor"
+        assert page.evaluate(api_status) == 200
         context.close()
