@@ -426,3 +426,39 @@ def test_two_services_on_one_host_keep_their_own_sessions(browser, tmp_path):
         assert page.url == gpu_base + "/monitor"
         assert page.evaluate(api_status) == 200
         context.close()
+
+
+def upload_file(page, name: str, data: bytes) -> None:
+    page.locator("#c-file").set_input_files(
+        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
+
+
+def test_an_uploaded_file_gets_its_fields_and_format_and_generate_waits_for_them(server, page):
+    """Issue 18 item 2 (and issue 15's format line): the pickers showed "— detect —", Generate
+    stayed enabled, and the job failed with "text_field is required"."""
+    base, _ = server
+    page.goto(base + "/custom")
+    lines = "".join(json.dumps({"doc_id": f"d{i}", "body": f"Body {i}.", "abstract": f"A {i}."})
+                    + "\n" for i in range(3))
+    upload_file(page, "papers.json", b"\xef\xbb\xbf" + lines.encode())
+    playwright_api.expect(page.locator("#source-format")).to_have_text(
+        "Format: JSON Lines in a .json file, UTF-8 byte-order mark dropped")
+    playwright_api.expect(page.get_by_label("text field")).to_have_value("body")
+    playwright_api.expect(page.get_by_label("summary field")).to_have_value("abstract")
+    playwright_api.expect(page.get_by_label("id field")).to_have_value("doc_id")
+    generate = page.get_by_role("button", name="Generate dataset")
+    playwright_api.expect(generate).to_be_enabled()
+    # Columns with no telling names: nothing is guessed, and Generate says what it needs.
+    upload_file(page, "odd.csv", b"left,right\none,two\n")
+    playwright_api.expect(page.locator("#source-format")).to_have_text("Format: CSV")
+    playwright_api.expect(page.get_by_label("text field")).to_have_value("")
+    playwright_api.expect(generate).to_be_disabled()
+    missing = page.locator("#mapping-missing")
+    playwright_api.expect(missing).to_contain_text("text field")
+    playwright_api.expect(missing).to_contain_text("summary field")
+    page.get_by_label("text field").select_option("left")
+    playwright_api.expect(missing).not_to_contain_text("text field")
+    playwright_api.expect(generate).to_be_disabled()
+    page.get_by_label("summary field").select_option("right")
+    playwright_api.expect(missing).to_have_text("")
+    playwright_api.expect(generate).to_be_enabled()
