@@ -462,3 +462,20 @@ def test_an_uploaded_file_gets_its_fields_and_format_and_generate_waits_for_them
     page.get_by_label("summary field").select_option("right")
     playwright_api.expect(missing).to_have_text("")
     playwright_api.expect(generate).to_be_enabled()
+
+
+def test_generate_waits_for_a_split(server, page):
+    """With every split unchecked it generated all of them (issue 18 item 3)."""
+    base, _ = server
+    page.goto(base + "/")
+    generate = page.get_by_role("button", name="Generate dataset")
+    playwright_api.expect(generate).to_be_enabled()
+    for box in page.locator('#splits input[name="split"]').all():
+        box.uncheck()
+    playwright_api.expect(generate).to_be_disabled()
+    playwright_api.expect(page.locator("#splits-missing")).to_have_text(
+        "Check at least one split to generate.")
+    page.get_by_label("validation").check()
+    playwright_api.expect(generate).to_be_enabled()
+    playwright_api.expect(page.locator("#splits-missing")).to_have_text("")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--split validation")

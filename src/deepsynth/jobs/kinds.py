@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
-from deepsynth.errors import refusing
+from deepsynth.errors import ConfigRefused, refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
@@ -38,7 +38,20 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     with refusing():  # what the source holds refuses the request, not the document
         check_source(config.source)
+    if body.get("splits") == []:
+        _refuse_no_splits(config.source)
     return config
+
+
+def _refuse_no_splits(source: SourceConfig) -> None:
+    """``"splits": []`` asks for nothing; read as "every split" (the config's default) it
+    generated what the user had unchecked, so it is refused, naming the splits there are."""
+    from deepsynth.data.sources import open_source
+
+    known = open_source(source.source).known_splits()
+    raise ConfigRefused("source.splits", "is empty: choose at least one split, or leave "
+                        "splits out to generate every split",
+                        ", ".join(known) if known else "one or more split names")
 
 
 def real_hub(token: str | None, repo_type: str):

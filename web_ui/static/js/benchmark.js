@@ -11,6 +11,7 @@ const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", 
 const HUB = ["push_to_hub", "public"];
 const form = document.getElementById("generate-form");
 let chosen = null;
+let generating = false;
 let schemas = {};
 
 function chooseCard(preset, button) {
@@ -25,6 +26,14 @@ function chooseCard(preset, button) {
        el("input", { type: "checkbox", id: `split-${split}`, name: "split", value: split, checked: true }),
        ` ${split} (${rows.toLocaleString()} rows)`)));
   updateCommand();
+  gateSplits();
+}
+
+// No split checked asks for nothing (the API refuses "splits": []), so Generate waits.
+function gateSplits() {
+  const none = !form.querySelector('input[name="split"]:checked');
+  document.getElementById("generate-button").disabled = none || generating;
+  document.getElementById("splits-missing").textContent = none ? "Check at least one split to generate." : "";
 }
 
 function presetCard(preset) {
@@ -64,6 +73,7 @@ async function generate(event) {
   const { body, invalid } = request();
   if (invalid.length) { invalid[0].focus(); return; }
   const button = document.getElementById("generate-button");
+  generating = true;
   button.disabled = true;
   const box = document.getElementById("generate-job");
   try {
@@ -79,7 +89,8 @@ async function generate(event) {
   } catch (error) {
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
   } finally {
-    button.disabled = false;
+    generating = false;
+    gateSplits();
   }
 }
 
@@ -103,6 +114,7 @@ async function start() {
   const builtin = presets.findIndex((p) => p.offline);
   chooseCard(presets[builtin], cards[builtin]);
   form.addEventListener("input", updateCommand);
+  document.getElementById("splits").addEventListener("change", gateSplits);
   form.addEventListener("submit", generate);
   await listDatasets(document.getElementById("datasets"));
 }
