@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deepsynth.config.server import ServerConfig
-from support.server import TOKEN, running
+from support.server import TOKEN, Client, running
 from web_ui.auth import cookie_name
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -479,3 +479,50 @@ def test_generate_waits_for_a_split(server, page):
     playwright_api.expect(generate).to_be_enabled()
     playwright_api.expect(page.locator("#splits-missing")).to_have_text("")
     playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--split validation")
+
+
+def test_queued_jobs_show_their_place_and_cancel_asks_first(browser, tmp_path):
+    """Issue 18 item 4: a queued job's toast said "started", a resumed job showed "queued"
+    with no place, and Cancel (final) sat next to Pause with no confirmation."""
+    config = ServerConfig(data_root=str(tmp_path / "d"), generate_capacity=0)  # jobs only queue
+    with running(config) as (_, base):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(base + "/")
+        page.get_by_label("name").fill("q1")
+        page.get_by_label("max samples").fill("4")
+        page.get_by_role("button", name="Generate dataset").click()
+        playwright_api.expect(page.locator(".toast").first).to_contain_text(
+            re.compile(r"Generation job \S+ is queued \(1st in the queue\)"))
+        status, second = Client(base).call("POST", "/api/benchmark/create",
+                                           {"preset": "scitldr", "name": "q2", "max_samples": 4})
+        assert status == 202 and second["job"]["queue"] == {"position": 2, "waiting_for": []}
+        page.goto(base + "/monitor")
+        first = page.locator(".job", has_text="q1")
+        later = page.locator(".job", has_text="q2")
+        playwright_api.expect(first).to_contain_text("1st in the queue")
+        playwright_api.expect(later).to_contain_text("2nd in the queue")
+        first.get_by_role("button", name="pause").click()
+        playwright_api.expect(first.locator(".badge")).to_have_text("paused")
+        playwright_api.expect(later).to_contain_text("1st in the queue")
+        first.get_by_role("button", name="resume").click()
+        playwright_api.expect(page.locator(".toast", has_text="Resumed")).to_contain_text(
+            "1st in the queue")
+        playwright_api.expect(later).to_contain_text("2nd in the queue")
+        # Cancel is apart from pause, and asks before it does what cannot be undone.
+        cancel = later.get_by_role("button", name="cancel")
+        assert cancel.evaluate("b => b.parentElement.className") == "final-actions"
+        asked: list[str] = []
+
+        def answer(dialog, accept: bool):
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+        page.once("dialog", lambda dialog: answer(dialog, False))
+        cancel.click()
+        playwright_api.expect(later.locator(".badge")).to_have_text("queued")
+        assert "cannot be resumed" in asked[0]
+        page.once("dialog", lambda dialog: answer(dialog, True))
+        later.get_by_role("button", name="cancel").click()
+        playwright_api.expect(later.locator(".badge")).to_have_text("cancelled")
+        assert job_status(base, second["job_id"]) == "cancelled"
+        context.close()

@@ -87,6 +87,24 @@ class JobManager:
         """Whether this service runs jobs of ``kind``."""
         return kind in self.kinds and self.kinds[kind].runs_on(self.role)
 
+    def queue_places(self) -> dict[str, dict]:
+        """Each queued job this service runs: its place in its slot's line (1: it starts
+        next, the scheduler's submission order) and the jobs holding that slot now."""
+        records = self.store.all()
+        holding: dict[str, list[str]] = {}
+        for record in records:
+            if record.status in RUNNING_LIKE and record.kind in self.kinds:
+                holding.setdefault(self.kinds[record.kind].slot, []).append(record.job_id)
+        places: dict[str, dict] = {}
+        ahead: dict[str, int] = {}
+        for record in records:
+            if record.status == "queued" and self.runs(record.kind):
+                slot = self.kinds[record.kind].slot
+                ahead[slot] = ahead.get(slot, 0) + 1
+                places[record.job_id] = {"position": ahead[slot],
+                                         "waiting_for": holding.get(slot, [])}
+        return places
+
     def _check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
         """One job writes a given output: a queued, running, paused or interrupted job of
         the same kind keeps its name (it will write there when it goes on)."""

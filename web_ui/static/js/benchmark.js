@@ -1,7 +1,7 @@
 // Benchmark Datasets: preset cards, render options, generation with live progress.
 import { ApiError, get, post } from "./api.js";
 import { listDatasets, thumbnail } from "./datasets.js";
-import { follow, summary } from "./jobs.js";
+import { follow, summary, submittedText } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
 
@@ -78,7 +78,7 @@ async function generate(event) {
   const box = document.getElementById("generate-job");
   try {
     const started = await post("/api/benchmark/create", body);
-    toast(`Generation job ${started.job_id} started`);
+    toast(submittedText("Generation", started));
     const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
     if (done.status === "completed") {
       const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";

@@ -2,7 +2,7 @@
 // field mapping, render options with a live page preview and stats, then generation.
 import { ApiError, api, post } from "./api.js";
 import { thumbnail } from "./datasets.js";
-import { follow, summary } from "./jobs.js";
+import { follow, summary, submittedText } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
 
@@ -133,7 +133,7 @@ async function generate(event) {
   const box = document.getElementById("custom-job");
   try {
     const started = await post("/api/dataset/generate", { source: form.source.value, ...values });
-    toast(`Generation job ${started.job_id} started`);
+    toast(submittedText("Generation", started));
     const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
     if (done.status === "completed") {
       const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";

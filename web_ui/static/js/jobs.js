@@ -4,13 +4,30 @@ import { badge, duration, el, percent } from "./ui.js";
 
 export const SETTLED = ["completed", "failed", "cancelled", "paused", "interrupted", "corrupt"];
 
+const ordinal = (n) => `${n}${[, "st", "nd", "rd"][(n % 100 >> 3 ^ 1) && n % 10] || "th"}`;
+
+// Where a queued job stands: its place in line and the jobs it waits for.
+export function queueText(job) {
+  if (job.status !== "queued" || !job.queue) return null;
+  const waiting = job.queue.waiting_for.length ? `, waiting for ${job.queue.waiting_for.join(", ")}` : "";
+  return `${ordinal(job.queue.position)} in the queue${waiting}`;
+}
+
+// A toast for a submitted job: "started" only when it did; a queued one says its place.
+export function submittedText(what, answer) {
+  const place = queueText(answer.job);
+  return answer.status === "queued"
+    ? `${what} job ${answer.job_id} is queued${place ? ` (${place})` : ""}`
+    : `${what} job ${answer.job_id} started`;
+}
+
 export function progressLine(job) {
   const p = job.progress || {};
   const pct = percent(p);
   const rate = p.rate ? `${p.rate.toFixed(p.rate < 10 ? 2 : 0)}/s` : null;
   const parts = [pct === null ? null : `${pct}%`,
                  p.total ? `${p.current ?? 0} of ${p.total}` : null,
-                 rate, p.eta_s ? `ETA ${duration(p.eta_s)}` : null, p.stage].filter(Boolean);
+                 rate, p.eta_s ? `ETA ${duration(p.eta_s)}` : null, p.stage, queueText(job)].filter(Boolean);
   return el("div", { class: "progress-line" },
             el("div", { class: "progress", role: "progressbar", "aria-valuemin": 0,
                         "aria-valuemax": 100, "aria-valuenow": pct ?? 0,

@@ -3,7 +3,7 @@
 import { ApiError, del, get, post } from "./api.js";
 import { thumbnail } from "./datasets.js";
 import { lineChart, heatmap } from "./chart.js";
-import { SETTLED, progressLine } from "./jobs.js";
+import { SETTLED, progressLine, queueText } from "./jobs.js";
 import { badge, duration, el, toast } from "./ui.js";
 
 const ACTIONS = {
@@ -11,24 +11,47 @@ const ACTIONS = {
   interrupted: ["resume", "cancel", "delete"], failed: ["resume", "delete"],
   completed: ["delete"], cancelled: ["delete"], corrupt: ["delete"],
 };
+// Final actions sit apart from pause and resume and ask first.
+const FINAL = new Set(["cancel", "delete"]);
+const CONFIRM = {
+  cancel: (job) => `Cancel job ${job.job_id}? This is final: it stops for good and cannot be resumed. (Pause keeps it resumable.)`,
+  delete: (job) => `Delete job ${job.job_id}? Its dataset or model stays.`,
+};
 const cards = new Map();
 let selected = new URLSearchParams(location.search).get("job");
 let watcher = null;
 
 async function act(job, action) {
   try {
+    if (CONFIRM[action] && !confirm(CONFIRM[action](job))) return;
+    let message = `${action}: ${job.job_id}`;
     if (action === "delete") {
-      if (!confirm(`Delete job ${job.job_id}? Its dataset or model stays.`)) return;
       await del(`/api/jobs/${job.job_id}`);
       if (selected === job.job_id) select(null);
     } else {
-      await post(`/api/jobs/${job.job_id}/${action}`);
+      const after = await post(`/api/jobs/${job.job_id}/${action}`);
+      message = actionText(action, after);
     }
-    toast(`${action}: ${job.job_id}`);
+    toast(message);
     await refreshList();
   } catch (error) {
     toast(error instanceof ApiError ? error.message : String(error), "error");
   }
+}
+
+// What an action did: a resumed job may wait its turn; a paused one frees its slot.
+function actionText(action, job) {
+  if (action === "resume") {
+    return job.status === "queued" ? `Resumed ${job.job_id}: ${queueText(job) || "queued"}` : `Resumed ${job.job_id}`;
+  }
+  if (action === "pause") return `Pausing ${job.job_id}: its slot goes to the next queued job; resume puts it back in line`;
+  if (action === "cancel") return `Cancelled ${job.job_id}`;
+  return `${action}: ${job.job_id}`;
+}
+
+function actionButton(job, action) {
+  return el("button", { type: "button", class: FINAL.has(action) ? "danger" : "",
+                        "data-action": action, onclick: () => act(job, action) }, action);
 }
 
 function cardContent(job) {
@@ -38,9 +61,10 @@ function cardContent(job) {
              el("span", { class: "muted" }, new Date(job.created_at * 1000).toLocaleString())),
           progressLine(job),
           job.error ? el("p", { class: "field-error" }, job.error) : null,
-          el("div", { class: "actions" }, (ACTIONS[job.status] || []).map((action) =>
-            el("button", { type: "button", class: action === "delete" || action === "cancel" ? "danger" : "",
-                           "data-action": action, onclick: () => act(job, action) }, action)))];
+          el("div", { class: "actions job-actions" },
+             (ACTIONS[job.status] || []).filter((a) => !FINAL.has(a)).map((a) => actionButton(job, a)),
+             el("span", { class: "final-actions" },
+                (ACTIONS[job.status] || []).filter((a) => FINAL.has(a)).map((a) => actionButton(job, a))))];
 }
 
 async function refreshList() {
@@ -55,8 +79,10 @@ async function refreshList() {
       card = el("article", { class: "job", "data-job": job.job_id });
       cards.set(job.job_id, card);
     }
-    if (card.dataset.updated !== String(job.updated_at)) {
-      card.dataset.updated = String(job.updated_at);
+    // A queued job's place changes while its record does not (a job ahead pauses).
+    const version = `${job.updated_at} ${queueText(job) ?? ""}`;
+    if (card.dataset.updated !== version) {
+      card.dataset.updated = version;
       card.replaceChildren(...cardContent(job).filter(Boolean));
     }
     card.setAttribute("aria-selected", String(job.job_id === selected));

@@ -1,6 +1,7 @@
 // Train Model: dataset and model pickers, trainer and preset cards, LoRA auto-configure,
 // MoE regularization, resume and Hub push; validated as typed with the API's own ranges.
 import { ApiError, api, get, post } from "./api.js";
+import { submittedText } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema, setValue } from "./schema.js";
 
@@ -230,7 +231,7 @@ async function submit(event) {
     const started = await post("/api/model/train", body);
     const link = el("a", { href: `/monitor?job=${started.job_id}`, id: "monitor-link" }, "watch it in the monitor");
     document.getElementById("train-status").replaceChildren(`Job ${started.job_id} ${started.status}: `, link);
-    toast(`Training job ${started.job_id} started`);
+    toast(submittedText("Training", started));
   } catch (error) {
     if (error instanceof ApiError) {
       if (state.trainer_type === "generic" && error.field === "dataset") error.field = "chat_source";
