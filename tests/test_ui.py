@@ -158,6 +158,11 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     page.wait_for_function(
         f"() => +document.querySelector('#loss-chart')?.dataset.points > {paused_points + 3}")
     tour(page, "monitor")
+    # Opened with no job named, the monitor shows the running one.
+    page.goto(base + "/monitor")
+    playwright_api.expect(page.locator("#detail-title")).to_contain_text("ui-model")
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    assert f"job={job_id}" in page.url
     # Reload mid-training: the chart shows the history so far, and the job runs on.
     before_reload = loss_points(page)
     page.reload()
@@ -172,6 +177,17 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     assert page.locator("#samples tr").count() >= 4  # header + best predictions
     assert int(page.locator("#rouge-chart").get_attribute("data-points")) >= 3
     assert page.locator("#expert-chart rect").count() > 0
+    # The log tells the run's story: steps, evaluations, checkpoints, the pause, the end.
+    log_tail = page.locator("#log-tail")
+    playwright_api.expect(log_tail).to_contain_text("training completed at step 360 of 360")
+    for line in ("step 360/360 · loss", "evaluation at step 360: eval_loss",
+                 "checkpoint saved: step-360", "train job completed"):
+        playwright_api.expect(log_tail).to_contain_text(line)
+    log_lines = api_get(base, f"/api/jobs/{job_id}/logs?tail=1000")["lines"]
+    assert any("pause requested" in line for line in log_lines), log_lines
+    assert any("train job stopped" in line for line in log_lines), log_lines
+    # Completed: no stale percentage, rate or ETA from its last report.
+    playwright_api.expect(card.locator(".progress-line")).to_have_text("done")
     tour(page, "monitor-completed")
 
 
@@ -525,4 +541,89 @@ def test_queued_jobs_show_their_place_and_cancel_asks_first(browser, tmp_path):
         later.get_by_role("button", name="cancel").click()
         playwright_api.expect(later.locator(".badge")).to_have_text("cancelled")
         assert job_status(base, second["job_id"]) == "cancelled"
+        context.close()
+
+
+def test_a_finished_generation_shows_its_counts_and_phone_brings_the_detail(server, browser):
+    """Issue 18 item 5: a generation job's counts (empty rows dropped, missing glyphs) never
+    appeared; a completed job showed stale progress; on a phone choosing a job left its
+    detail out of view."""
+    base, root = server
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    rows = [{"body": f"Document {i} text.", "abstract": f"S {i}."} for i in range(4)]
+    rows.append({"body": "   ", "abstract": "an empty document"})
+    (root / "uploads" / "with-empty.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    client = Client(base)
+    status, started = client.call("POST", "/api/dataset/generate", {
+        "source": "uploads/with-empty.jsonl", "name": "counted", "text_field": "body",
+        "summary_field": "abstract", "page_size": "256x256", "font_size": 12, "margin": 8})
+    assert status == 202, started
+    deadline = time.monotonic() + 120
+    while job_status(base, started["job_id"]) != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    phone = context.new_page()
+    phone.goto(base + "/monitor")
+    job_id = started["job_id"]
+    card = phone.locator(f'.job[data-job="{job_id}"]')
+    playwright_api.expect(card.locator(".progress-line")).to_have_text("done")
+    card.get_by_role("button", name=re.compile("show ")).click()
+    counts = phone.locator("#generation-counts")
+    playwright_api.expect(counts.locator('[data-count="empty"]')).to_have_text("1")
+    playwright_api.expect(counts.locator('[data-count="written"]')).to_have_text("4")
+    playwright_api.expect(counts).to_contain_text("empty rows dropped")
+    playwright_api.expect(counts).to_contain_text("missing glyphs")
+    playwright_api.expect(phone.locator("#detail-title")).to_be_in_viewport()
+    context.close()
+
+
+def test_a_taken_dataset_name_is_refused_in_the_form(server, page):
+    """Issue 18 item 6: a reused name was accepted, then the job failed naming a server
+    path and CLI flags the form does not have."""
+    base, _ = server
+    client = Client(base)
+    status, made = client.call("POST", "/api/benchmark/create", {
+        "preset": "scitldr", "name": "reused", "max_samples": 4, "page_size": "256x256",
+        "font_size": 12, "margin": 8})
+    assert status == 202, made
+    deadline = time.monotonic() + 120
+    while job_status(base, made["job_id"]) != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    before = api_get(base, "/api/jobs?kind=generate")["total"]
+    page.goto(base + "/")
+    page.get_by_label("name").fill("reused")
+    page.get_by_label("max samples").fill("5")
+    page.get_by_text("Render options").click()
+    page.get_by_label("page size").fill("256x256")
+    page.get_by_role("button", name="Generate dataset").click()
+    message = page.locator("#g-name-error")
+    playwright_api.expect(message).to_contain_text("'reused' is taken")
+    playwright_api.expect(message).to_contain_text("set overwrite to replace it")
+    assert "--" not in message.inner_text() and "/datasets" not in message.inner_text()
+    assert api_get(base, "/api/jobs?kind=generate")["total"] == before
+    page.get_by_label("overwrite").check()
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--overwrite")
+    page.get_by_role("button", name="Generate dataset").click()
+    playwright_api.expect(page.locator("#generate-job .badge")).to_have_text(
+        "completed", timeout=120 * SECONDS)
+    playwright_api.expect(page.locator('[data-dataset="reused"]')).to_contain_text("train: 5")
+
+
+def test_reloading_the_benchmark_page_keeps_following_its_job(browser, tmp_path):
+    config = ServerConfig(data_root=str(tmp_path / "d"), generate_capacity=0)  # jobs only queue
+    with running(config) as (_, base):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/")
+        page.get_by_label("name").fill("kept")
+        page.get_by_role("button", name="Generate dataset").click()
+        job = page.locator("#generate-job .job-summary")
+        playwright_api.expect(job).to_contain_text("generate · kept")
+        page.reload()
+        playwright_api.expect(job).to_contain_text("generate · kept")
+        playwright_api.expect(job.locator(".badge")).to_have_text("queued")
+        playwright_api.expect(page.get_by_role("button", name="Generate dataset")).to_be_disabled()
         context.close()

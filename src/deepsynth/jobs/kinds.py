@@ -40,7 +40,24 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
         check_source(config.source)
     if body.get("splits") == []:
         _refuse_no_splits(config.source)
+    _refuse_taken_name(name, config)
     return config
+
+
+def _refuse_taken_name(name: str, config: GenerationConfig) -> None:
+    """A name whose dataset the generation would refuse to replace is refused at submit,
+    in the request's own terms (it failed as a job, naming a server path and CLI flags)."""
+    from deepsynth.data.output_folder import conflict
+    from deepsynth.errors import OutputError
+
+    try:
+        problem = conflict(Path(config.out), config)
+    except OutputError as exc:
+        problem = str(exc).split(";")[0]
+    if problem:
+        raise ConfigRefused("name", f"{name!r} is taken: that dataset's folder {problem}; "
+                            f"choose another name, or set overwrite to replace it",
+                            "a name not in use, or overwrite: true")
 
 
 def _refuse_no_splits(source: SourceConfig) -> None:

@@ -150,14 +150,9 @@ class JobManager:
 
     def _context(self, record: JobRecord, stop: threading.Event, resume: bool) -> JobContext:
         folder = self.store.folder(record.job_id)
-        log_path = self.store.log_path(record.job_id)
 
         def write_log(message: str) -> None:
-            try:
-                with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-            except OSError:  # a full disk must not turn a job's log line into its failure
-                log.warning("job %s: could not write its log: %s", record.job_id, message)
+            self._note(record.job_id, message)
 
         last_write = [0.0]
 
@@ -174,6 +169,14 @@ class JobManager:
 
         return JobContext(record.job_id, folder, progress, stop.is_set, write_log,
                           self._secrets.get(record.job_id, {}), resume=resume)
+
+    def _note(self, job_id: str, message: str) -> None:
+        """A line in the job's log."""
+        try:
+            with open(self.store.log_path(job_id), "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        except OSError:  # a full disk must not turn a job's log line into its failure
+            log.warning("job %s: could not write its log: %s", job_id, message)
 
     def _run(self, record: JobRecord, stop: threading.Event, resume: bool) -> None:
         self.store.hold(record.job_id)
@@ -192,7 +195,9 @@ class JobManager:
         try:
             context.log(f"started {record.kind} job")
             result = self.kinds[record.kind].run(record.config, context)
-            return result.pop("status", "completed"), {"result": result}
+            outcome = result.pop("status", "completed")
+            context.log(f"{record.kind} job {outcome}")
+            return outcome, {"result": result}
         except DeepSynthError as exc:
             context.log(f"failed: {exc}")
             return "failed", {"error": str(exc)}
@@ -242,6 +247,8 @@ class JobManager:
             record = self._own(job_id)
             if record.status in ACTIVE and job_id in self._stops:
                 self._stops[job_id].set()
+                asked = "pause" if while_running == "pausing" else "cancel"
+                self._note(job_id, f"{asked} requested: the job stops at its next step")
                 return self.store.update(job_id, status=while_running)
             if when_idle not in TRANSITIONS.get(record.status, set()):
                 raise InvalidTransition(f"job {job_id} is {record.status}; it cannot be "

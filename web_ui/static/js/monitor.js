@@ -17,6 +17,12 @@ const CONFIRM = {
   cancel: (job) => `Cancel job ${job.job_id}? This is final: it stops for good and cannot be resumed. (Pause keeps it resumable.)`,
   delete: (job) => `Delete job ${job.job_id}? Its dataset or model stays.`,
 };
+const COUNTS = {
+  read: "rows read", written: "rows written", empty: "empty rows dropped", empty_summary: "empty summaries dropped",
+  duplicates: "duplicates dropped", leaked: "rows leaked between splits dropped", invalid: "bad rows skipped",
+  truncated: "rows truncated", missing_glyphs: "missing glyphs",
+  rows_with_missing_glyphs: "rows with missing glyphs", pages: "pages",
+};
 const cards = new Map();
 let selected = new URLSearchParams(location.search).get("job");
 let watcher = null;
@@ -56,7 +62,7 @@ function actionButton(job, action) {
 
 function cardContent(job) {
   const title = el("button", { type: "button", class: "linklike title", "aria-label": `show ${job.job_id}`,
-                               onclick: () => select(job.job_id) }, `${job.kind} · ${job.name ?? job.job_id}`);
+                               onclick: () => select(job.job_id, { reveal: true }) }, `${job.kind} · ${job.name ?? job.job_id}`);
   return [el("header", {}, title, badge(job.status),
              el("span", { class: "muted" }, new Date(job.created_at * 1000).toLocaleString())),
           progressLine(job),
@@ -94,7 +100,8 @@ async function refreshList() {
   else if (total > jobs.length) box.append(el("p", { class: "muted" }, `${total - jobs.length} older jobs not shown`));
 }
 
-function select(jobId) {
+// The detail sits below the list on a narrow screen: bring it into view when chosen.
+function select(jobId, { reveal = false } = {}) {
   selected = jobId;
   history.replaceState(null, "", jobId ? `/monitor?job=${jobId}` : "/monitor");
   watcher?.close();
@@ -104,6 +111,7 @@ function select(jobId) {
   if (!jobId) { detail.replaceChildren(el("p", { class: "empty" }, "Choose a job.")); return; }
   get(`/api/jobs/${jobId}`).then((job) => {
     watcher = job.kind === "train" ? new TrainingWatch(job, detail) : new JobWatch(job, detail);
+    if (reveal && matchMedia("(max-width: 900px)").matches) detail.scrollIntoView({ block: "start" });
   }).catch((error) => toast(error.message, "error"));
 }
 
@@ -125,14 +133,24 @@ class JobWatch {
     this.job = job;
     this.head.replaceChildren(...[el("h2", { id: "detail-title" }, `${job.kind} · ${job.name ?? job.job_id} `, badge(job.status)),
                               progressLine(job),
-                              job.progress?.rate ? el("p", { id: "rate" }, `${job.progress.rate.toFixed(2)} ${job.kind === "generate" ? "rows" : "steps"}/s`) : null,
-                              job.error ? el("p", { class: "field-error" }, job.error) : null].filter(Boolean));
+                              job.progress?.rate && !SETTLED.includes(job.status) ? el("p", { id: "rate" }, `${job.progress.rate.toFixed(2)} ${job.kind === "generate" ? "rows" : "steps"}/s`) : null,
+                              job.error ? el("p", { class: "field-error" }, job.error) : null,
+                              this.counts].filter(Boolean));
     if (wasSettled && !SETTLED.includes(job.status)) this.reopen?.();
   }
   async poll() {
     const { lines } = await get(`/api/jobs/${this.job.job_id}/logs?tail=40`);
     this.log.textContent = lines.join("\n") || "(empty)";
-    if (this.job.kind === "generate") await this.thumbnails();
+    if (this.job.kind === "generate") { this.showCounts(); await this.thumbnails(); }
+  }
+  // What the generation dropped or could not draw, from its result (or none yet).
+  showCounts() {
+    const counts = this.job.result?.counts;
+    if (!counts || this.counts?.dataset.key === JSON.stringify(counts)) return;
+    const items = Object.entries(COUNTS).filter(([key]) => counts[key] !== undefined);
+    this.counts = el("dl", { class: "stats", id: "generation-counts", "data-key": JSON.stringify(counts) },
+      items.flatMap(([key, label]) => [el("dt", {}, label), el("dd", { "data-count": key }, String(counts[key]))]));
+    this.head.append(this.counts);
   }
   async thumbnails() {
     try {
@@ -241,6 +259,12 @@ document.getElementById("kind-filter").addEventListener("change", () => {
   cards.clear();
   refreshList();
 });
-refreshList().then(() => { if (selected) select(selected); })
+// Opened without a job named, the monitor shows the one running (the newest such).
+function running() {
+  const live = [...cards.values()].find((card) => ["running", "pausing"].includes(
+    card.querySelector(".badge")?.dataset.status));
+  return live?.dataset.job ?? null;
+}
+refreshList().then(() => { selected ??= running(); if (selected) select(selected); })
   .catch((error) => toast(error.message, "error"));
 setInterval(() => refreshList().catch(() => {}), 2000);
