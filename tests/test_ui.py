@@ -403,6 +403,16 @@ def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path)
         link = page.locator("#elsewhere-link")
         playwright_api.expect(link).to_have_attribute("href", "http://127.0.0.1:5999/train")
         playwright_api.expect(page.locator("#service-notice")).to_contain_text("cpu service")
+        # The header sends training and models straight to the gpu service (issue 18 item 7).
+        nav = page.get_by_role("navigation", name="Pages")
+        playwright_api.expect(nav.get_by_role("link", name="Train Model")).to_have_attribute(
+            "href", "http://127.0.0.1:5999/train")
+        playwright_api.expect(nav.get_by_role("link", name="Models")).to_have_attribute(
+            "href", "http://127.0.0.1:5999/models")
+        playwright_api.expect(nav.get_by_role("link", name="Custom Dataset")).to_have_attribute(
+            "href", "/custom")
+        playwright_api.expect(nav.get_by_role("link", name="Monitor Jobs")).to_have_attribute(
+            "href", "/monitor")
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(base + "/")
