@@ -637,3 +637,64 @@ def test_reloading_the_benchmark_page_keeps_following_its_job(browser, tmp_path)
         playwright_api.expect(job.locator(".badge")).to_have_text("queued")
         playwright_api.expect(page.get_by_role("button", name="Generate dataset")).to_be_disabled()
         context.close()
+
+
+def ready_dataset(base: str, name: str, rows: int = 4) -> None:
+    """A small generated dataset on the server (made once per server)."""
+    if any(d["name"] == name for d in api_get(base, "/api/datasets")["datasets"]):
+        return
+    status, made = Client(base).call("POST", "/api/benchmark/create", {
+        "preset": "scitldr", "name": name, "max_samples": rows, "page_size": "256x256",
+        "font_size": 12, "margin": 8})
+    assert status == 202, made
+    deadline = time.monotonic() + 120
+    while job_status(base, made["job_id"]) != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+def test_presets_and_the_lora_recommendation_agree_in_the_form(server, page):
+    """Issue 18 item 8: after cpu_demo then Apply, max_steps 300 stayed while the estimate
+    counted epochs, --preset cpu_demo stayed in the command, LoRA r/alpha/dropout stayed
+    blank and the LoRA preset picker stayed active with peft full."""
+    base, _ = server
+    ready_dataset(base, "small-4")
+    page.goto(base + "/train")
+    page.get_by_label("Dataset", exact=True).select_option("small-4")
+    page.locator('[data-preset="cpu_demo"]').click()
+    playwright_api.expect(page.get_by_label("max steps")).to_have_value("300")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--preset cpu_demo")
+    # cpu_demo trains in full: the LoRA fields do not apply.
+    playwright_api.expect(page.get_by_label("peft")).to_have_value("full")
+    playwright_api.expect(page.get_by_label("lora preset")).to_be_disabled()
+    playwright_api.expect(page.get_by_label("lora r", exact=True)).to_be_disabled()
+    playwright_api.expect(page.locator("#t-lora_r-hint")).to_have_text("not used with peft full")
+    page.get_by_role("button", name="Apply recommended LoRA preset").click()
+    advice = page.locator("#recommendation")
+    playwright_api.expect(advice).to_contain_text("tiny_data for 4 samples")
+    playwright_api.expect(advice).to_contain_text("max_steps 300 → unset")
+    playwright_api.expect(advice).to_contain_text("learning_rate 0.002 → 0.0001")
+    playwright_api.expect(page.get_by_label("max steps")).to_have_value("")
+    playwright_api.expect(page.locator("#cli-equivalent")).not_to_contain_text("--preset")
+    playwright_api.expect(page.locator('[data-preset="cpu_demo"]')).to_have_attribute(
+        "aria-pressed", "false")
+    # What the LoRA preset sets is shown, from the API's preset table.
+    presets = api_get(base, "/api/lora/presets")["presets"]
+    rank = page.get_by_label("lora r", exact=True)
+    playwright_api.expect(rank).to_be_enabled()
+    playwright_api.expect(rank).to_have_attribute("placeholder", str(presets["tiny_data"]["r"]))
+    playwright_api.expect(page.locator("#t-lora_alpha-hint")).to_have_text(
+        f"tiny_data sets {presets['tiny_data']['alpha']}")
+    playwright_api.expect(page.get_by_label("lora dropout")).to_have_attribute(
+        "placeholder", str(presets["tiny_data"]["dropout"]))
+    # Clearing a field a preset set drops the preset (the server would refill it).
+    page.locator('[data-preset="quick_test"]').click()
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text("--preset quick_test")
+    page.get_by_label("max steps").fill("")
+    playwright_api.expect(page.locator("#cli-equivalent")).not_to_contain_text("--preset")
+    # More options: in sections; the chat fields only for the Generic trainer.
+    page.get_by_text("More options").click()
+    playwright_api.expect(page.get_by_role("heading", name="Optimizer")).to_be_visible()
+    playwright_api.expect(page.get_by_label("chat template")).to_be_hidden()
+    page.locator('[data-trainer="generic"]').click()
+    playwright_api.expect(page.get_by_label("chat template")).to_be_visible()
