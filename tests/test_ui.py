@@ -285,9 +285,21 @@ def test_generic_trainer_validates_chat_and_previews_labels(server, page):
     # A file with errors is refused by the API; its message lands next to the chat file.
     page.get_by_label("max steps").fill("2")
     page.get_by_role("button", name="Start training").click()
-    playwright_api.expect(page.locator("#t-chat_source-error")).to_contain_text(
-        "skip_invalid_lines")
+    # In the form's words (issue 18 item 9): its label and its button, not API names.
+    source_error = page.locator("#t-chat_source-error")
+    playwright_api.expect(source_error).to_contain_text("set “skip invalid lines”")
+    playwright_api.expect(source_error).to_contain_text("press Validate to list them")
+    assert "skip_invalid_lines" not in source_error.inner_text()
+    assert "/api/" not in source_error.inner_text()
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
+    # A good file validated next shows no error of the previous one.
+    (root / "uploads" / "good-chat.jsonl").write_text(json.dumps(CHAT_LINES[0]) + "\n")
+    page.get_by_label("Chat file").fill("uploads/good-chat.jsonl")
+    page.get_by_role("button", name="Validate").click()
+    playwright_api.expect(page.locator("#chat-verdict")).to_contain_text("Valid: 1 of 1")
+    playwright_api.expect(source_error).to_have_text("")
+    playwright_api.expect(page.get_by_label("Chat file")).to_have_attribute(
+        "aria-invalid", "false")
 
 
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"What is {i} plus {i}?"},

@@ -2,7 +2,7 @@
 // MoE regularization, resume and Hub push; validated as typed with the API's own ranges.
 import { ApiError, api, get, post } from "./api.js";
 import { submittedText } from "./jobs.js";
-import { clearErrors, el, showError, toast } from "./ui.js";
+import { clearErrors, el, setFieldError, showError, toast } from "./ui.js";
 import { collect, field, requestSchema, setValue } from "./schema.js";
 
 const form = document.getElementById("train-form");
@@ -102,6 +102,7 @@ function verdict(report) {
 
 async function validateChat() {
   const box = document.getElementById("chat-report");
+  setFieldError(form.chat_source, "");  // an earlier file's error is not this file's
   try {
     const report = await post("/api/chat/validate", chatRequest());
     const s = report.summary;
@@ -292,7 +293,11 @@ async function submit(event) {
     toast(submittedText("Training", started));
   } catch (error) {
     if (error instanceof ApiError) {
-      if (state.trainer_type === "generic" && error.field === "dataset") error.field = "chat_source";
+      if (state.trainer_type === "generic" && error.field === "dataset") {
+        error.field = "chat_source";
+        // The API names its own endpoint; on this page that is the Validate button.
+        error.message = error.message.replace("see POST /api/chat/validate", "press Validate to list them");
+      }
       const input = error.field && form.querySelector(`[name="${error.field.split(".").pop()}"]`);
       input?.closest("details")?.setAttribute("open", "");
       showError(form, error);
@@ -361,6 +366,7 @@ async function start() {
   document.getElementById("auto-configure").addEventListener("click", () => autoConfigure().catch(
     (error) => toast(error.message, "error")));
   document.getElementById("validate-chat").addEventListener("click", validateChat);
+  form.chat_source.addEventListener("input", () => setFieldError(form.chat_source, ""));
   document.getElementById("preview-chat").addEventListener("click", previewChat);
   document.getElementById("t-chat_upload").addEventListener("change", uploadChat);
   document.getElementById("refresh-checkpoints").addEventListener("click", () => loadCheckpoints());
