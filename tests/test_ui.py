@@ -155,6 +155,13 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     paused_points = loss_points(page)
     card.get_by_role("button", name="resume").click()
     playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    # The Models page lists the resumed run as training, not as its paused summary's
+    # "stopped" (issue 18 item 10).
+    models_page = page.context.new_page()
+    models_page.goto(base + "/models")
+    playwright_api.expect(models_page.locator('tr[data-model="ui-model"] td').nth(1)).to_have_text(
+        "training")
+    models_page.close()
     page.wait_for_function(
         f"() => +document.querySelector('#loss-chart')?.dataset.points > {paused_points + 3}")
     tour(page, "monitor")
@@ -710,3 +717,37 @@ def test_presets_and_the_lora_recommendation_agree_in_the_form(server, page):
     playwright_api.expect(page.get_by_label("chat template")).to_be_hidden()
     page.locator('[data-trainer="generic"]').click()
     playwright_api.expect(page.get_by_label("chat template")).to_be_visible()
+
+
+def test_chat_runs_stay_out_of_summaries_and_ocr_panels(server, page):
+    """Issue 18 item 10: chat models were offered to Summarize (an error toast), chat runs
+    showed empty ROUGE and expert-load panels, and empty text got "text give either text
+    or image"."""
+    base, root = server
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    (root / "uploads" / "two-chats.jsonl").write_text(
+        "".join(json.dumps(CHAT_LINES[0]) + "\n" for _ in range(2)))
+    client = Client(base)
+    status, started = client.call("POST", "/api/model/train", {
+        "trainer_type": "generic", "peft": "full", "max_steps": 2, "batch_size": 2,
+        "gradient_accumulation_steps": 1, "mixed_precision": "no",
+        "dataset": "uploads/two-chats.jsonl", "name": "chatty"})
+    assert status == 202, started
+    deadline = time.monotonic() + 300
+    while job_status(base, started["job_id"]) not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert job_status(base, started["job_id"]) == "completed"
+    page.goto(base + f"/monitor?job={started['job_id']}")
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("completed")
+    playwright_api.expect(page.locator("#loss-chart")).to_be_visible()
+    playwright_api.expect(page.locator("#rouge-chart")).to_be_hidden()
+    playwright_api.expect(page.locator("#expert-chart")).to_be_hidden()
+    page.goto(base + "/models")
+    playwright_api.expect(page.locator('tr[data-model="chatty"]')).to_contain_text("ready")
+    options = page.get_by_label("Model").locator("option").all_inner_texts()
+    assert "chatty" not in options, options
+    status, refused = client.call("POST", "/api/summarize", {"model": "chatty", "text": ""})
+    assert status == 422 and refused["field"] == "text", refused
+    assert refused["error"] == ("text is empty: give a text to summarize, or a page image "
+                                "(image, a base64 PNG)"), refused

@@ -178,15 +178,22 @@ class TrainingWatch extends JobWatch {
                     experts: el("div", { class: "chart", id: "expert-chart" }) };
     this.summary = el("dl", { class: "stats", id: "metrics-summary" });
     this.samples = el("div", { id: "samples" });
+    this.ocrOnly = [el("section", { "data-task": "ocr" }, el("h2", {}, "Evaluation ROUGE"), this.charts.rouge),
+                    el("section", { "data-task": "ocr" }, el("h2", {}, "Expert load (latest step)"), this.charts.experts)];
     this.body.replaceChildren(
       el("div", { class: "cols" },
          el("section", {}, el("h2", {}, "Loss"), this.charts.loss),
-         el("section", {}, el("h2", {}, "Learning rate"), this.charts.lr),
-         el("section", {}, el("h2", {}, "Evaluation ROUGE"), this.charts.rouge),
-         el("section", {}, el("h2", {}, "Expert load (latest step)"), this.charts.experts)),
+         el("section", {}, el("h2", {}, "Learning rate"), this.charts.lr), ...this.ocrOnly),
       el("h2", {}, "Metrics"), this.summary, el("h2", {}, "Samples"), this.samples);
     this.reopen = () => this.open();
     this.open();
+    this.showTask();
+  }
+  // A chat run has no ROUGE and no experts: its run's task (the models listing) hides them.
+  async showTask() {
+    const { models } = await get("/api/models?limit=1000");
+    const task = models.find((m) => m.name === this.job.name)?.task;
+    for (const section of this.ocrOnly) section.hidden = task === "chat";
   }
   open() {
     this.source?.close();
