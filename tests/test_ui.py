@@ -751,3 +751,18 @@ def test_chat_runs_stay_out_of_summaries_and_ocr_panels(server, page):
     assert status == 422 and refused["field"] == "text", refused
     assert refused["error"] == ("text is empty: give a text to summarize, or a page image "
                                 "(image, a base64 PNG)"), refused
+
+
+def test_the_monitor_shows_what_the_service_uses(server, page):
+    """Issue 18 item 14 (resource view). Tested without CUDA: the GPU line says there is
+    none; with nvidia-smi each GPU gets a line (tests/test_machine.py parses its output)."""
+    base, _ = server
+    page.goto(base + "/monitor")
+    resources = page.locator("#resources")
+    playwright_api.expect(resources.locator('[data-resource="service CPU"]')).to_contain_text(
+        re.compile(r"^\d+% of one core · machine \d+% of \d+ cores$"))
+    playwright_api.expect(resources.locator('[data-resource="service memory"]')).to_have_text(
+        re.compile(r"^\d+\.\d GiB · machine \d+\.\d GiB of \d+\.\d GiB used$"))
+    if not api_get(base, "/api/resources")["gpus"]:
+        playwright_api.expect(resources.locator('[data-resource="GPU"]')).to_have_text(
+            "no NVIDIA GPU (CUDA) on this machine")

@@ -261,6 +261,24 @@ class TrainingWatch extends JobWatch {
   close() { super.close(); this.source?.close(); clearInterval(this.fallbackTimer); }
 }
 
+// Beside the jobs: what this service uses of the machine, and each GPU (when CUDA exists).
+const gib = (bytes) => (bytes === null || bytes === undefined ? "?" : `${(bytes / 2 ** 30).toFixed(1)} GiB`);
+async function showResources() {
+  const { process: p, gpus } = await get("/api/resources");
+  const used = p.machine_memory_total_bytes - p.machine_memory_available_bytes;
+  const items = [
+    ["service CPU", `${Math.round(p.cpu_percent)}% of one core · machine ${Math.round(p.machine_cpu_percent)}% of ${p.cpu_count} cores`],
+    ["service memory", `${gib(p.rss_bytes)} · machine ${gib(used)} of ${gib(p.machine_memory_total_bytes)} used`],
+    ...(gpus.length ? gpus.map((g) => [`GPU ${g.index}`, `${g.name}: ${gib(g.memory_used_bytes)} of ${gib(g.memory_total_bytes)}` +
+      (g.utilization_percent === null ? "" : `, ${Math.round(g.utilization_percent)}% busy`)])
+      : [["GPU", "no NVIDIA GPU (CUDA) on this machine"]]),
+  ];
+  document.getElementById("resources").replaceChildren(...items.flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", { "data-resource": k }, v)]));
+}
+showResources().catch(() => {});
+setInterval(() => showResources().catch(() => {}), 3000);
+
 document.getElementById("kind-filter").addEventListener("change", () => {
   for (const card of cards.values()) card.remove();
   cards.clear();
