@@ -69,7 +69,8 @@ def test_out_of_range_expert_dropout_is_refused_in_the_form(server, page):
     rate.fill("0.1")
     playwright_api.expect(message).to_have_text("")
     page.get_by_role("button", name="Start training").click()
-    playwright_api.expect(message).to_contain_text("lora_preset", timeout=10 * SECONDS)
+    # ...in the form's words: the field's label, not its API name (issue 18 item 9).
+    playwright_api.expect(message).to_contain_text("“lora preset”", timeout=10 * SECONDS)
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
 
 

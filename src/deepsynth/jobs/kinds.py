@@ -40,13 +40,13 @@ def generation_config(workspace: Workspace, name: str, body: dict) -> Generation
         check_source(config.source)
     if body.get("splits") == []:
         _refuse_no_splits(config.source)
-    _refuse_taken_name(name, config)
     return config
 
 
-def _refuse_taken_name(name: str, config: GenerationConfig) -> None:
+def refuse_taken_name(name: str, config: GenerationConfig) -> None:
     """A name whose dataset the generation would refuse to replace is refused at submit,
-    in the request's own terms (it failed as a job, naming a server path and CLI flags)."""
+    in the request's own terms (it failed as a job, naming a server path and CLI flags).
+    For a request only: a job's own folder, resumed, is not taken."""
     from deepsynth.data.output_folder import conflict
     from deepsynth.errors import OutputError
 

@@ -74,7 +74,7 @@ class JobManager:
         if not self.runs(kind):
             raise RoleError(f"this {self.role} service does not run {kind} jobs")
         with self._lock:
-            self._check_writer(kind, name)
+            self.check_writer(kind, name)
             record = JobRecord(new_job_id(kind), kind, name=name, config=config,
                                owner=self.owner)
             self.store.save(record)
@@ -105,7 +105,7 @@ class JobManager:
                                          "waiting_for": holding.get(slot, [])}
         return places
 
-    def _check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
+    def check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
         """One job writes a given output: a queued, running, paused or interrupted job of
         the same kind keeps its name (it will write there when it goes on)."""
         holding = RUNNING_LIKE + ("queued", "paused", "interrupted")
@@ -258,7 +258,7 @@ class JobManager:
     def resume(self, job_id: str) -> JobRecord:
         with self._lock:
             record = self._own(job_id)
-            self._check_writer(record.kind, record.name, but=job_id)
+            self.check_writer(record.kind, record.name, but=job_id)
             record = self.store.update(job_id, status="queued", error=None)
             self._resuming.add(job_id)
             self._schedule()
