@@ -140,11 +140,11 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     log_tail = page.locator("#log-tail")
     playwright_api.expect(log_tail).to_contain_text("training completed at step 360 of 360")
     for line in ("step 360/360 · loss", "evaluation at step 360: eval_loss",
-                 "checkpoint saved: step-360", "train job completed"):
+                 "checkpoint saved: step-000360", "train job completed"):
         playwright_api.expect(log_tail).to_contain_text(line)
     log_lines = api_get(base, f"/api/jobs/{job_id}/logs?tail=1000")["lines"]
     assert any("pause requested" in line for line in log_lines), log_lines
-    assert any("train job stopped" in line for line in log_lines), log_lines
+    assert any("train job paused" in line for line in log_lines), log_lines
     # Completed: no stale percentage, rate or ETA from its last report.
     playwright_api.expect(card.locator(".progress-line")).to_have_text("done")
     tour(page, "monitor-completed")

@@ -2,12 +2,13 @@
 
 API clients send ``Authorization: Bearer TOKEN``. A browser trades the token once, at
 ``POST /api/login``, for an HttpOnly, SameSite=Strict session cookie named after the
-service's port (:func:`cookie_name`: two services on one host keep separate sessions) that
-expires after ``SESSION_SECONDS`` (``POST /api/logout`` ends it sooner); requests that change state with
-that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a cross-site form cannot
-send. Wrong tokens are limited per client address (``LOGIN_ATTEMPTS`` a minute: a 429 with
-``Retry-After``). ``GET /api/health`` stays open (liveness, role, version only). Pages
-redirect to the login page until the browser has a session.
+service's port (:func:`cookie_name`: two services on one host keep separate sessions)
+that expires after ``SESSION_SECONDS`` (``POST /api/logout`` ends it sooner); requests
+that change state with that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a
+cross-site form cannot send. Wrong tokens are limited per client address
+(``LOGIN_ATTEMPTS`` a minute: a 429 with ``Retry-After``). ``GET /api/health`` stays open
+(liveness, role, version only). Pages redirect to the login page until the browser has a
+session.
 """
 
 from __future__ import annotations

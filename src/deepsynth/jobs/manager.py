@@ -195,9 +195,7 @@ class JobManager:
         try:
             context.log(f"started {record.kind} job")
             result = self.kinds[record.kind].run(record.config, context)
-            outcome = result.pop("status", "completed")
-            context.log(f"{record.kind} job {outcome}")
-            return outcome, {"result": result}
+            return result.pop("status", "completed"), {"result": result}
         except DeepSynthError as exc:
             context.log(f"failed: {exc}")
             return "failed", {"error": str(exc)}
@@ -225,7 +223,8 @@ class JobManager:
             self._settle(job_id, outcome, changes)
 
     def _finish(self, job_id: str, outcome: str, **changes) -> None:
-        current = self.store.load(job_id).status
+        record = self.store.load(job_id)
+        current = record.status
         if outcome == "stopped":  # the function honoured a stop request
             outcome = {"pausing": "paused", "cancelling": "cancelled"}.get(current,
                                                                           "interrupted")
@@ -234,6 +233,7 @@ class JobManager:
         if outcome == "completed":
             self._secrets.pop(job_id, None)
         self.store.update(job_id, status=outcome, finished_at=time.time(), **changes)
+        self._note(job_id, f"{record.kind} job {outcome}")  # the status the monitor shows
 
     # Requests.
     def pause(self, job_id: str) -> JobRecord:
