@@ -159,6 +159,29 @@ def test_a_finished_generation_shows_its_counts_and_phone_brings_the_detail(serv
     context.close()
 
 
+def test_the_monitor_opens_on_the_running_job(server, page):
+    """Issue 18 item 5: it opened with no job selected even while one ran."""
+    from conftest import articles
+
+    base, root = server
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    (root / "uploads" / "long.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in articles(1500, words=40)))
+    client = Client(base)
+    status, started = client.call("POST", "/api/dataset/generate", {
+        "source": "uploads/long.jsonl", "text_field": "article", "summary_field": "highlights",
+        "name": "long", "page_size": "tiny", "workers": 1, "shard_size": 5})
+    assert status == 202, started
+    wait_status(base, started["job_id"], "running", timeout=60)
+    try:
+        page.goto(base + "/monitor")
+        playwright_api.expect(page.locator("#detail-title")).to_contain_text("generate · long")
+        assert f"job={started['job_id']}" in page.url
+    finally:
+        client.call("POST", f"/api/jobs/{started['job_id']}/cancel")
+        wait_status(base, started["job_id"], "cancelled", timeout=120)
+
+
 def test_a_taken_dataset_name_is_refused_in_the_form(server, page):
     """Issue 18 item 6: a reused name was accepted, then the job failed naming a server
     path and CLI flags the form does not have."""
