@@ -13,9 +13,14 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"
     "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.deepsynth-installed
+# The extras installed: the tests (run-tests.sh passes --browser) also need the Ray engine.
+# One stamp per set of extras, so a dev-only install is not taken for one with Ray.
+extras=(dev)
+[ "${1:-}" = "--browser" ] && extras=(dev ray)
+extra_list=$(IFS=,; echo "${extras[*]}")
+stamp=".venv/.deepsynth-installed-${extra_list//,/-}"
 if { [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; } && [ -x .venv/bin/deepsynth ] \
-        && .venv/bin/python scripts/pyproject_deps.py --check --extra dev >/dev/null 2>&1; then
+        && .venv/bin/python scripts/pyproject_deps.py --check "${extras[@]/#/--extra=}" >/dev/null 2>&1; then
     # pyproject.toml is newer than the stamp (an edit, a checkout) but what it asks for is
     # installed already: reuse the environment as it is.
     touch "$stamp"
@@ -25,7 +30,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     # The CPU build of torch, pinned: an unpinned torch would pull a multi-gigabyte CUDA build.
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    .venv/bin/python -m pip install --quiet -e ".[$extra_list]"
     touch "$stamp"
 fi
 

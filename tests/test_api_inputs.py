@@ -97,6 +97,7 @@ R_SAMPLES = "/api/datasets/<dataset:name>/samples"
 R_PNG = "/api/datasets/<dataset:name>/samples/<int:index>/pages/<int:page>.png"
 R_DPUSH, R_MPUSH = "/api/datasets/<dataset:name>/push", "/api/models/<name>/push"
 R_CKPT, R_LORA = "/api/training/checkpoints", "/api/lora/presets/recommended"
+R_ESTIMATE = "/api/training/estimate"
 R_OPTIMAL = "/api/training/optimal-config/<preset>"
 R_CHATV, R_CHATP = "/api/chat/validate", "/api/chat/preview"
 CHAT = {"source": "uploads/chat.jsonl"}
@@ -229,6 +230,9 @@ CASES: list[Case] = [
     bad("POST", R_GEN, R_GEN, generate("g4", render={"font_size": 1000}),
         field="render", label="nested render"),
     bad("POST", R_GEN, R_GEN, generate("g5", out="/tmp/elsewhere"), field="out"),
+    bad("POST", R_GEN, R_GEN, generate("g1", engine="spark"), field="engine"),
+    bad("POST", R_GEN, R_GEN, generate("g1", engine="ray", ray_address="127.0.0.1:6379"),
+        field="ray_address", label="the cluster is the service's"),
     bad("POST", R_GEN, R_GEN, generate("g6", line_spacing="nan"),
         field="render.line_spacing"),
     *body_cases("POST", R_GEN, R_GEN),
@@ -402,6 +406,21 @@ CASES: list[Case] = [
         status=404, field="dataset", label="no name"),
     bad("POST", R_TRAIN, R_TRAIN, train("t1", dataset="hf:not-a-repo"), field="dataset"),
     *body_cases("POST", R_TRAIN, R_TRAIN),
+    # The estimate takes a train submission's body and refuses it as train does.
+    good("POST", R_ESTIMATE, R_ESTIMATE, train("est")),
+    good("POST", R_ESTIMATE, R_ESTIMATE + "?device=cpu", {"dataset": "ds"}, label="no name"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, {}, field="dataset", label="missing dataset"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", dataset="nope"), 404),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", batch_size=0), field="batch_size"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("../x"), field="name"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", model="nope"), status=404, field="model"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", expert_dropout_rate=0.1), status=422,
+        field="expert_dropout_rate", label="conflicts with lora_preset balanced"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE, train("est", trust_remote_code=True), status=422,
+        field="trust_remote_code", label="refused by this server"),
+    bad("POST", R_ESTIMATE, R_ESTIMATE + "?device=tpu", train("est"), field="device"),
+    bad("GET", R_ESTIMATE, R_ESTIMATE, status=405),
+    *body_cases("POST", R_ESTIMATE, R_ESTIMATE),
     # Models.
     good("POST", R_EVAL, R_EVAL, {"model": "m", "dataset": "ds", "max_samples": 1}, 202),
     bad("POST", R_EVAL, R_EVAL, {"dataset": "ds"}, field="model", label="missing model"),

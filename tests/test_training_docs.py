@@ -1,9 +1,12 @@
 """docs/training.md's options table is the config's declarations, in section order: this
-test regenerates it (run ``python tests/test_training_docs.py`` to print the table)."""
+test regenerates it (run ``python tests/test_training_docs.py`` to print the table). Its
+family table ("The family and the loop") names a test per cell: each must exist."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import re
 from pathlib import Path
 
 from deepsynth.config.spec import flat_fields
@@ -44,6 +47,39 @@ def documented_table() -> str:
 
 def test_the_options_table_is_the_configs():
     assert documented_table() == options_table()
+
+
+TABLE_HEADER = "| feature | DeepSeek-OCR-2 | DeepSeek-OCR v1 | Unlimited-OCR |"
+
+
+def documented_cells() -> list[str]:
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    start = lines.index(TABLE_HEADER)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    assert len(rows) >= 11, "the table lost rows"
+    return [cell for row in rows for cell in row.strip("|").split("|")[1:]]
+
+
+def defined_tests(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(
+        node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")}
+
+
+def test_every_test_named_in_the_family_table_exists():
+    named = 0
+    for cell in documented_cells():
+        for file, name in re.findall(r"`(tests/\w+\.py)::(test_\w+)`", cell):
+            path = DOC.parents[1] / file
+            assert path.is_file(), f"{file} (named in the family table) does not exist"
+            assert name in defined_tests(path), f"{file}::{name} does not exist"
+            named += 1
+        assert "::" in cell or "n/a" in cell, f"a cell names no test: {cell!r}"
+    assert named >= 30
 
 
 if __name__ == "__main__":

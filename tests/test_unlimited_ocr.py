@@ -115,26 +115,6 @@ def test_random_unlimited_ocr_has_the_published_size():
     assert [f.shape for f in features] == [(273, 1280)] * 2  # each page its own view
 
 
-def test_every_ocr_lora_preset_reaches_real_modules_at_full_size():
-    """On the meta device, the published size: each preset adapts the decoder's attention in
-    all 12 layers (and the router in the 11 MoE layers where it asks), never the vision
-    side (apply_adapters refuses that)."""
-    from deepsynth.config.training import LORA_PRESETS, OCR_LORA_PRESETS
-    from deepsynth.models.adapters import apply_adapters, peft_config
-    from deepsynth.models.components import freeze_vision
-
-    for name in OCR_LORA_PRESETS:
-        preset, model = LORA_PRESETS[name], meta_model("unlimited-ocr")
-        freeze_vision(model, unlimited_ocr.FAMILY)
-        wrapped = apply_adapters(model, peft_config(
-            "lora", preset["modules"], preset["parameters"], 4, 8, 0.0, 10,
-            unlimited_ocr.FAMILY), unlimited_ocr.FAMILY)
-        names = [n for n, _ in wrapped.named_parameters() if "lora_A" in n]
-        assert sum(".self_attn.q_proj." in n for n in names) == 12, name
-        routed = "mlp.gate.weight" in preset["parameters"]
-        assert sum(".mlp.gate.lora_A" in n for n in names) == (11 if routed else 0), name
-
-
 # ------------------------------------------------------- the window, pages in a sequence
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import time
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.routing import BaseConverter
 
 from deepsynth.config import to_dict
@@ -38,14 +38,17 @@ class DatasetName(BaseConverter):
 def _generation(name: str, options: dict) -> dict:
     """The generate job's config: the request checked now (a bad field is a 400, not a
     failed job), its source, tokenizer and font confined to the data root."""
-    for field in ("out", "render"):  # chosen by the server / given flat
-        if field in options:
-            raise ConfigError(field, "is not a known field" + (
-                " (the output is datasets/NAME: give name)" if field == "out" else
-                " (render options are given flat: font_size, page_size...)"), "name")
+    for field, why, allowed in (
+            ("out", "the output is datasets/NAME: give name", "name"),
+            ("render", "render options are given flat: font_size, page_size...", "name"),
+            ("ray_address", "the cluster is the service's: deepsynth serve --ray-address",
+             "engine")):
+        if field in options:  # chosen by the server / given flat
+            raise ConfigError(field, f"is not a known field ({why})", allowed)
     options = {**workspace().render_files(options),
                "source": workspace().source(options.get("source"))}
-    config = generation_config(workspace(), name, options)
+    config = generation_config(workspace(), name, options,
+                               current_app.config["DEEPSYNTH"].ray_address)
     # A job holding the name is the manager's 409 ("resume it instead"), checked first;
     # else a folder with another configuration's dataset refuses the name.
     manager().check_writer("generate", name)

@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, current_app, jsonify
 
 from deepsynth.config import to_dict
-from deepsynth.config.requests import CheckpointsQuery, LoraRecommendationRequest
+from deepsynth.config.requests import CheckpointsQuery, EstimateQuery, LoraRecommendationRequest
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
 from deepsynth.config.training_presets import default_lora_dropout
 from deepsynth.errors import ConfigError, ConfigRefused, NotFound
@@ -23,7 +23,9 @@ from deepsynth.training.recommend import recommend_lora
 from deepsynth.training.request import resolve_training
 from deepsynth.training.run_folder import RunFolder
 from web_ui import schemas
-from web_ui.app_context import find, manager, requested_name, submit_job, workspace
+from web_ui.app_context import (
+    find, manager, requested_name, split_secrets, submit_job, workspace,
+)
 from web_ui.requests_json import body, declares, parsed_body, parsed_query
 
 blueprint = Blueprint("training", __name__)
@@ -99,19 +101,40 @@ def _check_chat_files(values: dict) -> None:
                               "a valid chat file")
 
 
-def _training_job(name: str, values: dict) -> dict:
-    """The train job's config: the request resolved once into a complete TrainingConfig."""
+def _resolved(name: str, values: dict):
+    """A training request resolved into its complete TrainingConfig, with the server's own
+    refusals: what a train job runs, and what an estimate estimates."""
     if values.get("trust_remote_code") and not current_app.config[
             "DEEPSYNTH"].allow_remote_code:
         raise ConfigRefused("trust_remote_code", "is not allowed by this server's "
                             "configuration", "false")
     config = resolve_training(values, workspace(), name)
     _check_chat_files(values)
+    return config
+
+
+def _accelerator():
+    """The GPU submissions are checked against: the app's ``ACCELERATOR`` when set (an
+    :class:`~deepsynth.training.estimate.Accelerator`), else the detected CUDA device."""
+    from deepsynth.training.estimate import detected_accelerator
+
+    if "ACCELERATOR" in current_app.config:
+        return current_app.config["ACCELERATOR"]
+    return detected_accelerator()
+
+
+def _training_job(name: str, values: dict, warnings: list[str]) -> dict:
+    """The train job's config: the request resolved once into a complete TrainingConfig.
+    A config the estimate says will not fit the GPU is accepted, with a warning."""
+    from deepsynth.training.estimate import fit_warnings
+
+    config = _resolved(name, values)
     dataset = values.get("dataset")
     writing = manager().jobs_using(dataset=dataset, writers_only=True)
     if writing:
         raise JobConflict(f"dataset {dataset!r} is still being written by job "
                           f"{writing[0].job_id}")
+    warnings += fit_warnings(config, _accelerator(), workspace().root)
     return train_record(config, name)
 
 
@@ -122,5 +145,25 @@ def train_model():
     data = body()
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.get("dataset") or "model")).strip("-.")
     name = requested_name(data, f"{base or 'model'}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return submit_job("train", name, data, lambda values: _training_job(name, values),
-                      model=name)
+    warnings: list[str] = []
+    answer, status = submit_job("train", name, data,
+                                lambda values: _training_job(name, values, warnings),
+                                model=name)
+    return jsonify({**answer.get_json(), "warnings": warnings}), status
+
+
+@blueprint.post("/api/training/estimate")
+@declares(body=schemas.training_body, query=EstimateQuery, schema=schemas.ESTIMATE,
+          errors=(404, 422))
+def training_estimate():
+    """Peak memory and step time of a training request (the body of POST /api/model/train;
+    name optional): the breakdown deepsynth estimate prints, as JSON."""
+    from deepsynth.training.estimate import estimate, fit_warnings
+
+    device = parsed_query(EstimateQuery).device
+    data = body()
+    name = requested_name(data, "estimate")
+    config = _resolved(name, split_secrets(data)[0])
+    result = estimate(config, device, root=workspace().root).to_dict()
+    result["warnings"] = fit_warnings(config, _accelerator(), workspace().root)
+    return jsonify(result)

@@ -26,7 +26,8 @@ def create_app(config: ServerConfig, manager: JobManager | None = None) -> Flask
     app.url_map.converters["dataset"] = api_datasets.DatasetName
     workspace = Workspace(config.data_root or None)
     if manager is None:
-        manager = JobManager(JobStore(workspace.jobs), job_kinds(workspace), role=config.role,
+        manager = JobManager(JobStore(workspace.jobs), job_kinds(workspace, ray_address=config.ray_address),
+                             role=config.role,
                              generate_capacity=config.generate_capacity,
                              accelerator_capacity=config.accelerator_capacity)
     app.config.update(DEEPSYNTH=config, WORKSPACE=workspace, JOBS=manager,

@@ -25,7 +25,8 @@ PREVIEW_TEXT = {"type": "string", "maxLength": MAX_PREVIEW_CHARS,
 
 
 def generation_body(with_source: bool) -> dict:
-    generation = json_schema(GenerationConfig, exclude=("out", "source", "render"))
+    generation = json_schema(GenerationConfig, exclude=("out", "source", "render",
+                                                           "ray_address"))
     source = json_schema(SourceConfig, exclude=() if with_source else ("source",))
     extra = {"name": NAME if with_source else OPTIONAL_NAME, "hf_token": TOKEN}
     if not with_source:
@@ -62,3 +63,26 @@ JOB_ACCEPTED = {"type": "object", "required": ["job_id", "kind", "status", "job"
                 "properties": {"job_id": {"type": "string"}, "kind": {"type": "string"},
                                "status": {"type": "string", "enum": list(STATUSES)},
                                "job": {"type": "object"}}}
+
+# The answer of POST /api/training/estimate: ``Estimate.to_dict()`` and the submit warnings.
+_BYTES = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+_GIB = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+ESTIMATE = {"type": "object", "required": [
+    "model", "device", "parameters", "trainable_parameters", "memory", "peak_bytes",
+    "peak_gib", "peak_phase", "phases", "needed_on_gpu_gib", "fits", "step_time", "warnings"],
+    "properties": {
+        "model": {"type": "string"}, "device": {"type": "string", "enum": ["cuda", "cpu"]},
+        "parameters": {"type": "integer"}, "trainable_parameters": {"type": "integer"},
+        "sequence_tokens": {"type": "integer"}, "micro_batch": {"type": "integer"},
+        "pages_per_example": {"type": "integer"},
+        "memory": {**_BYTES, "description": "bytes: the parts of the peak"},
+        "memory_gib": _GIB, "peak_bytes": {"type": "integer"}, "peak_gib": {"type": "number"},
+        "peak_phase": {"type": "string"}, "phases": {**_BYTES, "description": "each "
+                                                      "phase's peak, bytes"},
+        "needed_on_gpu_gib": {"type": "number", "description": "the peak with the "
+                              "allocator's slack and the CUDA context"},
+        "fits": {"type": "object", "additionalProperties": {"type": "boolean"},
+                 "description": "GPU size in GB: whether it fits"},
+        "step_time": {"type": "array", "items": {"type": "object"}},
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "warnings": {"type": "array", "items": {"type": "string"}}}}

@@ -9,7 +9,8 @@ import sys
 
 from deepsynth import __version__
 from deepsynth.cli import (
-    chat_commands, dataset_commands, exit_codes, model_commands, render_command, serve_command,
+    chat_commands, dataset_commands, estimate_command, exit_codes, model_commands, render_command,
+    serve_command,
 )
 from deepsynth.errors import DeepSynthError
 from deepsynth.hub.upload import HubUploadError
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_command.register(commands)
     dataset_commands.register(commands)
     model_commands.register(commands)
+    estimate_command.register(commands)
     chat_commands.register(commands)
     serve_command.register(commands)
     return parser

@@ -85,6 +85,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = resolve_training({k: v for k, v in vars(args).items()
                                if k in names and v is not None})  # parsed once, here
     run_config = _with_hub_data(config)
+    for warning in _memory_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     preset = preset_of(config.task.model)
     if preset and preset.randomly_initialized:
         print(f"note: {config.task.model} is a randomly initialized demo model, not a "
@@ -118,6 +120,13 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return exit_codes.STOPPED
     return exit_codes.OK
+
+
+def _memory_warnings(config: TrainingConfig) -> list[str]:
+    """Whether the estimate says the run will not fit the detected GPU (none without one)."""
+    from deepsynth.training.estimate import detected_accelerator, fit_warnings
+
+    return fit_warnings(config, detected_accelerator())
 
 
 def _with_hub_data(config: TrainingConfig) -> TrainingConfig:

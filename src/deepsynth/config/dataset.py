@@ -6,9 +6,12 @@ range, choice and default lives here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from deepsynth.config.spec import hub_repo_id, option
 from deepsynth.errors import ConfigError
@@ -128,6 +131,26 @@ class SourceConfig:
         self.splits = [normalize_split(s) for s in self.splits]
 
 
+ENGINES = ("local", "ray")
+RAY_MISSING = "ray needs Ray, which is not installed: pip install deepsynth[ray]"
+_RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-]+:\d{1,5}|(ray://)?\[[0-9A-Fa-f:.]+\]"
+                          r":\d{1,5})$")
+
+
+def ray_installed() -> bool:
+    """Whether ``import ray`` would find Ray, without importing it (a second)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: blocked (sys.modules["ray"] = None)
+        return False
+
+
+def ray_address_problem(value: str | None) -> str | None:
+    if value is None or _RAY_ADDRESS.match(value):
+        return None
+    return f"must be HOST:PORT, ray://HOST:PORT or auto; got {value!r}"
+
+
 @dataclass
 class GenerationConfig:
     """A dataset generation run: source, rendering and output options."""
@@ -146,17 +169,44 @@ class GenerationConfig:
     push_to_hub: str | None = option(None, help="upload to this Hub dataset repo (ORG/NAME)",
                                      check=hub_repo_id)
     public: bool = option(False, help="create the Hub repository public, not private")
+    engine: str = option("local", choices=ENGINES, help="where rows are rendered: local (a "
+                         "process pool on this machine) or ray (tasks on a Ray cluster that "
+                         "write shards to the output folder; pip install deepsynth[ray])")
+    ray_address: str | None = option(None, help="the Ray cluster of --engine ray: HOST:PORT, "
+                                     "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else "
+                                     "Ray started on this machine)",
+                                     check=ray_address_problem, max_chars=300)
 
     def check(self) -> None:
         if self.source is None:
             raise ConfigError("source", "is required")
         if not self.out.strip():
             raise ConfigError("out", "must not be empty")
+        scheme = self.out.partition("://")[0] if "://" in self.out else None
+        if scheme is not None and scheme != "file":
+            raise ConfigError("out", f"is a {scheme}:// URL; deepsynth writes to a path or a "
+                              "file:// URL (mount object storage, e.g. with s3fs or gcsfuse, "
+                              "and give its path)", "a path or file:///PATH")
+        if scheme == "file" and urlsplit(self.out).netloc not in ("", "localhost"):
+            raise ConfigError("out", "is a file:// URL of another host", "file:///PATH")
+        if self.engine == "ray" and not ray_installed():
+            raise ConfigError("engine", RAY_MISSING, "local, or install the ray extra")
+        if self.ray_address and self.engine != "ray":
+            raise ConfigError("ray_address", "is for --engine ray", "unset, or engine ray")
 
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
 
+    @property
+    def out_folder(self) -> Path:
+        """The output folder: ``out`` as a path, or the path of a ``file://`` URL (its
+        percent-escapes decoded). Other schemes are refused by :meth:`check`."""
+        if self.out.startswith("file://"):
+            url = urlsplit(self.out)
+            return Path(unquote(url.path))
+        return Path(self.out)
 
-__all__ = ["RenderConfig", "SourceConfig", "GenerationConfig", "parse_page_size",
+
+__all__ = ["RenderConfig", "SourceConfig", "GenerationConfig", "ENGINES", "parse_page_size",
            "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]

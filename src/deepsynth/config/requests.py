@@ -131,6 +131,12 @@ class CheckpointsQuery:
                                check=name_rule)
 
 
+@dataclass
+class EstimateQuery:
+    device: str = option("cuda", choices=("cuda", "cpu"), help="where the step runs: cuda "
+                         "(GPU memory) or cpu (RAM, whose dropout and attention keep more)")
+
+
 # Parsing.
 def _unwrap(tp: Any) -> tuple[Any, bool]:
     args = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from deepsynth.config.dataset import ray_address_problem
 from deepsynth.config.spec import option
 
 ROLES = ("cpu", "gpu", "all")
@@ -34,6 +35,10 @@ class ServerConfig:
                                   "for messages from the cpu service")
     cpu_service_url: str = option("http://127.0.0.1:5000", help="where the cpu service is, "
                                   "for messages from the gpu service")
+    ray_address: str | None = option(None, help="the Ray cluster that generation jobs asking "
+                                     "for engine ray run on: HOST:PORT, ray://HOST:PORT or "
+                                     "auto (default: $RAY_ADDRESS, else Ray started in this "
+                                     "process)", check=ray_address_problem, max_chars=300)
     api_token: str | None = option(None, cli=False, secret=True,
                                    help="bearer token (from DEEPSYNTH_API_TOKEN)")
 

@@ -11,6 +11,8 @@ own rule. Adding a regularizer adds its rules here without editing this module.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 import threading
 from functools import lru_cache
@@ -81,10 +83,26 @@ def _check_regularizers(config: TrainingConfig) -> None:
             regularizer.check(config)
 
 
+# Set while a config is resolved for a GPU this machine is not: `deepsynth estimate`
+# describes a CUDA run before anyone rents the GPU, so "qlora needs CUDA here" does not apply.
+_CUDA_ELSEWHERE = contextvars.ContextVar("cuda_elsewhere", default=False)
+
+
+@contextlib.contextmanager
+def for_a_cuda_machine():
+    """Inside, configs are checked as a CUDA machine would check them (QLoRA allowed)."""
+    token = _CUDA_ELSEWHERE.set(True)
+    try:
+        yield
+    finally:
+        _CUDA_ELSEWHERE.reset(token)
+
+
 def _check_adapter(config: TrainingConfig) -> None:
     adapter = config.adapter
     adapted = adapted_parameters(config)
-    if adapter.peft == "qlora" or adapter.lora_preset == "qlora_4bit":
+    if (adapter.peft == "qlora" or adapter.lora_preset == "qlora_4bit") and (
+            not _CUDA_ELSEWHERE.get()):
         import torch
 
         if not torch.cuda.is_available():

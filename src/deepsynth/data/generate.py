@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deepsynth.config import GenerationConfig, validate
 from deepsynth.data.card import write_card
+from deepsynth.data.engines import Engine, Pending, ShardDone, open_engine
 from deepsynth.data.folder_lock import FolderLock
 from deepsynth.data.manifest import Manifest, SplitState
 from deepsynth.data.output_folder import (
@@ -27,15 +28,14 @@ from deepsynth.data.output_folder import (
 from deepsynth.data.records import (
     Document, content_key, first_row, is_blank, row_document,
 )
-from deepsynth.data.render_pool import RenderPool
-from deepsynth.data.shards import ShardWriter, read_column
+from deepsynth.data.shards import read_column
 from deepsynth.data.sources import FieldMapping, RawRow, Source, open_source
 from deepsynth.data.split_plan import SplitPlan, plan_splits
 from deepsynth.errors import BadRow, DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
 from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
-from deepsynth.render.renderer import RenderedDocument, build_renderer
+from deepsynth.render.renderer import build_renderer
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 4
@@ -57,21 +57,12 @@ class GenerationResult:
     skipped: dict[str, list[str]] = field(default_factory=dict)  # this run's first, by count
 
 
-@dataclass
-class _Pending:
-    """A row sent to rendering, with the producer's counts as they stood when it was sent."""
-
-    document: Document
-    key: bytes
-    position: int
-    counts: dict[str, int]
-
-
 class _Generation:
     def __init__(self, config: GenerationConfig, folder: Path, source: Source,
                  mapping: FieldMapping, manifest: Manifest, publisher: NoPublish | ShardPublisher,
-                 progress: ProgressCallback, should_stop: StopFlag):
+                 progress: ProgressCallback, should_stop: StopFlag, engine: Engine):
         self.config, self.folder, self.source, self.mapping = config, folder, source, mapping
+        self.engine = engine
         self.manifest, self.publisher = manifest, publisher
         self.progress, self.should_stop = progress, should_stop
         self.timings = {"layout": 0.0, "draw": 0.0, "encode": 0.0, "write": 0.0}
@@ -86,15 +77,14 @@ class _Generation:
         self.meter = RateMeter(self._total_rows(plans), done)
         self.done = done
         eval_keys: set[bytes] = set()
-        with RenderPool(self.config.render, self.config.worker_count) as pool:
-            for plan in plans:
-                state = self.manifest.splits[plan.name]
-                if state.status != "complete":
-                    self._run_split(plan, state, pool, eval_keys)
-                    if self.stopped or self.failure:
-                        break
-                if plan.is_eval:
-                    eval_keys.update(self._keys(state))
+        for plan in plans:
+            state = self.manifest.splits[plan.name]
+            if state.status != "complete":
+                self._run_split(plan, state, eval_keys)
+                if self.stopped or self.failure:
+                    break
+            if plan.is_eval:
+                eval_keys.update(self._keys(state))
         return self._finish()
 
     def _finish(self) -> GenerationResult:
@@ -155,7 +145,7 @@ class _Generation:
 
     # The producer: reads the source and decides which rows are rendered.
     def _accepted(self, plan: SplitPlan, state: SplitState, seen: set[bytes],
-                  eval_keys: set[bytes], counts: dict[str, int]) -> Iterator[tuple[_Pending, str]]:
+                  eval_keys: set[bytes], counts: dict[str, int]) -> Iterator[Pending]:
         cap = self.config.source.max_samples
         accepted = state.rows
         for raw in self._source_rows(plan.source_split, state.source_rows_read):
@@ -188,7 +178,7 @@ class _Generation:
                 continue
             seen.add(key)
             accepted += 1
-            yield _Pending(document, key, raw.position, dict(counts)), document.text
+            yield Pending(document, key, raw.position, dict(counts))
 
     def _source_rows(self, split: str, start: int) -> Iterator[RawRow]:
         """The split's rows from ``start``; an error that ends the reading of a file (JSON
@@ -222,63 +212,50 @@ class _Generation:
         if len(examples) < EXAMPLES_KEPT:
             examples.append(message)
 
-    def _run_split(self, plan: SplitPlan, state: SplitState, pool: RenderPool,
-                   eval_keys: set[bytes]) -> None:
+    def _run_split(self, plan: SplitPlan, state: SplitState, eval_keys: set[bytes]) -> None:
         state.status = "in_progress"
         seen = self._keys(state)
         counts = {name: state.counts.get(name, 0) for name in PRODUCER_COUNTS}
         written = {name: value for name, value in state.counts.items()
                    if name not in PRODUCER_COUNTS}
         self.position = state.source_rows_read - 1
-        writer: ShardWriter | None = None
-        last: _Pending | None = None
+        pages = written.get("pages", 0)
+
+        def rows_done(rows: int, new_pages: int) -> None:
+            nonlocal pages
+            self.done += rows
+            pages += new_pages
+            self.progress(self.meter.report(plan.name, self.done, pages))
+
         produced = self._accepted(plan, state, seen, eval_keys, counts)
-        for pending, result in pool.map_ordered(produced):
-            if writer is None:
-                writer = ShardWriter(self.folder, plan.name, len(state.shards))
-            self._write(writer, pending, result, written)
-            last = pending
-            self.progress(self.meter.report(plan.name, self.done, written.get("pages", 0)))
-            if writer.rows >= self.config.shard_size:
-                self._close_shard(writer, state, {**last.counts, **written}, last.position + 1)
-                writer = None
-        complete = not (self.stopped or self.failure)
-        if writer is not None:
-            final = {**counts, **written} if complete else {**last.counts, **written}
-            position = self.position + 1 if complete else last.position + 1
-            self._close_shard(writer, state, final, position)
-        if complete:
+        for shard in self.engine.write_split(self.folder, plan.name, len(state.shards),
+                                             produced, rows_done):
+            self._close_shard(shard, state, counts, written)
+        if not (self.stopped or self.failure):
             state.counts = {**counts, **written}
             state.source_rows_read = self.position + 1
             state.status = "complete"
             self.manifest.save()
 
-    def _write(self, writer: ShardWriter, pending: _Pending, result: RenderedDocument,
-               written: dict[str, int]) -> None:
-        start = time.perf_counter()
-        stats = result.stats
-        document = pending.document
-        writer.add({"id": document.id, "text": document.text, "summary": document.summary,
-                    "images": [{"bytes": page, "path": None} for page in result.pages],
-                    **stats.to_dict(), "text_sha256": pending.key.hex()})
-        for name, value in (("written", 1), ("pages", stats.num_pages),
-                            ("truncated", int(stats.truncated_chars > 0)),
-                            ("missing_glyphs", stats.missing_glyphs),
-                            ("rows_with_missing_glyphs", int(stats.missing_glyphs > 0))):
+    def _close_shard(self, shard: ShardDone, state: SplitState, counts: dict[str, int],
+                     written: dict[str, int]) -> None:
+        """Record a finished shard with the split's state right after it (a re-run that
+        finds the next shard damaged goes back to it). A shard shorter than shard_size is
+        the split's last: once the producer has read the whole split it ends at the split's
+        final counts, else (stopped, failed) at its last row."""
+        for name, value in shard.written.items():
             written[name] = written.get(name, 0) + value
-        self.done += 1
-        for name, seconds in result.timings.items():
+        for name, seconds in shard.timings.items():
             self.timings[name] += seconds
-        self.timings["write"] += time.perf_counter() - start
-
-    def _close_shard(self, writer: ShardWriter, state: SplitState, counts: dict[str, int],
-                     position: int) -> None:
         start = time.perf_counter()
-        # The split's state after this shard: a re-run that finds the next shard damaged
-        # goes back to it.
-        entry = {**writer.finish(), "source_rows_read": position, "counts": dict(counts)}
+        last = shard.last
+        if shard.entry["rows"] < self.config.shard_size and not (self.stopped or self.failure):
+            after, position = {**counts, **written}, self.position + 1
+        else:
+            after, position = {**last.counts, **written}, last.position + 1
+        entry = {**shard.entry, "source_rows_read": position, "counts": dict(after)}
         state.shards.append(entry)
-        state.counts = dict(counts)
+        state.counts = dict(after)
         state.source_rows_read = position
         self.manifest.save()
         self.timings["write"] += time.perf_counter() - start
@@ -316,12 +293,17 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
         raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
                           f"rows")
     build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
-    folder = prepare_folder(Path(config.out))
-    with FolderLock(folder):
-        manifest = open_manifest(folder, config, [p.name for p in plans])
-        damaged = drop_damaged_shards(folder, manifest)
-        publisher = _publisher(config, hub_client, backoff_seconds)
-        run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
-                          should_stop)
-        run.damaged_shards = damaged
-        return run.run(plans)
+    folder = prepare_folder(config.out_folder)
+    engine = open_engine(config)  # Ray missing, unreachable or without CPUs: before any work
+    try:
+        engine.check_output(folder)
+        with FolderLock(folder):
+            manifest = open_manifest(folder, config, [p.name for p in plans])
+            damaged = drop_damaged_shards(folder, manifest)
+            publisher = _publisher(config, hub_client, backoff_seconds)
+            run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
+                              should_stop, engine)
+            run.damaged_shards = damaged
+            return run.run(plans)
+    finally:
+        engine.close()

@@ -25,7 +25,8 @@ FORMAT_VERSION = 1
 COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "empty_summary", "invalid",
                "truncated", "missing_glyphs", "rows_with_missing_glyphs", "pages")
 # Options that change neither rows nor pixels: a re-run may change them and still resume.
-_NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size")
+_NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size", "engine",
+                       "ray_address")
 _NOT_IN_SOURCE_FINGERPRINT = ("on_error",)
 _PACKAGES = ("deepsynth", "pillow", "numpy", "isal", "fonttools", "pyarrow", "datasets",
              "huggingface_hub", "tokenizers")

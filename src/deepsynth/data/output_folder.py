@@ -49,7 +49,8 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    ignored = {"out", "workers", "overwrite", "push_to_hub", "public", "shard_size",
+    ignored = {"out", "workers", "overwrite", "push_to_hub", "public", "shard_size", "engine",
+               "ray_address",
                "source.on_error"}
     a, b = _flatten(old), _flatten(new)
     return sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
@@ -90,11 +91,26 @@ def open_manifest(folder: Path, config: GenerationConfig, order: list[str]) -> M
         clear_dataset(folder)
         return Manifest.start(folder, config, order)
     shutil.rmtree(folder / TMP_DIR, ignore_errors=True)  # a killed run's unfinished shard
+    _drop_unrecorded_shards(folder, existing)
     existing.data["config"] = to_dict(config)
     existing.data["versions"] = package_versions()
     existing.data["status"] = "in_progress"
     existing.data["error"] = None
     return existing
+
+
+def _drop_unrecorded_shards(folder: Path, manifest: Manifest) -> None:
+    """Delete the shards of the manifest's splits that it does not record: written by a
+    run killed before it recorded them (the Ray engine writes several shards at once), so
+    a resume writes them again, and a shard_size changed since leaves none behind."""
+    recorded = set(manifest.shard_files())
+    for split in manifest.splits:
+        for path in (folder / "data").glob(f"{split}-*.parquet"):
+            relative = f"data/{path.name}"
+            if relative not in recorded:
+                log.info("deleting %s: not recorded in the manifest (written by a run that "
+                         "was stopped before it recorded it)", relative)
+                path.unlink(missing_ok=True)
 
 
 def drop_damaged_shards(folder: Path, manifest: Manifest) -> list[str]:

@@ -62,13 +62,16 @@ def shard_name(split: str, index: int) -> str:
 
 
 class ShardWriter:
-    """Appends rows to one shard; :meth:`finish` makes it visible under its final name."""
+    """Appends rows to one shard; :meth:`finish` makes it visible under its final name.
+    ``attempt`` names the temp file apart, for writers that may run twice at once (a Ray
+    task run again while its first attempt, on a lost node, still writes)."""
 
-    def __init__(self, folder: Path, split: str, index: int):
+    def __init__(self, folder: Path, split: str, index: int, attempt: str | None = None):
         self.folder = Path(folder)
         self.relative = shard_name(split, index)
         self.final = self.folder / self.relative
-        self.tmp = self.folder / TMP_DIR / Path(self.relative).name
+        name = Path(self.relative).name
+        self.tmp = self.folder / TMP_DIR / (f"{name}.{attempt}" if attempt else name)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.schema = arrow_schema()

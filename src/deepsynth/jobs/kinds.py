@@ -22,16 +22,20 @@ from deepsynth.workspace import Workspace
 HubFactory = Callable[[str | None, str], object]
 
 
-def generation_config(workspace: Workspace, name: str, body: dict) -> GenerationConfig:
+def generation_config(workspace: Workspace, name: str, body: dict,
+                      ray_address: str | None = None) -> GenerationConfig:
     """A generation request (flat: source, field mapping, render options...) as config;
     JSON (a REST body, or the job's stored copy of it), so its types are JSON's. Its source
     is checked as far as is cheap (splits, first row: see ``check_source``), so a request the
-    generation would refuse is refused at submit, not a failed job."""
+    generation would refuse is refused at submit, not a failed job. A request for engine
+    ray runs on the service's cluster (``deepsynth serve --ray-address``)."""
     from deepsynth.data.source_checks import check_source
 
     source_fields = set(SourceConfig.__dataclass_fields__)
     render_fields = set(RenderConfig.__dataclass_fields__)
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
+    if body.get("engine") == "ray" and ray_address:
+        top["ray_address"] = ray_address
     config = from_dict(GenerationConfig, {
         **top, "out": str(workspace.new_dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
@@ -93,11 +97,12 @@ def _evaluated(record: JobRecord) -> Touched:
             if isinstance(options.get(what), str)}
 
 
-def _generate(workspace: Workspace, hub: HubFactory) -> JobFunction:
+def _generate(workspace: Workspace, hub: HubFactory, ray_address: str | None) -> JobFunction:
     def run(config: dict, context: JobContext) -> dict:
         from deepsynth.data.generate import generate_dataset
 
-        generation = generation_config(workspace, config["name"], config["options"])
+        generation = generation_config(workspace, config["name"], config["options"],
+                                       ray_address)
         token = context.secrets.get("hf_token")
         client = hub(token, "dataset") if generation.push_to_hub else None
         result = generate_dataset(generation, progress=context.progress,
@@ -158,12 +163,14 @@ def _push_model(workspace: Workspace, hub: HubFactory) -> JobFunction:
     return run
 
 
-def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub) -> dict[str, JobKind]:
-    """Every job kind over one data root; ``hub`` makes Hub clients (a test double in tests)."""
+def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub,
+              ray_address: str | None = None) -> dict[str, JobKind]:
+    """Every job kind over one data root; ``hub`` makes Hub clients (a test double in tests);
+    generation jobs with engine ray run on the Ray cluster at ``ray_address``."""
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     kinds = (
-        JobKind("generate", "cpu", "generate", _generate(workspace, hub),
+        JobKind("generate", "cpu", "generate", _generate(workspace, hub, ray_address),
                 writes=_named("dataset")),
         JobKind("push_dataset", "cpu", "generate", _push_dataset(workspace, hub),
                 reads=_named("dataset")),

@@ -24,6 +24,7 @@ is refused, never approximated.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,22 +184,29 @@ def image_token_id(tokenizer, name: str) -> int:
     return int(token)
 
 
+def folder_config(location: str, name: str, image_token: Callable[[], int]):
+    """The native config of a v1 checkpoint (v1's layout, converted, with the image token
+    ``image_token()`` gives; or a native folder saved by DeepSynth), its weights unread."""
+    from transformers import AutoConfig
+
+    raw = read_config(location, name)
+    if is_v1_layout(raw):
+        return native_config(raw, name, image_token())
+    if is_full_attention_native(raw):
+        return AutoConfig.from_pretrained(location)
+    raise _refuse(name, f"its config.json (model_type {raw.get('model_type')!r}) is not "
+                  f"DeepSeek-OCR v1's")
+
+
 def load(location: str, name: str, tokenizer, dtype: Any, extra: dict, config=None):
     """The native model of a v1 checkpoint (v1's layout, or a native folder saved by
     DeepSynth), every weight loaded: a checkpoint lacking some is refused, naming them
     (transformers would fill them with random values and only log a warning). ``config``:
     the native config to load with (Unlimited-OCR's, :mod:`deepsynth.models.unlimited_ocr`)."""
-    from transformers import AutoConfig, UnlimitedOcrForConditionalGeneration
+    from transformers import UnlimitedOcrForConditionalGeneration
 
     if config is None:
-        raw = read_config(location, name)
-        if is_v1_layout(raw):
-            config = native_config(raw, name, image_token_id(tokenizer, name))
-        elif is_full_attention_native(raw):
-            config = AutoConfig.from_pretrained(location)
-        else:
-            raise _refuse(name, f"its config.json (model_type {raw.get('model_type')!r}) is "
-                          f"not DeepSeek-OCR v1's")
+        config = folder_config(location, name, lambda: image_token_id(tokenizer, name))
     try:
         model, report = UnlimitedOcrForConditionalGeneration.from_pretrained(
             location, config=config, dtype=dtype, output_loading_info=True, **extra)

@@ -21,6 +21,8 @@ nothing in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from deepsynth.errors import ConfigError
 from deepsynth.models import deepseek_ocr_v1
 
@@ -92,23 +94,31 @@ def window(model) -> int | None:
     return int(text.sliding_window)
 
 
-def load(location: str, name: str, tokenizer, dtype, extra: dict, window: int | None = None):
-    """The native model of an Unlimited-OCR checkpoint (its own layout, or a native folder
-    saved by transformers or DeepSynth), every weight loaded (as v1's loader checks), its
-    window ``window`` if given."""
+def folder_config(location: str, name: str, image_token: Callable[[], int],
+                  window: int | None = None):
+    """The native config of an Unlimited-OCR checkpoint (its own layout, converted, with the
+    image token ``image_token()`` gives; or a native folder), its window ``window`` if
+    given; its weights unread."""
     from transformers import AutoConfig
 
     raw = deepseek_ocr_v1.read_config(location, name)
     if is_original_layout(raw):
-        config = native_config(raw, name, deepseek_ocr_v1.image_token_id(tokenizer, name),
-                               window)
-    elif is_sliding_native(raw):
+        return native_config(raw, name, image_token(), window)
+    if is_sliding_native(raw):
         config = AutoConfig.from_pretrained(location)
         if window is not None:
             config.text_config.sliding_window = check_window(window)
-    else:
-        raise ConfigError("model", f"{name}: its config.json (model_type "
-                          f"{raw.get('model_type')!r}) is not Unlimited-OCR's", ALLOWED)
+        return config
+    raise ConfigError("model", f"{name}: its config.json (model_type "
+                      f"{raw.get('model_type')!r}) is not Unlimited-OCR's", ALLOWED)
+
+
+def load(location: str, name: str, tokenizer, dtype, extra: dict, window: int | None = None):
+    """The native model of an Unlimited-OCR checkpoint (its own layout, or a native folder
+    saved by transformers or DeepSynth), every weight loaded (as v1's loader checks), its
+    window ``window`` if given."""
+    config = folder_config(location, name,
+                           lambda: deepseek_ocr_v1.image_token_id(tokenizer, name), window)
     try:
         return deepseek_ocr_v1.load(location, name, tokenizer, dtype, extra, config=config)
     except ConfigError as exc:

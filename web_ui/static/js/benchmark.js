@@ -7,7 +7,7 @@ import { collect, field, requestSchema } from "./schema.js";
 
 const MAIN = ["name", "max_samples", "overwrite"];
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages",
-                "color_mode", "workers", "shard_size", "dedup"];
+                "color_mode", "workers", "engine", "shard_size", "dedup"];
 const HUB = ["push_to_hub", "public"];
 const form = document.getElementById("generate-form");
 let chosen = null;

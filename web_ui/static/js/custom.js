@@ -8,7 +8,8 @@ import { collect, field, requestSchema } from "./schema.js";
 
 const form = document.getElementById("custom-form");
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages", "color_mode"];
-const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "overwrite", "shard_size", "workers", "on_error"];
+const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "overwrite", "shard_size", "workers",
+                "engine", "on_error"];
 const MAPPING = ["text_field", "summary_field", "id_field"];
 let schemas = {};
 let renderSchemas = {};

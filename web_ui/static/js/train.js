@@ -166,6 +166,7 @@ function cardGroup(containerId, items, key, onPick) {
       for (const other of buttons) other.setAttribute("aria-pressed", String(other === button));
       onPick(item);
       updateCommands();
+      scheduleEstimate();
     });
     return button;
   });
@@ -239,6 +240,43 @@ function updateCommands() {
       body.hf_token ? { ...body, hf_token: "$HF_TOKEN" } : body)}'`;
 }
 
+// The estimate line beside "Start training": the peak GPU memory of the options as they are,
+// asked again (debounced) whenever they change; the newest answer wins.
+let estimateTimer = null;
+let estimateAsked = 0;
+
+function scheduleEstimate() {
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(showEstimate, 400);
+}
+
+function estimateText(e) {
+  const fits = Object.entries(e.fits).filter(([, ok]) => ok).map(([size]) => size);
+  const where = fits.length ? `fits ${fits[0]} GB GPUs and larger` : "fits none of 16-141 GB";
+  const fastest = e.step_time.find((t) => t.gpu === "A100-80GB") ?? e.step_time[0];
+  return `Estimated peak GPU memory ${e.peak_gib} GiB (${e.needed_on_gpu_gib} GiB with the ` +
+    `CUDA context): ${where}` + (fastest ? ` · about ${fastest.seconds} s a step on ${fastest.gpu}` : "") +
+    (e.warnings.length ? ` · ${e.warnings[0]}` : "");
+}
+
+async function showEstimate() {
+  const line = document.getElementById("estimate-line");
+  const { body, invalid } = request();
+  if (invalid.length) { line.textContent = "Estimate: fix the highlighted fields"; return; }
+  delete body.hf_token;
+  const asked = ++estimateAsked;
+  try {
+    const e = await post("/api/training/estimate", body);
+    if (asked !== estimateAsked) return;
+    line.textContent = estimateText(e);
+    line.dataset.peakGib = e.peak_gib;
+  } catch (error) {
+    if (asked !== estimateAsked) return;
+    line.textContent = `Estimate: ${error.field ? error.field + ": " : ""}${error.message}`;
+    delete line.dataset.peakGib;
+  }
+}
+
 async function autoConfigure() {
   const chosen = datasets.find((d) => d.name === form.dataset.value);
   const rows = chosen?.splits?.train ?? 0;
@@ -289,8 +327,9 @@ async function submit(event) {
   try {
     const started = await post("/api/model/train", body);
     const link = el("a", { href: `/monitor?job=${started.job_id}`, id: "monitor-link" }, "watch it in the monitor");
-    document.getElementById("train-status").replaceChildren(`Job ${started.job_id} ${started.status}: `, link);
-    toast(submittedText("Training", started));
+    const warned = (started.warnings ?? []).map((w) => el("p", { class: "field-error", id: "train-warning" }, `Warning: ${w}`));
+    document.getElementById("train-status").replaceChildren(`Job ${started.job_id} ${started.status}: `, link, ...warned);
+    toast(submittedText("Training", started) + (warned.length ? " (with a memory warning)" : ""));
   } catch (error) {
     if (error instanceof ApiError) {
       if (state.trainer_type === "generic" && error.field === "dataset") {
@@ -372,8 +411,11 @@ async function start() {
   document.getElementById("refresh-checkpoints").addEventListener("click", () => loadCheckpoints());
   form.addEventListener("input", updateCommands);
   form.addEventListener("change", updateCommands);
+  form.addEventListener("input", scheduleEstimate);
+  form.addEventListener("change", scheduleEstimate);
   form.addEventListener("submit", submit);
   updateCommands();
+  scheduleEstimate();
   await loadCheckpoints();
 }
 
