@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from support.ui import browser, page  # noqa: F401 (the browser tests' fixtures)
+
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300,
             cwd: Path | None = None) -> subprocess.CompletedProcess:

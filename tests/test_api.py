@@ -184,6 +184,10 @@ def test_upload_preview_generate_and_browse_pages(tmp_path):
         assert status == 200 and preview["splits"] == ["train"]
         assert preview["columns"] == ["article", "highlights", "id"]
         assert len(preview["rows"]) == 4
+        # A file names no fields: they are guessed from the column names, for the form.
+        assert preview["fields"] == {"text": "article", "summary": "highlights", "id": "id"}
+        assert preview["fields_from"] == "column names"
+        assert preview["format"] == "JSON Lines"
         status, created = client.call("POST", "/api/dataset/generate", {
             "source": "uploads/news.jsonl", "text_field": "article",
             "summary_field": "highlights", "id_field": "id", "name": "mine",

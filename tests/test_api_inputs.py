@@ -106,6 +106,8 @@ CASES: list[Case] = [
     # Read-only listings without input: good, and a method they do not allow.
     good("GET", "/api/health", "/api/health"),
     bad("POST", "/api/health", "/api/health", {}, 405),
+    good("GET", "/api/resources", "/api/resources"),
+    bad("POST", "/api/resources", "/api/resources", {}, 405),
     good("GET", "/api/openapi.json", "/api/openapi.json"),
     bad("POST", "/api/openapi.json", "/api/openapi.json", {}, 405),
     good("GET", "/api/datasets/presets", "/api/datasets/presets"),

@@ -264,6 +264,12 @@ def test_training_pause_resume_cancel_and_delete(seed, tmp_path):
         assert trained_steps(client, job_id) == [1, 2, 3, 4, 5, 6]
         status, logs = client.call("GET", f"/api/jobs/{job_id}/logs")
         assert sum("started train job" in line for line in logs["lines"]) == 2
+        # The log tells the run's story (issue 18 item 5), in the statuses the monitor shows.
+        story = "\n".join(logs["lines"])
+        for line in ("pause requested", "train job paused",
+                     f"checkpoint saved: step-{stopped_at:06d}", "step 6/6 · loss", "evaluation at step 6: eval_loss",
+                     "training completed at step 6 of 6", "train job completed"):
+            assert line in story, (line, story)
         for action in ("pause", "resume", "cancel"):
             refused(client, job_id, action, "completed")
         assert client.call("DELETE", f"/api/jobs/{job_id}")[0] == 200

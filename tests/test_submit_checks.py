@@ -153,6 +153,15 @@ def test_benchmark_with_an_unknown_split_is_refused(server):
     assert answer["allowed"] == "train, validation"
 
 
+def test_an_empty_list_of_splits_is_refused(server):
+    """It generated every split (what the user had unchecked): issue 18 item 3."""
+    client, _ = server
+    answer = refused(client, "/api/benchmark/create",
+                     {"preset": "scitldr", "name": "b2", "splits": []}, "source.splits")
+    assert answer["allowed"] == "train, validation"
+    refused(client, "/api/dataset/generate", gen("s4", splits=[]), "source.splits")
+
+
 @pytest.mark.parametrize("name", ["bad-first.jsonl", "null-first.jsonl"])
 def test_bad_first_row_is_accepted_with_on_error_skip(server, name):
     client, _ = server

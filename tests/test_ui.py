@@ -1,42 +1,25 @@
 """The web UI in a real browser: Debian's Chromium driven by Playwright against a live
 server (real waitress, real jobs, tiny model, 256x256 pages). Assertions are on what the
 pages show. A failing test leaves a screenshot in ``test-artifacts/``. With
-``DEEPSYNTH_SCREENSHOTS=DIR`` the tour screenshots for the README are written to DIR."""
+``DEEPSYNTH_SCREENSHOTS=DIR`` the tour screenshots for the README are written to DIR.
+The second pass of issue 18 is in tests/test_ui_second_pass.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from deepsynth.config.server import ServerConfig
 from support.server import TOKEN, running
+from support.ui import SECONDS, api_get, job_status, tour
+from web_ui.auth import cookie_name
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps dialing Google's hosts, which this
-# network refuses; the sandbox needs user namespaces that containers (and root) lack.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TOUR = os.environ.get("DEEPSYNTH_SCREENSHOTS")
-SECONDS = 1000  # Playwright timeouts are in milliseconds
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
-    with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -44,37 +27,6 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui") / "data"
     with running(ServerConfig(data_root=str(root), threads=16)) as (app, base):
         yield base, root
-
-
-@pytest.fixture
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(30 * SECONDS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def tour(page, name: str) -> None:
-    if TOUR:
-        Path(TOUR).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(TOUR) / f"{name}.png"), full_page=False)
-
-
-def api_get(base: str, path: str) -> dict:
-    with urllib.request.urlopen(base + path, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def job_status(base: str, job_id: str) -> str:
-    return api_get(base, f"/api/jobs/{job_id}")["status"]
 
 
 def test_generate_the_builtin_corpus_from_the_benchmark_tab(server, page):
@@ -117,7 +69,8 @@ def test_out_of_range_expert_dropout_is_refused_in_the_form(server, page):
     rate.fill("0.1")
     playwright_api.expect(message).to_have_text("")
     page.get_by_role("button", name="Start training").click()
-    playwright_api.expect(message).to_contain_text("lora_preset", timeout=10 * SECONDS)
+    # ...in the form's words: the field's label, not its API name (issue 18 item 9).
+    playwright_api.expect(message).to_contain_text("“lora preset”", timeout=10 * SECONDS)
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
 
 
@@ -154,9 +107,21 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     paused_points = loss_points(page)
     card.get_by_role("button", name="resume").click()
     playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    # The Models page lists the resumed run as training, not as its paused summary's
+    # "stopped" (issue 18 item 10).
+    models_page = page.context.new_page()
+    models_page.goto(base + "/models")
+    playwright_api.expect(models_page.locator('tr[data-model="ui-model"] td').nth(1)).to_have_text(
+        "training")
+    models_page.close()
     page.wait_for_function(
         f"() => +document.querySelector('#loss-chart')?.dataset.points > {paused_points + 3}")
     tour(page, "monitor")
+    # Opened with no job named, the monitor shows the running one.
+    page.goto(base + "/monitor")
+    playwright_api.expect(page.locator("#detail-title")).to_contain_text("ui-model")
+    playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
+    assert f"job={job_id}" in page.url
     # Reload mid-training: the chart shows the history so far, and the job runs on.
     before_reload = loss_points(page)
     page.reload()
@@ -171,6 +136,17 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     assert page.locator("#samples tr").count() >= 4  # header + best predictions
     assert int(page.locator("#rouge-chart").get_attribute("data-points")) >= 3
     assert page.locator("#expert-chart rect").count() > 0
+    # The log tells the run's story: steps, evaluations, checkpoints, the pause, the end.
+    log_tail = page.locator("#log-tail")
+    playwright_api.expect(log_tail).to_contain_text("training completed at step 360 of 360")
+    for line in ("step 360/360 · loss", "evaluation at step 360: eval_loss",
+                 "checkpoint saved: step-000360", "train job completed"):
+        playwright_api.expect(log_tail).to_contain_text(line)
+    log_lines = api_get(base, f"/api/jobs/{job_id}/logs?tail=1000")["lines"]
+    assert any("pause requested" in line for line in log_lines), log_lines
+    assert any("train job paused" in line for line in log_lines), log_lines
+    # Completed: no stale percentage, rate or ETA from its last report.
+    playwright_api.expect(card.locator(".progress-line")).to_have_text("done")
     tour(page, "monitor-completed")
 
 
@@ -269,9 +245,21 @@ def test_generic_trainer_validates_chat_and_previews_labels(server, page):
     # A file with errors is refused by the API; its message lands next to the chat file.
     page.get_by_label("max steps").fill("2")
     page.get_by_role("button", name="Start training").click()
-    playwright_api.expect(page.locator("#t-chat_source-error")).to_contain_text(
-        "skip_invalid_lines")
+    # In the form's words (issue 18 item 9): its label and its button, not API names.
+    source_error = page.locator("#t-chat_source-error")
+    playwright_api.expect(source_error).to_contain_text("set “skip invalid lines”")
+    playwright_api.expect(source_error).to_contain_text("press Validate to list them")
+    assert "skip_invalid_lines" not in source_error.inner_text()
+    assert "/api/" not in source_error.inner_text()
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
+    # A good file validated next shows no error of the previous one.
+    (root / "uploads" / "good-chat.jsonl").write_text(json.dumps(CHAT_LINES[0]) + "\n")
+    page.get_by_label("Chat file").fill("uploads/good-chat.jsonl")
+    page.get_by_role("button", name="Validate").click()
+    playwright_api.expect(page.locator("#chat-verdict")).to_contain_text("Valid: 1 of 1")
+    playwright_api.expect(source_error).to_have_text("")
+    playwright_api.expect(page.get_by_label("Chat file")).to_have_attribute(
+        "aria-invalid", "false")
 
 
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"What is {i} plus {i}?"},
@@ -327,10 +315,14 @@ def test_login_page_comes_first_when_a_token_is_required(browser, tmp_path):
         context.close()
 
 
+def session_cookie(base: str) -> str:
+    return cookie_name(base.rsplit(":", 1)[1])
+
+
 def session_status(base: str, session: str) -> int:
     """What the API answers a request that carries only this session cookie."""
     request = urllib.request.Request(base + "/api/jobs",
-                                     headers={"Cookie": f"deepsynth_session={session}"})
+                                     headers={"Cookie": f"{session_cookie(base)}={session}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status
@@ -351,7 +343,8 @@ def test_log_out_ends_the_session_and_shows_the_login_page(browser, tmp_path):
         page.wait_for_url(base + "/monitor")
         api_status = "() => fetch('/api/jobs').then(response => response.status)"
         assert page.evaluate(api_status) == 200
-        [session] = [c["value"] for c in context.cookies() if c["name"] == "deepsynth_session"]
+        [session] = [c["value"] for c in context.cookies()
+                     if c["name"] == session_cookie(base)]
         assert session_status(base, session) == 200
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url(re.compile(re.escape(base) + r"/login$"))
@@ -382,6 +375,16 @@ def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path)
         link = page.locator("#elsewhere-link")
         playwright_api.expect(link).to_have_attribute("href", "http://127.0.0.1:5999/train")
         playwright_api.expect(page.locator("#service-notice")).to_contain_text("cpu service")
+        # The header sends training and models straight to the gpu service (issue 18 item 7).
+        nav = page.get_by_role("navigation", name="Pages")
+        playwright_api.expect(nav.get_by_role("link", name="Train Model")).to_have_attribute(
+            "href", "http://127.0.0.1:5999/train")
+        playwright_api.expect(nav.get_by_role("link", name="Models")).to_have_attribute(
+            "href", "http://127.0.0.1:5999/models")
+        playwright_api.expect(nav.get_by_role("link", name="Custom Dataset")).to_have_attribute(
+            "href", "/custom")
+        playwright_api.expect(nav.get_by_role("link", name="Monitor Jobs")).to_have_attribute(
+            "href", "/monitor")
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(base + "/")
@@ -389,4 +392,35 @@ def test_a_cpu_service_points_to_the_gpu_service_for_training(browser, tmp_path)
         time.sleep(0.5)
         assert requests and all(url.startswith(base) or url.startswith("data:")
                                 for url in requests), requests
+        context.close()
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/monitor")
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(base + "/monitor")
+
+
+def test_two_services_on_one_host_keep_their_own_sessions(browser, tmp_path):
+    """Cookies ignore ports: under one cookie name, logging into the gpu service replaced
+    the cpu service's session (issue 18 item 1)."""
+    cpu = ServerConfig(data_root=str(tmp_path / "d"), role="cpu", api_token=TOKEN)
+    gpu = ServerConfig(data_root=str(tmp_path / "d"), role="gpu", api_token=TOKEN)
+    with running(cpu) as (_, cpu_base), running(gpu) as (_, gpu_base):
+        context = browser.new_context()
+        page = context.new_page()
+        log_in(page, cpu_base)
+        log_in(page, gpu_base)
+        api_status = "() => fetch('/api/jobs').then(response => response.status)"
+        assert page.evaluate(api_status) == 200
+        page.goto(cpu_base + "/monitor")
+        assert page.url == cpu_base + "/monitor", "the cpu service's session was lost"
+        assert page.evaluate(api_status) == 200
+        # Logging out of one service leaves the other's session alone.
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(re.compile(re.escape(cpu_base) + r"/login$"))
+        page.goto(gpu_base + "/monitor")
+        assert page.url == gpu_base + "/monitor"
+        assert page.evaluate(api_status) == 200
         context.close()

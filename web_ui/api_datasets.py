@@ -18,7 +18,7 @@ from deepsynth.data.catalog import check_split, list_datasets, listed_dataset, r
 from deepsynth.data.manifest import Manifest
 from deepsynth.data.presets import PRESETS
 from deepsynth.errors import ConfigError, NotFound
-from deepsynth.jobs.kinds import generation_config
+from deepsynth.jobs.kinds import generation_config, refuse_taken_name
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.workspace import RESERVED_DATASET_NAMES, check_name
 from web_ui import schemas
@@ -47,7 +47,12 @@ def _generation(name: str, options: dict) -> dict:
             raise ConfigError(field, f"is not a known field ({why})", allowed)
     options = {**workspace().render_files(options),
                "source": workspace().source(options.get("source"))}
-    generation_config(workspace(), name, options, current_app.config["DEEPSYNTH"].ray_address)
+    config = generation_config(workspace(), name, options,
+                               current_app.config["DEEPSYNTH"].ray_address)
+    # A job holding the name is the manager's 409 ("resume it instead"), checked first;
+    # else a folder with another configuration's dataset refuses the name.
+    manager().check_writer("generate", name)
+    refuse_taken_name(name, config)
     return {"name": name, "options": options}
 
 

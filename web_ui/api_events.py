@@ -66,12 +66,14 @@ def stream(record: JobRecord):
     metrics_from = int(last[1:]) if last.startswith("m") and last[1:].isdigit() else 0
     history = None
     shown = workspace()
+    jobs = current_app.config["JOBS"]
     if record.kind == "train" and record.name:
         run = shown.run_folder(record.name)
         reader = current_app.config["HISTORY_READER"]
 
         def history():
             return reader.lines(run)
-    return _events(record.job_id, current_app.config["JOBS"].store,
-                   lambda r: job_view(r, shown), history, metrics_from,
+    return _events(record.job_id, jobs.store,
+                   lambda r: job_view(r, shown, jobs.queue_places() if r.status == "queued"
+                                      else {}), history, metrics_from,
                    current_app.config.get("EVENT_STREAM_SECONDS", STREAM_SECONDS))

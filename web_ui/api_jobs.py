@@ -20,7 +20,8 @@ blueprint = Blueprint("jobs", __name__)
 @declares(query=JobsQuery)
 def list_jobs():
     query = parsed_query(JobsQuery)
-    chosen = [job_view(r) for r in reversed(manager().store.all())
+    places = manager().queue_places()
+    chosen = [job_view(r, places=places) for r in reversed(manager().store.all())
               if (not query.kind or r.kind == query.kind)
               and (not query.status or r.status == query.status)]
     return jsonify(page(chosen, "jobs"))

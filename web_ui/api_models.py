@@ -16,7 +16,7 @@ from deepsynth.config.requests import (
     MAX_IMAGE_BYTES, EvaluateRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
 )
 from deepsynth.errors import ConfigRefused, NotFound
-from deepsynth.jobs.manager import JobConflict
+from deepsynth.jobs.manager import RUNNING_LIKE, JobConflict
 from deepsynth.models.registry import MODEL_PRESETS
 from deepsynth.training.run_folder import list_runs
 from web_ui import schemas
@@ -31,7 +31,12 @@ _summaries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summarize")
 @blueprint.get("/api/models")
 @declares(query=PageQuery)
 def list_models():
-    found = [run.listing() for run in list_runs(workspace().models)]
+    # A run paused, then resumed, keeps its summary's "stopped" until it ends again: the
+    # job training it now says what it is.
+    writing = {record.name for record in manager().store.all() if record.kind == "train"
+               and record.status in ("queued",) + RUNNING_LIKE}
+    found = [{**run.listing(), "training": run.name in writing}
+             for run in list_runs(workspace().models)]
     presets = [p.to_dict() for p in MODEL_PRESETS.values()]
     return jsonify({**page(found, "models"), "presets": presets})
 
@@ -90,8 +95,11 @@ def summarize_endpoint():
     request = parsed_body(SummarizeRequest)
     model = workspace().existing_run(request.model).final
     text, image = request.text, request.image
-    if bool(text) == bool(image):
-        raise ConfigRefused("text", "give either text or image (a base64 PNG), not both",
+    if not text and not image:
+        raise ConfigRefused("text", "is empty: give a text to summarize, or a page image "
+                            "(image, a base64 PNG)", "a non-empty text or an image")
+    if text and image:
+        raise ConfigRefused("text", "and image were both given: give one of them",
                             "text or image")
     images = [str(_page_image(image))] if image else None
     future = _summaries.submit(summarize, str(model), text=text, images=images,

@@ -12,8 +12,9 @@ from flask import Blueprint, jsonify, request
 
 from deepsynth.config import RenderConfig, from_dict
 from deepsynth.config.requests import SourcePreviewRequest
-from deepsynth.data.file_formats import PREVIEW_LIMITS
-from deepsynth.data.sources import SourceError, open_source
+from deepsynth.data.fields import detect_fields
+from deepsynth.data.file_formats import PREVIEW_LIMITS, describe_file
+from deepsynth.data.sources import LocalSource, SourceError, open_source
 from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
 from deepsynth.render.tokens import vision_token_table
@@ -56,12 +57,18 @@ def source_preview():
         for raw in itertools.islice(source.rows(splits[0]), PREVIEW_ROWS):
             rows.append({k: _shown(v) for k, v in raw.fields.items()}
                         if raw.fields is not None else {"error": raw.error})
+        shown_format = describe_file(source.path, PREVIEW_LIMITS) if isinstance(
+            source, LocalSource) and source.path.is_file() else None
     except SourceError as exc:
         raise ConfigError("source", str(exc), "a readable corpus") from None
     columns = sorted({k for row in rows for k in row if k != "error"})
-    return jsonify(splits=splits, columns=columns, rows=rows,
-                   fields={"text": source.fields.text, "summary": source.fields.summary,
-                           "id": source.fields.id}, chat=_chat(data.source))
+    # A preset names its columns; a file's are guessed from their names, for the form to
+    # offer (the generation itself still takes only the fields it is given).
+    named = source.fields.text or source.fields.summary
+    fields = source.fields if named else detect_fields(columns)
+    return jsonify(splits=splits, columns=columns, rows=rows, format=shown_format,
+                   fields={"text": fields.text, "summary": fields.summary, "id": fields.id},
+                   fields_from="source" if named else "column names", chat=_chat(data.source))
 
 
 def _chat(value: str) -> dict | None:

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify
 from deepsynth.config import to_dict
 from deepsynth.config.requests import CheckpointsQuery, EstimateQuery, LoraRecommendationRequest
 from deepsynth.config.training import LORA_PRESETS, TRAINING_PRESETS, training_config
+from deepsynth.config.training_presets import default_lora_dropout
 from deepsynth.errors import ConfigError, ConfigRefused, NotFound
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.jobs.train_job import train_record
@@ -68,7 +69,8 @@ def checkpoints():
 @declares()
 def lora_presets():
     return jsonify(presets={name: {**values, "modules": list(values["modules"]),
-                                   "parameters": list(values["parameters"])}
+                                   "parameters": list(values["parameters"]),
+                                   "dropout": default_lora_dropout(name)}
                             for name, values in LORA_PRESETS.items()})
 
 

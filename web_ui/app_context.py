@@ -23,15 +23,20 @@ def manager():
     return current_app.config["JOBS"]
 
 
-def job_view(record: JobRecord, shown: Workspace | None = None) -> dict:
+def job_view(record: JobRecord, shown: Workspace | None = None,
+             places: dict[str, dict] | None = None) -> dict:
     """A job as the API shows it: paths relative to the data root (``shown``, by default the
-    app's)."""
+    app's); a queued job with its ``queue`` place (``places``: the manager's, read once for
+    a list), else ``queue`` null."""
+    if record.status == "queued" and places is None:
+        places = manager().queue_places()
     return (shown or workspace()).scrub({
         "job_id": record.job_id, "kind": record.kind, "status": record.status,
         "name": record.name, "progress": record.progress, "config": record.config,
         "created_at": record.created_at, "updated_at": record.updated_at,
         "started_at": record.started_at, "finished_at": record.finished_at,
-        "error": record.error, "result": record.result})
+        "error": record.error, "result": record.result,
+        "queue": (places or {}).get(record.job_id) if record.status == "queued" else None})
 
 
 def find(job_id: str) -> JobRecord:

@@ -1,12 +1,14 @@
 """Authentication when a token is configured.
 
 API clients send ``Authorization: Bearer TOKEN``. A browser trades the token once, at
-``POST /api/login``, for an HttpOnly, SameSite=Strict session cookie that expires after
-``SESSION_SECONDS`` (``POST /api/logout`` ends it sooner); requests that change state with
-that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a cross-site form cannot
-send. Wrong tokens are limited per client address (``LOGIN_ATTEMPTS`` a minute: a 429 with
-``Retry-After``). ``GET /api/health`` stays open (liveness, role, version only). Pages
-redirect to the login page until the browser has a session.
+``POST /api/login``, for an HttpOnly, SameSite=Strict session cookie named after the
+service's port (:func:`cookie_name`: two services on one host keep separate sessions)
+that expires after ``SESSION_SECONDS`` (``POST /api/logout`` ends it sooner); requests
+that change state with that cookie must also carry the ``X-DeepSynth-CSRF`` header, which a
+cross-site form cannot send. Wrong tokens are limited per client address
+(``LOGIN_ATTEMPTS`` a minute: a 429 with ``Retry-After``). ``GET /api/health`` stays open
+(liveness, role, version only). Pages redirect to the login page until the browser has a
+session.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from web_ui.requests_json import declares
 
 # Logout ends only the session its own cookie names, so it needs no token.
 OPEN_PATHS = ("/api/health", "/api/login", "/api/logout", "/login")
-COOKIE = "deepsynth_session"
+COOKIE_PREFIX = "deepsynth_session_"
 CSRF_HEADER = "X-DeepSynth-CSRF"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SESSION_SECONDS = 12 * 3600
@@ -75,6 +77,18 @@ class Sessions:
             self._failures.setdefault(client, []).append(time.monotonic())
 
 
+def cookie_name(port: int | str) -> str:
+    """The session cookie of the service listening on ``port``. Browsers keep cookies per
+    host, not per port, so the cpu and gpu services on one host need different names: under
+    one name, logging into one service replaced (logged out) the other's session."""
+    return f"{COOKIE_PREFIX}{port}"
+
+
+def _cookie() -> str:
+    # The port the server listens on (waitress sets it), not the Host header a client sends.
+    return cookie_name(request.environ.get("SERVER_PORT", "0"))
+
+
 def register(app: Flask, token: str | None) -> None:
     if not token:
         return
@@ -100,7 +114,7 @@ def register(app: Flask, token: str | None) -> None:
             sessions.failed(client)
             return jsonify(error="wrong token", field="token", allowed=None), 401
         response = jsonify(logged_in=True, expires_in_s=SESSION_SECONDS)
-        response.set_cookie(COOKIE, sessions.start(), httponly=True, samesite="Strict",
+        response.set_cookie(_cookie(), sessions.start(), httponly=True, samesite="Strict",
                             secure=request.is_secure, max_age=SESSION_SECONDS)
         return response
 
@@ -108,9 +122,9 @@ def register(app: Flask, token: str | None) -> None:
     @declares()
     def logout():
         """End this browser's session."""
-        sessions.end(request.cookies.get(COOKIE))
+        sessions.end(request.cookies.get(_cookie()))
         response = jsonify(logged_in=False)
-        response.delete_cookie(COOKIE, httponly=True, samesite="Strict")
+        response.delete_cookie(_cookie(), httponly=True, samesite="Strict")
         return response
 
     app.before_request(lambda: _gate(sessions, expected))
@@ -122,7 +136,7 @@ def _gate(sessions: Sessions, expected: bytes):
     changes state)."""
     if request.path in OPEN_PATHS or request.path.startswith("/static/"):
         return None
-    session_ok = sessions.valid(request.cookies.get(COOKIE))
+    session_ok = sessions.valid(request.cookies.get(_cookie()))
     if not request.path.startswith("/api/"):
         return None if session_ok else redirect("/login?next=" + request.full_path.rstrip("?"))
     if hmac.compare_digest(request.headers.get("Authorization", "").encode(errors="replace"),

@@ -36,12 +36,23 @@ def _service_url(role: str) -> str:
     return config.cpu_service_url if role == "cpu" else config.gpu_service_url
 
 
+def _served(page: Page, role: str) -> bool:
+    return page.role is None or role in ("all", page.role)
+
+
+def _links(role: str) -> dict[str, str]:
+    """Where the header's links go: a page of the other service straight there (its URL is
+    known), not to this service's "open it there" page."""
+    return {p.name: p.path if _served(p, role) else _service_url(p.role) + p.path
+            for p in PAGES}
+
+
 def _render(page: Page):
     role = current_app.config["JOBS"].role
-    served = page.role is None or role in ("all", page.role)
+    served = _served(page, role)
     elsewhere = None if served else _service_url(page.role) + page.path
     return render_template(f"{page.name}.html", page=page, pages=PAGES, role=role,
-                           served=served, elsewhere=elsewhere,
+                           links=_links(role), served=served, elsewhere=elsewhere,
                            other_service=None if role == "all" else
                            {"role": "gpu" if role == "cpu" else "cpu",
                             "url": _service_url("gpu" if role == "cpu" else "cpu")})
@@ -75,7 +86,8 @@ def login():
     """The login page (only when the server requires a token)."""
     if not current_app.config["DEEPSYNTH"].api_token:
         abort(404)
+    role = current_app.config["JOBS"].role
     return render_template("login.html", next=safe_next(request.args.get("next")),
-                           page=None, pages=PAGES,
-                           role=current_app.config["JOBS"].role, served=True, elsewhere=None,
+                           page=None, pages=PAGES, links=_links(role),
+                           role=role, served=True, elsewhere=None,
                            other_service=None)

@@ -7,6 +7,7 @@ job runner persists it. Work that can be stopped takes a ``StopFlag`` checked be
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -37,16 +38,32 @@ def never_stop() -> bool:
 
 
 class RateMeter:
-    """Turns counts into Progress with a rate measured over this run only."""
+    """Turns counts into Progress with a rate measured over this run's last ``window``
+    seconds: a run-wide average counted what came before the first unit (loading the model
+    again after a restart, say) as if the work were that slow, so a resumed run at 2.3
+    steps/s showed 0.34/s and an ETA seven times too long. ``clock``: monotonic seconds."""
 
-    def __init__(self, total: int | None, already_done: int = 0):
+    def __init__(self, total: int | None, already_done: int = 0, window: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.total = total
-        self.base = already_done
-        self.started = time.monotonic()
+        self.window = window
+        self.clock = clock
+        # (time, count) points; the first is the start, replaced once work is reported.
+        self.points: deque[tuple[float, int]] = deque([(clock(), already_done)])
+        self.measured = False
 
     def report(self, stage: str, done: int, pages: int = 0) -> Progress:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = max(done - self.base, 0) / elapsed
+        now = self.clock()
+        if not self.measured and done > self.points[0][1]:
+            # The first unit done: time from here on; before it was start-up, not work.
+            self.points = deque([(now, done)])
+            self.measured = True
+        else:
+            self.points.append((now, done))
+        while len(self.points) > 2 and now - self.points[1][0] >= self.window:
+            self.points.popleft()
+        first_time, first_done = self.points[0]
+        rate = max(done - first_done, 0) / max(now - first_time, 1e-9)
         eta = None
         if self.total is not None and rate > 0:
             eta = max(self.total - done, 0) / rate

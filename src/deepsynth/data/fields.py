@@ -1,5 +1,5 @@
-"""Which columns of a corpus hold the text, the summary and the id, and how messages show
-a column's name.
+"""Which columns of a corpus hold the text, the summary and the id (and a guess from the
+column names when a source names none), and how messages show a column's name.
 
 Its own module so that presets (which name their corpora's columns) and sources (which read
 them) both depend on it instead of on each other.
@@ -18,6 +18,29 @@ class FieldMapping:
 
     def override(self, text: str | None, summary: str | None, id: str | None) -> FieldMapping:
         return FieldMapping(text or self.text, summary or self.summary, id or self.id)
+
+
+# Column names that usually hold each field, most telling first: the presets' columns and
+# the common names of summarization corpora. Compared case-insensitively.
+TEXT_NAMES = ("text", "document", "article", "body", "content", "dialogue", "source", "input")
+SUMMARY_NAMES = ("summary", "abstract", "highlights", "tldr", "headline", "target", "output")
+ID_NAMES = ("id", "doc_id", "document_id", "paper_id", "article_id", "uid", "guid")
+
+
+def detect_fields(columns) -> FieldMapping:
+    """The columns that most likely hold the text, summary and id, by their names (None for
+    a field no column is named like); a guess to offer, never applied without the user."""
+    by_name = {str(c).strip().lower(): c for c in reversed(list(columns))}
+    taken: set = set()
+
+    def pick(names):
+        for name in names:
+            column = by_name.get(name)
+            if column is not None and column not in taken:
+                taken.add(column)
+                return column
+        return None
+    return FieldMapping(pick(TEXT_NAMES), pick(SUMMARY_NAMES), pick(ID_NAMES))
 
 
 def visible(name: object) -> str:

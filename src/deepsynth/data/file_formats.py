@@ -26,6 +26,8 @@ from deepsynth.errors import SourceError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".tsv": "tsv", ".parquet": "parquet"}
+LABELS = {"jsonl": "JSON Lines", "json": "JSON", "csv": "CSV", "tsv": "TSV",
+          "parquet": "Parquet"}
 _BOM = b"\xef\xbb\xbf"
 # Byte-order marks of encodings other than UTF-8 (UTF-32 LE first: it begins like UTF-16 LE).
 _OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
@@ -182,6 +184,26 @@ def json_lines_in_json(path: Path, limits: ReadLimits) -> bool:
         return False
     return isinstance(value, dict) and not any(isinstance(value.get(k), list)
                                                for k in WRAPPER_KEYS)
+
+
+def describe_file(path: Path, limits: ReadLimits) -> str:
+    """How the file is read, in words for the user: its format ("JSON Lines in a .json
+    file" when a .json file holds JSON Lines), whether it is gzipped, and whether a UTF-8
+    byte-order mark is dropped from its start."""
+    kind = format_of(path)
+    if kind is None:
+        raise unsupported(path)
+    label = LABELS[kind]
+    if kind == "json":
+        label = "JSON Lines in a .json file" if json_lines_in_json(path, limits) else \
+            "JSON (an array of records)"
+    if path.suffix.lower() == ".gz":
+        label += ", gzipped"
+    if kind != "parquet":
+        with _open_text_file(path) as handle:
+            if handle.read(len(_BOM)) == _BOM:
+                label += ", UTF-8 byte-order mark dropped"
+    return label
 
 
 def _read_json(path: Path, limits: ReadLimits) -> Iterator[FileRow]:

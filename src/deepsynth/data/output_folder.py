@@ -63,17 +63,30 @@ def clear_dataset(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def open_manifest(folder: Path, config: GenerationConfig, order: list[str]) -> Manifest:
-    """Resume the folder's manifest, or start a new one (refusing to mix configurations)."""
-    existing = Manifest.load(folder) if not config.overwrite else None
+def conflict(folder: Path, config: GenerationConfig) -> str | None:
+    """Why the folder cannot take this generation without ``overwrite`` (it holds a dataset
+    of another configuration, or shards without a manifest), in words with no flag or
+    path; None when it is new, resumable, or ``overwrite`` is set. The CLI and the API
+    (at submit) each say what to do about it."""
+    if config.overwrite:
+        return None
+    existing = Manifest.load(folder)
     if existing is not None and existing.data["fingerprint"] != fingerprint(config):
         changed = ", ".join(_differences(existing.data["config"], to_dict(config)))
-        raise OutputError(f"{folder} holds a dataset generated with another configuration "
-                          f"(changed: {changed or 'unknown'}); re-run with --overwrite to "
-                          f"replace it, or choose another --out")
-    if existing is None and not config.overwrite and any((folder / "data").glob("*.parquet")):
-        raise OutputError(f"{folder}/data holds Parquet files but no {MANIFEST_NAME}; "
-                          f"use --overwrite to replace them, or choose another --out")
+        return f"holds a dataset generated with another configuration (changed: " \
+               f"{changed or 'unknown'})"
+    if existing is None and any((folder / "data").glob("*.parquet")):
+        return f"holds Parquet files but no {MANIFEST_NAME}"
+    return None
+
+
+def open_manifest(folder: Path, config: GenerationConfig, order: list[str]) -> Manifest:
+    """Resume the folder's manifest, or start a new one (refusing to mix configurations)."""
+    problem = conflict(folder, config)
+    if problem:
+        raise OutputError(f"{folder} {problem}; re-run with --overwrite to replace it, or "
+                          f"choose another --out")
+    existing = Manifest.load(folder) if not config.overwrite else None
     if existing is None:
         clear_dataset(folder)
         return Manifest.start(folder, config, order)

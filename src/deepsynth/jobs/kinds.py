@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
-from deepsynth.errors import refusing
+from deepsynth.errors import ConfigRefused, refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
 from deepsynth.jobs.train_job import train_kind
@@ -43,7 +43,37 @@ def generation_config(workspace: Workspace, name: str, body: dict,
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     with refusing():  # what the source holds refuses the request, not the document
         check_source(config.source)
+    if body.get("splits") == []:
+        _refuse_no_splits(config.source)
     return config
+
+
+def refuse_taken_name(name: str, config: GenerationConfig) -> None:
+    """A name whose dataset the generation would refuse to replace is refused at submit,
+    in the request's own terms (it failed as a job, naming a server path and CLI flags).
+    For a request only: a job's own folder, resumed, is not taken."""
+    from deepsynth.data.output_folder import conflict
+    from deepsynth.errors import OutputError
+
+    try:
+        problem = conflict(Path(config.out), config)
+    except OutputError as exc:
+        problem = str(exc).split(";")[0]
+    if problem:
+        raise ConfigRefused("name", f"{name!r} is taken: that dataset's folder {problem}; "
+                            f"choose another name, or set overwrite to replace it",
+                            "a name not in use, or overwrite: true")
+
+
+def _refuse_no_splits(source: SourceConfig) -> None:
+    """``"splits": []`` asks for nothing; read as "every split" (the config's default) it
+    generated what the user had unchecked, so it is refused, naming the splits there are."""
+    from deepsynth.data.sources import open_source
+
+    known = open_source(source.source).known_splits()
+    raise ConfigRefused("source.splits", "is empty: choose at least one split, or leave "
+                        "splits out to generate every split",
+                        ", ".join(known) if known else "one or more split names")
 
 
 def real_hub(token: str | None, repo_type: str):

@@ -74,7 +74,7 @@ class JobManager:
         if not self.runs(kind):
             raise RoleError(f"this {self.role} service does not run {kind} jobs")
         with self._lock:
-            self._check_writer(kind, name)
+            self.check_writer(kind, name)
             record = JobRecord(new_job_id(kind), kind, name=name, config=config,
                                owner=self.owner)
             self.store.save(record)
@@ -87,7 +87,25 @@ class JobManager:
         """Whether this service runs jobs of ``kind``."""
         return kind in self.kinds and self.kinds[kind].runs_on(self.role)
 
-    def _check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
+    def queue_places(self) -> dict[str, dict]:
+        """Each queued job this service runs: its place in its slot's line (1: it starts
+        next, the scheduler's submission order) and the jobs holding that slot now."""
+        records = self.store.all()
+        holding: dict[str, list[str]] = {}
+        for record in records:
+            if record.status in RUNNING_LIKE and record.kind in self.kinds:
+                holding.setdefault(self.kinds[record.kind].slot, []).append(record.job_id)
+        places: dict[str, dict] = {}
+        ahead: dict[str, int] = {}
+        for record in records:
+            if record.status == "queued" and self.runs(record.kind):
+                slot = self.kinds[record.kind].slot
+                ahead[slot] = ahead.get(slot, 0) + 1
+                places[record.job_id] = {"position": ahead[slot],
+                                         "waiting_for": holding.get(slot, [])}
+        return places
+
+    def check_writer(self, kind: str, name: str | None, but: str | None = None) -> None:
         """One job writes a given output: a queued, running, paused or interrupted job of
         the same kind keeps its name (it will write there when it goes on)."""
         holding = RUNNING_LIKE + ("queued", "paused", "interrupted")
@@ -132,14 +150,9 @@ class JobManager:
 
     def _context(self, record: JobRecord, stop: threading.Event, resume: bool) -> JobContext:
         folder = self.store.folder(record.job_id)
-        log_path = self.store.log_path(record.job_id)
 
         def write_log(message: str) -> None:
-            try:
-                with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-            except OSError:  # a full disk must not turn a job's log line into its failure
-                log.warning("job %s: could not write its log: %s", record.job_id, message)
+            self._note(record.job_id, message)
 
         last_write = [0.0]
 
@@ -156,6 +169,14 @@ class JobManager:
 
         return JobContext(record.job_id, folder, progress, stop.is_set, write_log,
                           self._secrets.get(record.job_id, {}), resume=resume)
+
+    def _note(self, job_id: str, message: str) -> None:
+        """A line in the job's log."""
+        try:
+            with open(self.store.log_path(job_id), "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        except OSError:  # a full disk must not turn a job's log line into its failure
+            log.warning("job %s: could not write its log: %s", job_id, message)
 
     def _run(self, record: JobRecord, stop: threading.Event, resume: bool) -> None:
         self.store.hold(record.job_id)
@@ -202,7 +223,8 @@ class JobManager:
             self._settle(job_id, outcome, changes)
 
     def _finish(self, job_id: str, outcome: str, **changes) -> None:
-        current = self.store.load(job_id).status
+        record = self.store.load(job_id)
+        current = record.status
         if outcome == "stopped":  # the function honoured a stop request
             outcome = {"pausing": "paused", "cancelling": "cancelled"}.get(current,
                                                                           "interrupted")
@@ -211,6 +233,7 @@ class JobManager:
         if outcome == "completed":
             self._secrets.pop(job_id, None)
         self.store.update(job_id, status=outcome, finished_at=time.time(), **changes)
+        self._note(job_id, f"{record.kind} job {outcome}")  # the status the monitor shows
 
     # Requests.
     def pause(self, job_id: str) -> JobRecord:
@@ -224,6 +247,8 @@ class JobManager:
             record = self._own(job_id)
             if record.status in ACTIVE and job_id in self._stops:
                 self._stops[job_id].set()
+                asked = "pause" if while_running == "pausing" else "cancel"
+                self._note(job_id, f"{asked} requested: the job stops at its next step")
                 return self.store.update(job_id, status=while_running)
             if when_idle not in TRANSITIONS.get(record.status, set()):
                 raise InvalidTransition(f"job {job_id} is {record.status}; it cannot be "
@@ -233,7 +258,7 @@ class JobManager:
     def resume(self, job_id: str) -> JobRecord:
         with self._lock:
             record = self._own(job_id)
-            self._check_writer(record.kind, record.name, but=job_id)
+            self.check_writer(record.kind, record.name, but=job_id)
             record = self.store.update(job_id, status="queued", error=None)
             self._resuming.add(job_id)
             self._schedule()

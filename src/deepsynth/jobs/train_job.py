@@ -76,7 +76,7 @@ def _train(workspace: Workspace, hub) -> JobFunction:
         if local:
             training = resolve_training({**values, **local})
         result = train(training, progress=context.progress, should_stop=context.should_stop,
-                       root=workspace.root, echo=context.log)
+                       root=workspace.root, echo=context.log, journal=context.log)
         outcome = {"status": "stopped" if result.status == "stopped" else "completed",
                    "model": config["name"], "training_status": result.status,
                    "step": result.step, "metrics": result.metrics,

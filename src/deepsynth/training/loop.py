@@ -65,13 +65,16 @@ class EpochOrder(torch.utils.data.Sampler):
 
 class Trainer:
     def __init__(self, config: TrainingConfig, progress: ProgressCallback,
-                 should_stop: StopFlag, root: Path | None, echo):
+                 should_stop: StopFlag, root: Path | None, echo, journal=None):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState, GradientState
         from accelerate.utils import set_seed
 
         self.config, self.progress, self.should_stop, self.echo = config, progress, \
             should_stop, echo
+        # Step, evaluation, checkpoint and end lines for a job's log; the CLI's progress bar
+        # shows these itself, so by default they go nowhere.
+        self.journal = journal or (lambda _: None)
         self.folder = RunFolder(config.task.out)
         self.run_dir = self.folder.path
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +244,7 @@ class Trainer:
                 break
         if status != "completed" or state.step % config.schedule.save_steps:
             self._save(state)
+        self.journal(f"training {status} at step {state.step} of {self.steps_total}")
         return self._finish(log, state, status)
 
     def _log(self, log: MetricsLog, state: TrainerState, result: dict, window: dict) -> None:
@@ -254,6 +258,8 @@ class Trainer:
         window.update(tokens=0, examples=0, started=time.perf_counter())
         if self.accelerator.is_main_process:
             log.write(record)
+            self.journal(f"step {state.step}/{self.steps_total} · loss {record['loss']:.4f} · "
+                         f"lr {record['lr']:.3g}")
         if self.config.hub.report_to != "none":
             self.accelerator.log({k: v for k, v in record.items() if k != "moe"},
                                  step=state.step)
@@ -268,6 +274,9 @@ class Trainer:
             self.model.train()
         if self.accelerator.is_main_process:
             log.write({"step": state.step, "eval": results})
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items()
+                              if isinstance(v, float) and k in ("eval_loss", "rouge1", "rougeL"))
+            self.journal(f"evaluation at step {state.step}: {shown}")
         watched = self.config.evaluation.early_stopping_metric
         metric = results[watched]
         better = state.best_metric is None or (
@@ -290,6 +299,7 @@ class Trainer:
         save_checkpoint(folder, self.accelerator.unwrap_model(self.model), self.optimizer,
                         self.scheduler, state, {"hooks": self.hooks.state_dict()})
         self.folder.prune_checkpoints(self.config.schedule.keep_last)
+        self.journal(f"checkpoint saved: {folder.name}")
 
     def _write_start_files(self) -> None:
         table = format_summary(self.summary)
@@ -335,8 +345,10 @@ def training_summaries(train: torch.utils.data.Dataset) -> list[str]:
 
 def train(config: TrainingConfig, progress: ProgressCallback = no_progress,
           should_stop: StopFlag = never_stop, root: Path | None = None,
-          echo=print) -> TrainingResult:
+          echo=print, journal=None) -> TrainingResult:
     """Fine-tune according to ``config``; checkpoints, metrics and the final model go to
-    ``config.task.out``. ``should_stop`` is checked at each optimizer-step boundary (pause)."""
+    ``config.task.out``. ``should_stop`` is checked at each optimizer-step boundary (pause).
+    ``echo``: notes for the user; ``journal``: a line per logged step, evaluation,
+    checkpoint and the end (a job's log)."""
     validate(config)
-    return Trainer(config, progress, should_stop, root, echo).run()
+    return Trainer(config, progress, should_stop, root, echo, journal).run()

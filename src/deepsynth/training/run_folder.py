@@ -196,9 +196,18 @@ class RunFolder:
         for old in self.checkpoints()[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def task(self) -> str | None:
+        """The run's task (``ocr`` or ``chat``), from its configuration; None before it has
+        one."""
+        from deepsynth.config.training_presets import task_kind
+
+        config = self.config()  # flat, as to_dict writes it
+        return task_kind(config.get("trainer_type")) if isinstance(config, dict) else None
+
     def listing(self) -> dict:
         """What a listing of models shows of this run."""
-        return {"name": self.name, "final": self.has_final(), "metrics": self.summary()}
+        return {"name": self.name, "final": self.has_final(), "task": self.task(),
+                "metrics": self.summary()}
 
 
 def list_runs(models: Path) -> list[RunFolder]:

@@ -1,16 +1,17 @@
 // Benchmark Datasets: preset cards, render options, generation with live progress.
 import { ApiError, get, post } from "./api.js";
 import { listDatasets, thumbnail } from "./datasets.js";
-import { follow, summary } from "./jobs.js";
+import { follow, summary, submittedText, unsettledJob } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
 
-const MAIN = ["name", "max_samples"];
+const MAIN = ["name", "max_samples", "overwrite"];
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages",
                 "color_mode", "workers", "engine", "shard_size", "dedup"];
 const HUB = ["push_to_hub", "public"];
 const form = document.getElementById("generate-form");
 let chosen = null;
+let generating = false;
 let schemas = {};
 
 function chooseCard(preset, button) {
@@ -25,6 +26,14 @@ function chooseCard(preset, button) {
        el("input", { type: "checkbox", id: `split-${split}`, name: "split", value: split, checked: true }),
        ` ${split} (${rows.toLocaleString()} rows)`)));
   updateCommand();
+  gateSplits();
+}
+
+// No split checked asks for nothing (the API refuses "splits": []), so Generate waits.
+function gateSplits() {
+  const none = !form.querySelector('input[name="split"]:checked');
+  document.getElementById("generate-button").disabled = none || generating;
+  document.getElementById("splits-missing").textContent = none ? "Check at least one split to generate." : "";
 }
 
 function presetCard(preset) {
@@ -63,23 +72,37 @@ async function generate(event) {
   clearErrors(form);
   const { body, invalid } = request();
   if (invalid.length) { invalid[0].focus(); return; }
-  const button = document.getElementById("generate-button");
-  button.disabled = true;
-  const box = document.getElementById("generate-job");
+  generating = true;
+  gateSplits();
   try {
     const started = await post("/api/benchmark/create", body);
-    toast(`Generation job ${started.job_id} started`);
-    const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
-    if (done.status === "completed") {
-      const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
-      box.append(el("div", { class: "thumbs", id: "generated-thumbnail" }, thumbnail(started.dataset, split)));
-      toast(`Dataset ${started.dataset} is ready`);
-    }
-    await listDatasets(document.getElementById("datasets"));
+    toast(submittedText("Generation", started));
+    await watch(started.job_id, started.dataset);
   } catch (error) {
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
   } finally {
-    button.disabled = false;
+    generating = false;
+    gateSplits();
+  }
+}
+
+// Follow a generation job here until it settles: after Generate, or after a reload while
+// one of this page's jobs (a preset's) still runs.
+async function watch(jobId, dataset) {
+  generating = true;
+  gateSplits();
+  const box = document.getElementById("generate-job");
+  try {
+    const done = await follow(jobId, (job) => box.replaceChildren(summary(job)));
+    if (done.status === "completed") {
+      const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
+      box.append(el("div", { class: "thumbs", id: "generated-thumbnail" }, thumbnail(dataset, split)));
+      toast(`Dataset ${dataset} is ready`);
+    }
+    await listDatasets(document.getElementById("datasets"));
+  } finally {
+    generating = false;
+    gateSplits();
   }
 }
 
@@ -103,8 +126,12 @@ async function start() {
   const builtin = presets.findIndex((p) => p.offline);
   chooseCard(presets[builtin], cards[builtin]);
   form.addEventListener("input", updateCommand);
+  document.getElementById("splits").addEventListener("change", gateSplits);
   form.addEventListener("submit", generate);
   await listDatasets(document.getElementById("datasets"));
+  const ongoing = await unsettledJob("generate", (job) =>
+    String(job.config?.options?.source ?? "").startsWith("preset:"));
+  if (ongoing) watch(ongoing.job_id, ongoing.name).catch((error) => toast(String(error), "error"));
 }
 
 start().catch((error) => toast(String(error), "error"));

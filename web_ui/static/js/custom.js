@@ -2,25 +2,42 @@
 // field mapping, render options with a live page preview and stats, then generation.
 import { ApiError, api, post } from "./api.js";
 import { thumbnail } from "./datasets.js";
-import { follow, summary } from "./jobs.js";
+import { follow, summary, submittedText } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
 
 const form = document.getElementById("custom-form");
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages", "color_mode"];
-const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "shard_size", "workers", "engine",
-                "on_error"];
+const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "overwrite", "shard_size", "workers",
+                "engine", "on_error"];
 const MAPPING = ["text_field", "summary_field", "id_field"];
 let schemas = {};
 let renderSchemas = {};
 
+const REQUIRED = { text_field: "text field (the column with the documents)",
+                   summary_field: "summary field (the column with their summaries)" };
+
+// A picker of the source's columns, set to the user's choice or else the detected column.
+// Text and summary have no "detect" choice: a file names neither, so one must be chosen.
 function columnSelect(name, columns, guess) {
   const input = form.querySelector(`[name="${name}"]`);
-  const keep = input.value || guess || "";
+  const keep = columns.includes(input.value) ? input.value : guess || "";
   const select = el("select", { id: input.id, name, "aria-describedby": input.getAttribute("aria-describedby") },
-    el("option", { value: "" }, name === "id_field" ? "— none —" : "— detect —"),
+    el("option", { value: "" }, name === "id_field" ? "— none —" : "— choose a column —"),
     columns.map((c) => el("option", { value: c, selected: c === keep }, c)));
+  select.addEventListener("change", gateGenerate);
   input.replaceWith(select);
+}
+
+// Generate waits for a previewed source whose text and summary columns are chosen: without
+// them the API refuses the job (text_field is required), so say which one is missing.
+let previewed = false;
+function gateGenerate() {
+  const missing = previewed ? Object.keys(REQUIRED).filter((name) =>
+    !form.querySelector(`[name="${name}"]`).value) : [];
+  document.getElementById("custom-generate").disabled = missing.length > 0;
+  document.getElementById("mapping-missing").textContent = missing.length
+    ? `Choose the ${missing.map((name) => REQUIRED[name]).join(" and the ")} to generate.` : "";
 }
 
 async function previewSource() {
@@ -29,8 +46,13 @@ async function previewSource() {
   try {
     const found = await post("/api/sources/preview", { source: form.source.value });
     for (const name of MAPPING) columnSelect(name, found.columns, found.fields[name.replace("_field", "")]);
-    box.replaceChildren(el("p", { class: "muted", id: "detected-columns" },
-      `splits: ${found.splits.join(", ")} · columns: ${found.columns.join(", ")}`),
+    previewed = true;
+    gateGenerate();
+    box.replaceChildren(
+      found.format ? el("p", { id: "source-format" }, `Format: ${found.format}`) : "",
+      el("p", { class: "muted", id: "detected-columns" },
+        `splits: ${found.splits.join(", ")} · columns: ${found.columns.join(", ")}` +
+        (found.fields_from === "column names" ? " · fields guessed from the column names" : "")),
       found.chat ? chatNote(found.chat) : "",
       el("table", {}, el("tr", {}, found.columns.map((c) => el("th", {}, c))),
          found.rows.map((row) => el("tr", {}, found.columns.map((c) =>
@@ -38,6 +60,8 @@ async function previewSource() {
     const text = found.rows[0]?.[found.fields.text];
     if (text) { document.getElementById("c-sample").value = text; schedulePreview(); }
   } catch (error) {
+    previewed = false;
+    gateGenerate();
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
   }
 }
@@ -111,7 +135,7 @@ async function generate(event) {
   const box = document.getElementById("custom-job");
   try {
     const started = await post("/api/dataset/generate", { source: form.source.value, ...values });
-    toast(`Generation job ${started.job_id} started`);
+    toast(submittedText("Generation", started));
     const done = await follow(started.job_id, (job) => box.replaceChildren(summary(job)));
     if (done.status === "completed") {
       const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
@@ -121,6 +145,7 @@ async function generate(event) {
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
   } finally {
     button.disabled = false;
+    gateGenerate();
   }
 }
 
@@ -139,6 +164,8 @@ async function start() {
     document.getElementById("mapping-fields").append(field(name, schema.properties[name], { prefix: "c" }));
   }
   document.getElementById("preview-source").addEventListener("click", previewSource);
+  // A new source is previewed at once, so its columns (and what is missing) show.
+  form.source.addEventListener("change", () => { if (form.source.value.trim()) previewSource(); });
   document.getElementById("c-file").addEventListener("change", upload);
   document.getElementById("render-fields").addEventListener("input", schedulePreview);
   document.getElementById("render-fields").addEventListener("change", schedulePreview);

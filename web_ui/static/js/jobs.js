@@ -4,13 +4,39 @@ import { badge, duration, el, percent } from "./ui.js";
 
 export const SETTLED = ["completed", "failed", "cancelled", "paused", "interrupted", "corrupt"];
 
-export function progressLine(job) {
+const ordinal = (n) => `${n}${[, "st", "nd", "rd"][(n % 100 >> 3 ^ 1) && n % 10] || "th"}`;
+
+// Where a queued job stands: its place in line and the jobs it waits for.
+export function queueText(job) {
+  if (job.status !== "queued" || !job.queue) return null;
+  const waiting = job.queue.waiting_for.length ? `, waiting for ${job.queue.waiting_for.join(", ")}` : "";
+  return `${ordinal(job.queue.position)} in the queue${waiting}`;
+}
+
+// A toast for a submitted job: "started" only when it did; a queued one says its place.
+export function submittedText(what, answer) {
+  const place = queueText(answer.job);
+  return answer.status === "queued"
+    ? `${what} job ${answer.job_id} is queued${place ? ` (${place})` : ""}`
+    : `${what} job ${answer.job_id} started`;
+}
+
+// A settled job's last report is history: a completed job is done (its last report may be
+// of an earlier stage), and no settled job has a rate or an ETA any more.
+function shownProgress(job) {
   const p = job.progress || {};
+  if (job.status === "completed") return { done: true, pct: 100, parts: ["done"] };
+  const live = !SETTLED.includes(job.status);
   const pct = percent(p);
-  const rate = p.rate ? `${p.rate.toFixed(p.rate < 10 ? 2 : 0)}/s` : null;
-  const parts = [pct === null ? null : `${pct}%`,
-                 p.total ? `${p.current ?? 0} of ${p.total}` : null,
-                 rate, p.eta_s ? `ETA ${duration(p.eta_s)}` : null, p.stage].filter(Boolean);
+  const rate = live && p.rate ? `${p.rate.toFixed(p.rate < 10 ? 2 : 0)}/s` : null;
+  return { pct, parts: [pct === null ? null : `${pct}%`,
+                        p.total ? `${p.current ?? 0} of ${p.total}` : null,
+                        rate, live && p.eta_s ? `ETA ${duration(p.eta_s)}` : null, p.stage] };
+}
+
+export function progressLine(job) {
+  const { pct, parts: shown } = shownProgress(job);
+  const parts = [...shown, queueText(job)].filter(Boolean);
   return el("div", { class: "progress-line" },
             el("div", { class: "progress", role: "progressbar", "aria-valuemin": 0,
                         "aria-valuemax": 100, "aria-valuenow": pct ?? 0,
@@ -35,4 +61,11 @@ export async function follow(jobId, onUpdate) {
     if (SETTLED.includes(job.status)) return job;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+}
+
+// The newest job of `kind` still queued or running that `mine` picks: what a page was
+// following before it was reloaded.
+export async function unsettledJob(kind, mine) {
+  const { jobs } = await get(`/api/jobs?kind=${kind}&limit=50`);
+  return jobs.find((job) => !SETTLED.includes(job.status) && mine(job)) ?? null;
 }

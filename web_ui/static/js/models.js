@@ -5,6 +5,13 @@ import { clearErrors, el, showError, toast } from "./ui.js";
 const form = document.getElementById("summarize-form");
 const number = (v) => (typeof v === "number" ? v.toFixed(4).replace(/\.?0+$/, "") : "—");
 
+// A job training the run now says more than its summary, which a resumed run keeps as
+// "stopped" until it ends again.
+function status(m) {
+  if (m.training) return "training";
+  return m.final ? "ready" : m.metrics.status ?? "training";
+}
+
 async function listModels() {
   const { models } = await get("/api/models?limit=1000");
   const box = document.getElementById("models");
@@ -14,13 +21,14 @@ async function listModels() {
     box.replaceChildren(el("table", {},
       el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L"].map((h) => el("th", {}, h))),
       models.map((m) => el("tr", { "data-model": m.name }, el("td", {}, m.name),
-        el("td", {}, m.final ? "ready" : m.metrics.status ?? "training"), el("td", {}, m.metrics.steps ?? "—"),
+        el("td", {}, status(m)), el("td", {}, m.metrics.steps ?? "—"),
         el("td", {}, number(m.metrics.best_eval_loss)), el("td", {}, number(m.metrics.rouge?.rouge1)),
         el("td", {}, number(m.metrics.rouge?.rougeL))))));
   }
-  const ready = models.filter((m) => m.final);
+  // Summaries are for the OCR models: a chat model reads no pages.
+  const ready = models.filter((m) => m.final && m.task !== "chat");
   form.model.replaceChildren(...(ready.length ? ready.map((m) => el("option", { value: m.name }, m.name))
-    : [el("option", { value: "" }, "no trained model yet")]));
+    : [el("option", { value: "" }, "no trained OCR model yet")]));
 }
 
 const asDataUrl = (file) => new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@
 import { ApiError, del, get, post } from "./api.js";
 import { thumbnail } from "./datasets.js";
 import { lineChart, heatmap } from "./chart.js";
-import { SETTLED, progressLine } from "./jobs.js";
+import { SETTLED, progressLine, queueText } from "./jobs.js";
 import { badge, duration, el, toast } from "./ui.js";
 
 const ACTIONS = {
@@ -11,36 +11,66 @@ const ACTIONS = {
   interrupted: ["resume", "cancel", "delete"], failed: ["resume", "delete"],
   completed: ["delete"], cancelled: ["delete"], corrupt: ["delete"],
 };
+// Final actions sit apart from pause and resume and ask first.
+const FINAL = new Set(["cancel", "delete"]);
+const CONFIRM = {
+  cancel: (job) => `Cancel job ${job.job_id}? This is final: it stops for good and cannot be resumed. (Pause keeps it resumable.)`,
+  delete: (job) => `Delete job ${job.job_id}? Its dataset or model stays.`,
+};
+const COUNTS = {
+  read: "rows read", written: "rows written", empty: "empty rows dropped", empty_summary: "empty summaries dropped",
+  duplicates: "duplicates dropped", leaked: "rows leaked between splits dropped", invalid: "bad rows skipped",
+  truncated: "rows truncated", missing_glyphs: "missing glyphs",
+  rows_with_missing_glyphs: "rows with missing glyphs", pages: "pages",
+};
 const cards = new Map();
 let selected = new URLSearchParams(location.search).get("job");
 let watcher = null;
 
 async function act(job, action) {
   try {
+    if (CONFIRM[action] && !confirm(CONFIRM[action](job))) return;
+    let message = `${action}: ${job.job_id}`;
     if (action === "delete") {
-      if (!confirm(`Delete job ${job.job_id}? Its dataset or model stays.`)) return;
       await del(`/api/jobs/${job.job_id}`);
       if (selected === job.job_id) select(null);
     } else {
-      await post(`/api/jobs/${job.job_id}/${action}`);
+      const after = await post(`/api/jobs/${job.job_id}/${action}`);
+      message = actionText(action, after);
     }
-    toast(`${action}: ${job.job_id}`);
+    toast(message);
     await refreshList();
   } catch (error) {
     toast(error instanceof ApiError ? error.message : String(error), "error");
   }
 }
 
+// What an action did: a resumed job may wait its turn; a paused one frees its slot.
+function actionText(action, job) {
+  if (action === "resume") {
+    return job.status === "queued" ? `Resumed ${job.job_id}: ${queueText(job) || "queued"}` : `Resumed ${job.job_id}`;
+  }
+  if (action === "pause") return `Pausing ${job.job_id}: its slot goes to the next queued job; resume puts it back in line`;
+  if (action === "cancel") return `Cancelled ${job.job_id}`;
+  return `${action}: ${job.job_id}`;
+}
+
+function actionButton(job, action) {
+  return el("button", { type: "button", class: FINAL.has(action) ? "danger" : "",
+                        "data-action": action, onclick: () => act(job, action) }, action);
+}
+
 function cardContent(job) {
   const title = el("button", { type: "button", class: "linklike title", "aria-label": `show ${job.job_id}`,
-                               onclick: () => select(job.job_id) }, `${job.kind} · ${job.name ?? job.job_id}`);
+                               onclick: () => select(job.job_id, { reveal: true }) }, `${job.kind} · ${job.name ?? job.job_id}`);
   return [el("header", {}, title, badge(job.status),
              el("span", { class: "muted" }, new Date(job.created_at * 1000).toLocaleString())),
           progressLine(job),
           job.error ? el("p", { class: "field-error" }, job.error) : null,
-          el("div", { class: "actions" }, (ACTIONS[job.status] || []).map((action) =>
-            el("button", { type: "button", class: action === "delete" || action === "cancel" ? "danger" : "",
-                           "data-action": action, onclick: () => act(job, action) }, action)))];
+          el("div", { class: "actions job-actions" },
+             (ACTIONS[job.status] || []).filter((a) => !FINAL.has(a)).map((a) => actionButton(job, a)),
+             el("span", { class: "final-actions" },
+                (ACTIONS[job.status] || []).filter((a) => FINAL.has(a)).map((a) => actionButton(job, a))))];
 }
 
 async function refreshList() {
@@ -55,8 +85,10 @@ async function refreshList() {
       card = el("article", { class: "job", "data-job": job.job_id });
       cards.set(job.job_id, card);
     }
-    if (card.dataset.updated !== String(job.updated_at)) {
-      card.dataset.updated = String(job.updated_at);
+    // A queued job's place changes while its record does not (a job ahead pauses).
+    const version = `${job.updated_at} ${queueText(job) ?? ""}`;
+    if (card.dataset.updated !== version) {
+      card.dataset.updated = version;
       card.replaceChildren(...cardContent(job).filter(Boolean));
     }
     card.setAttribute("aria-selected", String(job.job_id === selected));
@@ -68,7 +100,8 @@ async function refreshList() {
   else if (total > jobs.length) box.append(el("p", { class: "muted" }, `${total - jobs.length} older jobs not shown`));
 }
 
-function select(jobId) {
+// The detail sits below the list on a narrow screen: bring it into view when chosen.
+function select(jobId, { reveal = false } = {}) {
   selected = jobId;
   history.replaceState(null, "", jobId ? `/monitor?job=${jobId}` : "/monitor");
   watcher?.close();
@@ -78,6 +111,7 @@ function select(jobId) {
   if (!jobId) { detail.replaceChildren(el("p", { class: "empty" }, "Choose a job.")); return; }
   get(`/api/jobs/${jobId}`).then((job) => {
     watcher = job.kind === "train" ? new TrainingWatch(job, detail) : new JobWatch(job, detail);
+    if (reveal && matchMedia("(max-width: 900px)").matches) detail.scrollIntoView({ block: "start" });
   }).catch((error) => toast(error.message, "error"));
 }
 
@@ -99,14 +133,24 @@ class JobWatch {
     this.job = job;
     this.head.replaceChildren(...[el("h2", { id: "detail-title" }, `${job.kind} · ${job.name ?? job.job_id} `, badge(job.status)),
                               progressLine(job),
-                              job.progress?.rate ? el("p", { id: "rate" }, `${job.progress.rate.toFixed(2)} ${job.kind === "generate" ? "rows" : "steps"}/s`) : null,
-                              job.error ? el("p", { class: "field-error" }, job.error) : null].filter(Boolean));
+                              job.progress?.rate && !SETTLED.includes(job.status) ? el("p", { id: "rate" }, `${job.progress.rate.toFixed(2)} ${job.kind === "generate" ? "rows" : "steps"}/s`) : null,
+                              job.error ? el("p", { class: "field-error" }, job.error) : null,
+                              this.counts].filter(Boolean));
     if (wasSettled && !SETTLED.includes(job.status)) this.reopen?.();
   }
   async poll() {
     const { lines } = await get(`/api/jobs/${this.job.job_id}/logs?tail=40`);
     this.log.textContent = lines.join("\n") || "(empty)";
-    if (this.job.kind === "generate") await this.thumbnails();
+    if (this.job.kind === "generate") { this.showCounts(); await this.thumbnails(); }
+  }
+  // What the generation dropped or could not draw, from its result (or none yet).
+  showCounts() {
+    const counts = this.job.result?.counts;
+    if (!counts || this.counts?.dataset.key === JSON.stringify(counts)) return;
+    const items = Object.entries(COUNTS).filter(([key]) => counts[key] !== undefined);
+    this.counts = el("dl", { class: "stats", id: "generation-counts", "data-key": JSON.stringify(counts) },
+      items.flatMap(([key, label]) => [el("dt", {}, label), el("dd", { "data-count": key }, String(counts[key]))]));
+    this.head.append(this.counts);
   }
   async thumbnails() {
     try {
@@ -134,15 +178,22 @@ class TrainingWatch extends JobWatch {
                     experts: el("div", { class: "chart", id: "expert-chart" }) };
     this.summary = el("dl", { class: "stats", id: "metrics-summary" });
     this.samples = el("div", { id: "samples" });
+    this.ocrOnly = [el("section", { "data-task": "ocr" }, el("h2", {}, "Evaluation ROUGE"), this.charts.rouge),
+                    el("section", { "data-task": "ocr" }, el("h2", {}, "Expert load (latest step)"), this.charts.experts)];
     this.body.replaceChildren(
       el("div", { class: "cols" },
          el("section", {}, el("h2", {}, "Loss"), this.charts.loss),
-         el("section", {}, el("h2", {}, "Learning rate"), this.charts.lr),
-         el("section", {}, el("h2", {}, "Evaluation ROUGE"), this.charts.rouge),
-         el("section", {}, el("h2", {}, "Expert load (latest step)"), this.charts.experts)),
+         el("section", {}, el("h2", {}, "Learning rate"), this.charts.lr), ...this.ocrOnly),
       el("h2", {}, "Metrics"), this.summary, el("h2", {}, "Samples"), this.samples);
     this.reopen = () => this.open();
     this.open();
+    this.showTask();
+  }
+  // A chat run has no ROUGE and no experts: its run's task (the models listing) hides them.
+  async showTask() {
+    const { models } = await get("/api/models?limit=1000");
+    const task = models.find((m) => m.name === this.job.name)?.task;
+    for (const section of this.ocrOnly) section.hidden = task === "chat";
   }
   open() {
     this.source?.close();
@@ -210,11 +261,35 @@ class TrainingWatch extends JobWatch {
   close() { super.close(); this.source?.close(); clearInterval(this.fallbackTimer); }
 }
 
+// Beside the jobs: what this service uses of the machine, and each GPU (when CUDA exists).
+const gib = (bytes) => (bytes === null || bytes === undefined ? "?" : `${(bytes / 2 ** 30).toFixed(1)} GiB`);
+async function showResources() {
+  const { process: p, gpus } = await get("/api/resources");
+  const used = p.machine_memory_total_bytes - p.machine_memory_available_bytes;
+  const items = [
+    ["service CPU", `${Math.round(p.cpu_percent)}% of one core · machine ${Math.round(p.machine_cpu_percent)}% of ${p.cpu_count} cores`],
+    ["service memory", `${gib(p.rss_bytes)} · machine ${gib(used)} of ${gib(p.machine_memory_total_bytes)} used`],
+    ...(gpus.length ? gpus.map((g) => [`GPU ${g.index}`, `${g.name}: ${gib(g.memory_used_bytes)} of ${gib(g.memory_total_bytes)}` +
+      (g.utilization_percent === null ? "" : `, ${Math.round(g.utilization_percent)}% busy`)])
+      : [["GPU", "no NVIDIA GPU (CUDA) on this machine"]]),
+  ];
+  document.getElementById("resources").replaceChildren(...items.flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", { "data-resource": k }, v)]));
+}
+showResources().catch(() => {});
+setInterval(() => showResources().catch(() => {}), 3000);
+
 document.getElementById("kind-filter").addEventListener("change", () => {
   for (const card of cards.values()) card.remove();
   cards.clear();
   refreshList();
 });
-refreshList().then(() => { if (selected) select(selected); })
+// Opened without a job named, the monitor shows the one running (the newest such).
+function running() {
+  const live = [...cards.values()].find((card) => ["running", "pausing"].includes(
+    card.querySelector(".badge")?.dataset.status));
+  return live?.dataset.job ?? null;
+}
+refreshList().then(() => { selected ??= running(); if (selected) select(selected); })
   .catch((error) => toast(error.message, "error"));
 setInterval(() => refreshList().catch(() => {}), 2000);

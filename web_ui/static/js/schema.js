@@ -103,7 +103,7 @@ export function collect(form, schemas) {
   const invalid = [];
   for (const [name, schema] of Object.entries(schemas)) {
     const input = form.querySelector(`[name="${name}"]`);
-    if (!input) continue;
+    if (!input || input.disabled) continue;  // disabled: does not apply (LoRA fields with peft full)
     const value = readValue(input, schema);
     const message = problem(value, schema);
     setFieldError(input, message);

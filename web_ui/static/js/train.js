@@ -1,7 +1,8 @@
 // Train Model: dataset and model pickers, trainer and preset cards, LoRA auto-configure,
 // MoE regularization, resume and Hub push; validated as typed with the API's own ranges.
 import { ApiError, api, get, post } from "./api.js";
-import { clearErrors, el, showError, toast } from "./ui.js";
+import { submittedText } from "./jobs.js";
+import { clearErrors, el, setFieldError, showError, toast } from "./ui.js";
 import { collect, field, requestSchema, setValue } from "./schema.js";
 
 const form = document.getElementById("train-form");
@@ -35,6 +36,18 @@ let state = { trainer_type: "production", preset: null };
 let datasets = [];
 
 let modelPresets = [];
+let trainingPresets = {};
+let loraPresets = {};
+const LORA_FIELDS = ["lora_preset", "lora_r", "lora_alpha", "lora_dropout"];
+// "More options" in sections; a field no section names lands in "Other" (the schema decides
+// what exists). Chat fields show for the Generic trainer only.
+const MORE = [
+  ["Data and prompt", ["train_split", "max_length", "max_pages", "prompt", "sliding_window", "augment", "loader_workers", "trust_remote_code"]],
+  ["Optimizer", ["weight_decay", "warmup_ratio", "warmup_steps", "scheduler", "max_grad_norm", "seed", "gradient_checkpointing", "attention_dropout"]],
+  ["Checkpoints and logging", ["log_steps", "keep_last", "report_to"]],
+  ["Evaluation", ["eval_samples", "eval_split", "num_beams", "max_new_tokens", "early_stopping_patience", "early_stopping_metric"]],
+  ["Chat (Generic trainer)", ["eval_dataset", "chat_template", "chat_reasoning", "chat_train_on", "skip_invalid_lines"], "chat"],
+];
 
 function showModels() {
   const family = (m) => (m.family === "causal_lm") === (state.trainer_type === "generic");
@@ -50,6 +63,9 @@ function chooseTrainer(trainer) {
   document.getElementById("dataset-field").hidden = generic;
   document.getElementById("hub-dataset-field").hidden = generic;
   document.getElementById("moe-section").hidden = generic;
+  for (const section of document.querySelectorAll("#more-fields [data-for]")) {
+    section.hidden = (section.dataset.for === "chat") !== generic;
+  }
   showModels();
 }
 
@@ -86,6 +102,7 @@ function verdict(report) {
 
 async function validateChat() {
   const box = document.getElementById("chat-report");
+  setFieldError(form.chat_source, "");  // an earlier file's error is not this file's
   try {
     const report = await post("/api/chat/validate", chatRequest());
     const s = report.summary;
@@ -164,11 +181,43 @@ function request() {
   const dataset = generic ? form.chat_source.value.trim() : hub || form.dataset.value;
   const body = { dataset: dataset || undefined, model: form.model.value || undefined,
                  trainer_type: state.trainer_type, ...values };
-  if (state.preset) body.preset = state.preset;
+  if (state.preset && presetInForce()) body.preset = state.preset;
   if (form.resume_from_checkpoint.value) body.resume_from_checkpoint = form.resume_from_checkpoint.value;
   if (form.hf_token.value) body.hf_token = form.hf_token.value;
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
   return { body, invalid };
+}
+
+// A preset fills the fields it sets; the request names it only while none of those was
+// cleared (the server would put the preset's value back into an emptied field).
+function presetInForce() {
+  return Object.keys(trainingPresets[state.preset] ?? {}).every((name) => {
+    const input = form.querySelector(`[name="${name}"]`);
+    return !input || input.type === "checkbox" || input.value.trim() !== "";
+  });
+}
+
+function dropPreset() {
+  state.preset = null;
+  for (const card of document.querySelectorAll("#training-presets .choice")) card.setAttribute("aria-pressed", "false");
+}
+
+// The LoRA fields show what the chosen lora_preset sets (as placeholders: left empty they
+// take it), and apply only to the adapter methods.
+function showLora() {
+  const full = form.peft.value === "full";
+  for (const name of LORA_FIELDS) {
+    const input = form.querySelector(`[name="${name}"]`);
+    input.disabled = full;
+    input.closest(".field").classList.toggle("disabled", full);
+  }
+  const preset = loraPresets[form.lora_preset.value];
+  if (!preset) return;
+  for (const [name, value] of [["lora_r", preset.r], ["lora_alpha", preset.alpha], ["lora_dropout", preset.dropout]]) {
+    form[name].placeholder = String(value);
+    document.getElementById(`t-${name}-hint`).textContent = full ? "not used with peft full"
+      : `${form.lora_preset.value} sets ${value}`;
+  }
 }
 
 function datasetPath(body) {
@@ -233,9 +282,20 @@ async function autoConfigure() {
   const rows = chosen?.splits?.train ?? 0;
   if (!rows) { toast("Choose a dataset with a train split first", "error"); return; }
   const advice = await post("/api/lora/presets/recommended", { num_samples: rows });
-  for (const [name, value] of Object.entries(advice.config)) setValue(form, name, value);
+  // The advice counts in epochs: a step limit (a preset's, say) would override it, so it
+  // goes, and the training preset with it (the fields now hold the values); what changed
+  // is said, not done silently.
+  const changes = [];
+  for (const [name, value] of Object.entries({ max_steps: null, ...advice.config })) {
+    const before = form.querySelector(`[name="${name}"]`)?.value ?? "";
+    if (before !== (value === null ? "" : String(value))) changes.push(`${name} ${before || "unset"} → ${value ?? "unset"}`);
+    setValue(form, name, value);
+  }
+  dropPreset();
+  showLora();
   const e = advice.estimates;
   document.getElementById("recommendation").textContent =
+    (changes.length ? `Changed: ${changes.join(", ")}. ` : "") +
     `${advice.lora_preset} for ${rows} samples: ${e.optimizer_steps} optimizer steps, ` +
     `effective batch ${e.effective_batch_size}, each sample seen ${e.updates_per_sample}×. ` +
     [advice.description, ...advice.notes].join(" ");
@@ -269,16 +329,37 @@ async function submit(event) {
     const link = el("a", { href: `/monitor?job=${started.job_id}`, id: "monitor-link" }, "watch it in the monitor");
     const warned = (started.warnings ?? []).map((w) => el("p", { class: "field-error", id: "train-warning" }, `Warning: ${w}`));
     document.getElementById("train-status").replaceChildren(`Job ${started.job_id} ${started.status}: `, link, ...warned);
-    toast(`Training job ${started.job_id} started` + (warned.length ? " (with a memory warning)" : ""));
+    toast(submittedText("Training", started) + (warned.length ? " (with a memory warning)" : ""));
   } catch (error) {
     if (error instanceof ApiError) {
-      if (state.trainer_type === "generic" && error.field === "dataset") error.field = "chat_source";
+      if (state.trainer_type === "generic" && error.field === "dataset") {
+        error.field = "chat_source";
+        // The API names its own endpoint; on this page that is the Validate button.
+        error.message = error.message.replace("see POST /api/chat/validate", "press Validate to list them");
+      }
       const input = error.field && form.querySelector(`[name="${error.field.split(".").pop()}"]`);
       input?.closest("details")?.setAttribute("open", "");
       showError(form, error);
     } else toast(String(error), "error");
   } finally {
     button.disabled = false;
+  }
+}
+
+function placeMore(schema, placed) {
+  const rest = Object.keys(schema.properties).filter((name) => !placed.has(name) && !HANDLED.includes(name));
+  const named = new Set(MORE.flatMap(([, names]) => names));
+  const sections = [...MORE, ["Other", rest.filter((name) => !named.has(name))]];
+  for (const [title, names, only] of sections) {
+    const shown = names.filter((name) => rest.includes(name));
+    if (!shown.length) continue;
+    const row = el("div", { class: "row" });
+    for (const name of shown) {
+      schemas[name] = schema.properties[name];
+      row.append(field(name, schema.properties[name], { prefix: "t" }));
+    }
+    document.getElementById("more-fields").append(
+      el("section", { "data-for": only ?? "all", hidden: only === "chat" }, el("h3", {}, title), row));
   }
 }
 
@@ -292,13 +373,12 @@ async function start() {
       document.getElementById(containerId).append(field(name, schema.properties[name], { prefix: "t" }));
     }
   }
-  for (const [name, property] of Object.entries(schema.properties)) {
-    if (placed.has(name)) continue;
-    schemas[name] = property;
-    document.getElementById("more-fields").append(field(name, property, { prefix: "t" }));
-  }
-  const [{ datasets: found }, models, { presets }] = await Promise.all([
-    get("/api/datasets?limit=1000"), get("/api/models?limit=1000"), get("/api/training/presets")]);
+  placeMore(schema, placed);
+  const [{ datasets: found }, models, { presets }, lora] = await Promise.all([
+    get("/api/datasets?limit=1000"), get("/api/models?limit=1000"), get("/api/training/presets"),
+    get("/api/lora/presets")]);
+  trainingPresets = presets;
+  loraPresets = lora.presets;
   datasets = found.filter((d) => d.status === "ready");
   form.dataset.replaceChildren(...(datasets.length ? datasets.map((d) =>
     el("option", { value: d.name }, `${d.name} (${Object.entries(d.splits).map(([s, n]) => `${s} ${n}`).join(", ")})`))
@@ -317,10 +397,15 @@ async function start() {
     text: PRESET_TEXT[name] ?? "" })), "preset", (preset) => {
     state.preset = preset.name;
     for (const [name, value] of Object.entries(presets[preset.name])) setValue(form, name, value);
+    showLora();
   });
+  form.peft.addEventListener("change", showLora);
+  form.lora_preset.addEventListener("change", showLora);
+  showLora();
   document.getElementById("auto-configure").addEventListener("click", () => autoConfigure().catch(
     (error) => toast(error.message, "error")));
   document.getElementById("validate-chat").addEventListener("click", validateChat);
+  form.chat_source.addEventListener("input", () => setFieldError(form.chat_source, ""));
   document.getElementById("preview-chat").addEventListener("click", previewChat);
   document.getElementById("t-chat_upload").addEventListener("change", uploadChat);
   document.getElementById("refresh-checkpoints").addEventListener("click", () => loadCheckpoints());

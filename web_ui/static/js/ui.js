@@ -23,12 +23,23 @@ export function toast(message, kind = "info") {
   setTimeout(() => item.remove(), kind === "error" ? 9000 : 5000);
 }
 
+// An API message in the form's words: a field name the form shows (skip_invalid_lines) as
+// its label ("skip invalid lines"), so the message points at something on the page.
+export function inFormWords(form, message) {
+  return String(message).replace(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b/g, (name) => {
+    const input = form?.querySelector(`[name="${name}"]`);
+    const label = input && form.querySelector(`label[for="${input.id}"]`);
+    const text = label && (label.querySelector(".tip") ?? label.firstChild)?.textContent.trim();
+    return text ? `“${text}”` : name;
+  });
+}
+
 // Show an API error next to the input it names (or as a toast when no input matches).
 export function showError(form, error) {
   const field = error.field ? error.field.split(".").pop() : null;
   const input = field && form?.querySelector(`[name="${field}"]`);
   if (input) {
-    setFieldError(input, error.message + (error.allowed ? ` (allowed: ${error.allowed})` : ""));
+    setFieldError(input, inFormWords(form, error.message) + (error.allowed ? ` (allowed: ${inFormWords(form, error.allowed)})` : ""));
     input.focus();
   } else {
     toast(error.message, "error");
