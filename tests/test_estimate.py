@@ -242,7 +242,7 @@ def test_train_page_shows_the_estimate_and_the_submit_warning(server):
     """The Train page's live line beside "Start training", asked again as options change;
     a submission the estimate puts above the (injected) GPU shows the warning."""
     playwright = pytest.importorskip("playwright.sync_api")
-    from test_ui import ARGS, CHROMIUM
+    from support.ui import ARGS, CHROMIUM
 
     client, app = server
     with playwright.sync_playwright() as driver:
