@@ -199,7 +199,8 @@ def test_the_train_page_offers_the_image_mode(server, page):
     base, _ = server
     page.goto(base + "/train")
     mode = page.get_by_label("image mode", exact=True)
-    assert mode.locator("option").all_inner_texts() == ["global", "crops"]
+    # expect() waits for the options the schema fills in (a plain read can run before them)
+    playwright_api.expect(mode.locator("option")).to_have_text(["global", "crops"])
     playwright_api.expect(mode).to_have_value("global")
     playwright_api.expect(page.locator("#t-image_mode-hint")).to_contain_text(
         "one of global, crops")

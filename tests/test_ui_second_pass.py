@@ -309,7 +309,9 @@ def test_chat_runs_stay_out_of_summaries_and_ocr_panels(server, page):
     playwright_api.expect(page.locator("#expert-chart")).to_be_hidden()
     page.goto(base + "/models")
     playwright_api.expect(page.locator('tr[data-model="chatty"]')).to_contain_text("ready")
-    options = page.get_by_label("Model").locator("option").all_inner_texts()
+    picker = page.get_by_label("Model").locator("option")
+    playwright_api.expect(picker.first).to_be_attached()  # the listing has filled it in
+    options = picker.all_inner_texts()
     assert "chatty" not in options, options
     status, refused = client.call("POST", "/api/summarize", {"model": "chatty", "text": ""})
     assert status == 422 and refused["field"] == "text", refused
