@@ -69,7 +69,9 @@ def test_generate_waits_for_a_split(server, page):
     page.goto(base + "/")
     generate = page.get_by_role("button", name="Generate dataset")
     playwright_api.expect(generate).to_be_enabled()
-    for box in page.locator('#splits input[name="split"]').all():
+    boxes = page.locator('#splits input[name="split"]')
+    playwright_api.expect(boxes.first).to_be_visible()  # the preset's splits have arrived
+    for box in boxes.all():
         box.uncheck()
     playwright_api.expect(generate).to_be_disabled()
     playwright_api.expect(page.locator("#splits-missing")).to_have_text(
