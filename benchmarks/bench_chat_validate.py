@@ -6,7 +6,8 @@
 Cases, each timed in a fresh process after the tokenizer is loaded (``validate_file`` with
 tiny-chat-lm's tokenizer and max_length 2048, as the CLI runs it, unless marked structure
 only): ordinary chat JSONL lines; the same without a tokenizer; one line of ``--big-mb`` MB;
-the ordinary conversations as ShareGPT records in a pretty-printed JSON array (converted).
+the ordinary conversations as ShareGPT records in a pretty-printed JSON array (converted);
+and the whole ``deepsynth validate-chat`` command on the ordinary lines, wall time.
 Prints one JSON object per case: seconds, records, and the peak growth of the process's
 resident memory while validating (sampled every 2 ms by a thread, from the resident size
 just before; the tokenizer's own allocations, outside Python, included).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -136,6 +138,20 @@ def main() -> None:
                                    str(root), tokenizer], check=True, capture_output=True,
                                   text=True)
             print(json.dumps({"case": case, **json.loads(done.stdout)}), flush=True)
+        print(json.dumps(whole_command(Path(tmp) / "ordinary.jsonl", root)), flush=True)
+
+
+def whole_command(path: Path, root: Path) -> dict:
+    """``deepsynth validate-chat FILE`` in a new process, as a user runs it: wall time from
+    start to exit (Python, the imports and the tokenizer included)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "deepsynth", "validate-chat", str(path),
+                           "--model", "tiny-chat-lm", "--max-length", "2048"],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "DEEPSYNTH_DATA_ROOT": str(root)})
+    return {"case": "ordinary_whole_command", "wall_seconds":
+            round(time.perf_counter() - started, 2), "exit_code": done.returncode,
+            "last_line": (done.stdout.strip().splitlines() or [""])[-1][:200]}
 
 
 if __name__ == "__main__":
