@@ -85,13 +85,16 @@ class Measurer:
         self._cache_size = cache_size
         self._shaped: dict[str, Word] = {}
 
-    def word(self, text: str) -> Word:
-        cached = self._cache.get(text)
-        if cached is not None:
-            return cached
+    def _runs(self, text: str, keep_marks: bool) -> tuple[list[Run], int]:
+        """``text`` as runs of characters one font draws, and the count of characters no
+        font has (drawn with the first). With ``keep_marks`` (shaped text) a joining mark
+        stays in the run before it, whose font shapes it with its base."""
         runs: list[Run] = []
         missing = 0
         for char in text:
+            if keep_marks and runs and _joins_previous_run(char):
+                runs[-1] = Run(runs[-1].text + char, runs[-1].font)
+                continue
             index = self.fonts.font_index(char)
             if index == MISSING:
                 missing += 1
@@ -100,6 +103,13 @@ class Measurer:
                 runs[-1] = Run(runs[-1].text + char, index)
             else:
                 runs.append(Run(char, index))
+        return runs, missing
+
+    def word(self, text: str) -> Word:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        runs, missing = self._runs(text, keep_marks=False)
         width = sum(self.fonts.fonts[r.font].getlength(r.text) for r in runs)
         word = Word(text, tuple(runs), width, missing, text)
         if len(self._cache) >= self._cache_size:
@@ -113,20 +123,7 @@ class Measurer:
         cached = self._shaped.get(key)
         if cached is not None:
             return cached
-        runs: list[Run] = []
-        missing = 0
-        for char in text:
-            if runs and _joins_previous_run(char):
-                runs[-1] = Run(runs[-1].text + char, runs[-1].font)
-                continue
-            index = self.fonts.font_index(char)
-            if index == MISSING:
-                missing += 1
-                index = 0
-            if runs and runs[-1].font == index:
-                runs[-1] = Run(runs[-1].text + char, index)
-            else:
-                runs.append(Run(char, index))
+        runs, missing = self._runs(text, keep_marks=True)
         if not CAN_SHAPE and direction == RTL:  # unshaped, but at least in reading order
             runs = [Run(r.text[::-1], r.font) for r in runs]
         width = sum(self.fonts.shaping(r.font).getlength(r.text, **_direction(direction))
