@@ -40,6 +40,16 @@ def articles(count: int, words: int = 60, prefix: str = "doc") -> list[dict]:
     return rows
 
 
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A data root of the module's own, named by DEEPSYNTH_DATA_ROOT while its tests run
+    (files that need another kind define their own ``root``)."""
+    folder = tmp_path_factory.mktemp("data-root")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -27,14 +27,6 @@ def config(**values):
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data-root")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def checkpoints(root, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_tokenizer(Workspace(root).cache))
     base = tmp_path_factory.mktemp("checkpoints")

@@ -29,14 +29,6 @@ PAGE = "800x300"  # landscape, wider than a tile: 3 x 1 crops in both families
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data-root")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def dataset(root):
     rows = [{"id": f"d{i}", "text": f"Note {i}: the harbour opened at dawn.",
              "summary": f"harbour {i}"} for i in range(3)]

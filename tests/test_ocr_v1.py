@@ -43,14 +43,6 @@ TIGHT = {"rtol": 1e-5, "atol": 1e-5}  # float32, a few hundred additions deep
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data-root")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def v1_folder(root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("v1") / "tiny-deepseek-ocr-v1"
     tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_tokenizer(Workspace(root).cache))

@@ -171,14 +171,6 @@ def test_v1_layers_truncates_its_decoder():
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data-root")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def random_one(root):
     """The real architecture with one decoder layer, loaded as training loads it under bf16."""
     return load_model("random:deepseek-ocr-2?layers=1", root=root, dtype=torch.bfloat16)

@@ -47,14 +47,6 @@ LAYERS_1 = 764_580_608  # the vision side, embeddings, lm_head and layer 0 (dens
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data-root")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPSYNTH_DATA_ROOT", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def folder(root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("unlimited") / "tiny-unlimited-ocr"
     tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_tokenizer(Workspace(root).cache))
