@@ -1,5 +1,5 @@
 """Trained models, ``/api/models/*`` (with ``/api/evaluate`` and ``/api/summarize``): the
-listing, deletion, upload to the Hub, evaluation jobs and summaries."""
+listing, deletion, export, upload to the Hub, evaluation jobs and summaries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    MAX_IMAGE_BYTES, EvaluateRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
+    MAX_IMAGE_BYTES, EvaluateRequest, ExportRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
 )
 from deepsynth.errors import ConfigRefused, NotFound
 from deepsynth.jobs.manager import RUNNING_LIKE, JobConflict
@@ -60,6 +60,18 @@ def push_model(name: str):
     workspace().trained_model(name)
     return submit_job("push_model", name, body(), lambda options: {
         "name": name, "options": to_dict(parse_body(PushRequest, options))})
+
+
+@blueprint.post("/api/models/<name>/export")
+@declares(body=ExportRequest, path={"name": schemas.NAME},
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(404, 409, 507))
+def export_model(name: str):
+    """Export a trained model into ``exports/NAME`` (adapters merged unless ``merge`` is
+    false): a job, since merging loads the whole model."""
+    workspace().trained_model(name)
+    return submit_job("export_model", name, body(), lambda options: {
+        "name": name, "options": to_dict(parse_body(ExportRequest, options))},
+        folder=f"exports/{name}")
 
 
 @blueprint.post("/api/evaluate")
