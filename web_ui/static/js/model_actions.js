@@ -2,7 +2,7 @@
 // root's exports/ folder, push to the Hub, delete. Each is one REST call of docs/api.md.
 import { get, post } from "./api.js";
 import { checkbox, confirmDelete, field, openDialog, pushFields, showJob } from "./actions.js";
-import { el } from "./ui.js";
+import { el, toast } from "./ui.js";
 
 const number = (v) => (typeof v === "number" ? v.toFixed(4).replace(/\.?0+$/, "") : "—");
 const jobBox = () => document.getElementById("model-job");
@@ -66,11 +66,12 @@ function push(model) {
 export function modelActions(model, refresh) {
   const ready = Boolean(model.final);
   const described = { "aria-describedby": `model-${model.name}` };
-  const button = (text, onclick, enabled = true) => el("button", {
-    type: "button", ...described, disabled: !enabled, onclick,
-    title: enabled ? null : "needs the run's final model" }, text);
+  const button = (text, onclick, enabled, why = "needs the run's final model") => el("button", {
+    type: "button", ...described, disabled: !enabled, onclick, title: enabled ? null : why }, text);
   return el("span", { class: "row-actions" },
-    button("Evaluate", () => evaluate(model), ready && model.task !== "chat"),
+    button("Evaluate", () => evaluate(model).catch((error) => toast(error.message, "error")),
+           ready && model.task !== "chat",
+           ready ? "evaluation reads pages: it is for OCR models, not chat models" : undefined),
     button("Export", () => exportModel(model), ready),
     button("Push", () => push(model), ready),
     el("button", { type: "button", class: "danger", ...described, onclick: async () => {
