@@ -1,5 +1,5 @@
 """Issue 18 item 13 in a real browser (Debian's Chromium, a live server, real jobs over a
-tiny model and a 12-row dataset): the Models table's Evaluate, Export, Push and Delete, the
+tiny model and a 7-row dataset): the Models table's Evaluate, Export, Push and Delete, the
 Datasets page's Push and Delete, and browsing a dataset's rows with their pages.
 
 The Hub is the only test double: ``GatedHub`` (a ``HubDouble``, tests/support/server.py)
@@ -37,7 +37,7 @@ class GatedHub(HubDouble):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A dataset ``browse`` (12 train rows) and a model ``tiny-run`` trained on it."""
+    """A dataset ``browse`` (7 rows a split) and a model ``tiny-run`` trained on it."""
     from deepsynth.jobs.kinds import job_kinds
     from deepsynth.jobs.manager import JobManager
     from deepsynth.jobs.state import JobStore
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     with running(ServerConfig(data_root=str(root), threads=16), manager=manager) as (_, base):
         client = Client(base)
         status, made = client.call("POST", "/api/benchmark/create", {
-            "preset": "scitldr", "name": "browse", "max_samples": 12, "page_size": "256x256",
+            "preset": "scitldr", "name": "browse", "max_samples": 7, "page_size": "256x256",
             "font_size": 12, "margin": 8, "workers": 1})
         assert status == 202, made
         assert wait_job(client, made["job_id"], 120)["status"] == "completed"
@@ -141,12 +141,12 @@ def test_datasets_page_browses_rows_pushes_and_deletes(server, page):
     first = api_get(base, "/api/datasets/browse/samples?split=train&limit=1")["samples"][0]
     page.goto(base + "/datasets")
     row = page.locator('tr[data-dataset="browse"]')
-    expect(row).to_contain_text("train: 12")
+    expect(row).to_contain_text("train: 7")
     row.get_by_role("button", name="Browse").click()
     expect(page.get_by_label("Dataset", exact=True)).to_have_value("browse")
     page.get_by_label("Split", exact=True).select_option("train")
     rows = page.locator("#rows .browse-row")
-    expect(page.locator("#rows-range")).to_have_text("rows 1–5 of 12")
+    expect(page.locator("#rows-range")).to_have_text("rows 1–5 of 7")
     expect(rows).to_have_count(5)
     expect(rows.first.locator(".row-text")).to_have_text(first["text"])
     expect(rows.first.locator(".row-summary")).to_have_text(first["summary"])
@@ -159,19 +159,22 @@ def test_datasets_page_browses_rows_pushes_and_deletes(server, page):
     page.wait_for_function("() => document.querySelector('#page-full').naturalWidth === 256")
     page.keyboard.press("Escape")
     expect(full).to_be_hidden()
-    # Paging from the keyboard: the Next button, then the arrow keys on the rows.
+    # Paging from the keyboard: the Next button (disabled on the last rows, handing the
+    # focus to Previous), then the arrow keys on the rows.
     page.locator("#rows-next").focus()
     page.keyboard.press("Enter")
-    expect(page.locator("#rows-range")).to_have_text("rows 6–10 of 12")
-    expect(rows.first).to_have_attribute("data-index", "5")
-    page.locator("#rows").focus()
-    page.keyboard.press("ArrowRight")
-    expect(page.locator("#rows-range")).to_have_text("rows 11–12 of 12")
+    expect(page.locator("#rows-range")).to_have_text("rows 6–7 of 7")
     expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-index", "5")
     expect(page.locator("#rows-next")).to_be_disabled()
-    page.keyboard.press("ArrowLeft")
-    expect(page.locator("#rows-range")).to_have_text("rows 6–10 of 12")
+    expect(page.locator("#rows-previous")).to_be_focused()
     assert "offset=5" in page.url
+    page.locator("#rows").focus()
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#rows-range")).to_have_text("rows 1–5 of 7")
+    expect(page.locator("#rows")).to_be_focused()
+    page.keyboard.press("PageDown")
+    expect(page.locator("#rows-range")).to_have_text("rows 6–7 of 7")
     # Push through the fake Hub; the dataset cannot be deleted while the push reads it.
     held_push(page, row, "me/browse")
     asked: list[str] = []
