@@ -16,7 +16,7 @@ import pytest
 
 from deepsynth.config.server import ServerConfig
 from support.server import Client, HubDouble, running, wait_job
-from support.ui import SECONDS, api_get
+from support.ui import SECONDS, api_get, tour
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -81,6 +81,7 @@ def held_push(page, row, repo: str):
     dialog.get_by_label("Hub repository").fill("not-a-repo")
     dialog.get_by_role("button", name="Push", exact=True).click()
     expect(dialog.locator('[id$="repo_id-error"]')).to_contain_text("ORG/NAME")
+    tour(page, f"push-{repo.replace('/', '-')}")
     dialog.get_by_label("Hub repository").fill(repo)
     dialog.get_by_role("button", name="Push", exact=True).click()
     expect(dialog).to_have_count(0)
@@ -103,14 +104,19 @@ def test_models_table_evaluates_exports_pushes_and_deletes(server, page):
         "href", re.compile(r"^/monitor\?job=evaluate-"))
     expect(page.locator("#evaluation-done")).to_contain_text("2 rows of ",
                                                               timeout=120 * SECONDS)
-    # Export: into the data root's exports/, adapters merged.
+    # Export: into the data root's exports/, adapters merged, replacing an earlier export.
+    stale = root / "exports" / "tiny-run" / "stale.bin"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from an earlier export")
     row.get_by_role("button", name="Export").click()
     expect(dialog.get_by_label("Merge the adapters into the weights")).to_be_checked()
     dialog.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#export-done")).to_contain_text(
         "Exported to exports/tiny-run", timeout=120 * SECONDS)
     expect(page.locator("#export-done")).to_contain_text("adapters merged")
+    tour(page, "models-actions")
     assert (root / "exports" / "tiny-run" / "model.safetensors").is_file()
+    assert not stale.exists()
     # Push (GatedHub holds the upload): Delete is refused while the push job reads the model.
     held_push(page, row, "me/tiny-run")
     asked: list[str] = []
@@ -150,6 +156,7 @@ def test_datasets_page_browses_rows_pushes_and_deletes(server, page):
     expect(rows).to_have_count(5)
     expect(rows.first.locator(".row-text")).to_have_text(first["text"])
     expect(rows.first.locator(".row-summary")).to_have_text(first["summary"])
+    tour(page, "datasets")
     # Each page as a thumbnail; clicked, full size in a dialog that Escape closes.
     thumb = rows.first.get_by_role("button", name="Page 1 of row 1, full size")
     expect(thumb.locator("img")).to_have_js_property("complete", True)
