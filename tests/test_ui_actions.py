@@ -13,10 +13,10 @@ import shutil
 import threading
 
 import pytest
-
-from deepsynth.config.server import ServerConfig
 from support.server import Client, HubDouble, running, wait_job
 from support.ui import SECONDS, api_get, tour
+
+from deepsynth.config.server import ServerConfig
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect

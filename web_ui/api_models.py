@@ -13,7 +13,13 @@ from flask import Blueprint, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    MAX_IMAGE_BYTES, EvaluateRequest, ExportRequest, PageQuery, PushRequest, SummarizeRequest, parse_body,
+    MAX_IMAGE_BYTES,
+    EvaluateRequest,
+    ExportRequest,
+    PageQuery,
+    PushRequest,
+    SummarizeRequest,
+    parse_body,
 )
 from deepsynth.errors import ConfigRefused, NotFound
 from deepsynth.jobs.manager import RUNNING_LIKE, JobConflict
