@@ -51,7 +51,7 @@ def list_models():
 @declares(path={"name": schemas.NAME}, errors=(409,))
 def delete_model(name: str):
     run = workspace().existing_run(name)
-    busy = manager().jobs_using(model=name)
+    busy = manager().jobs_using(model=name, waiting=True)
     if busy:
         raise JobConflict(f"model {name!r} is used by job {busy[0].job_id}")
     workspace().remove(run.path)
