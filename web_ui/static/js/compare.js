@@ -51,7 +51,7 @@ async function start() {
     const id = `c-run-${model.name}`;
     const box = el("input", { type: "checkbox", name: "models", value: model.name, id });
     box.checked = asked.includes(model.name);
-    fieldset.append(el("div", { class: "check" }, box,
+    fieldset.append(el("div", { class: "check", style: "display:flex;gap:.5rem;align-items:center;margin:.2rem 0" }, box,
       el("label", { for: id }, `${model.name}${model.task ? ` (${model.task})` : ""}`)));
   }
   form.addEventListener("submit", compare);

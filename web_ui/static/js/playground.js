@@ -13,7 +13,7 @@ function showConversation() {
     el("li", { class: `message ${m.role}`, "data-role": m.role, "data-index": String(i),
                style: `margin:.4rem 0;padding:.5rem .75rem;border-radius:6px;background:${m.role === "user" ? "#eef2ff" : "#f1f5f9"}` },
       el("strong", {}, m.role === "user" ? "you" : m.model ?? m.role), ": ",
-      el("span", { class: "content" }, m.content || "(an empty reply: the model generated only special tokens)"),
+      el("span", { class: "content" }, m.content || "(an empty reply: the model generated only special tokens or spaces)"),
       m.note ? el("span", { class: "hint" }, ` · ${m.note}`) : null)));
 }
 
@@ -88,7 +88,7 @@ function options(select, names, empty) {
 
 function showCompareWith() {
   const others = [...sideForm.model.options].map((o) => o.value).filter((n) => n && n !== sideForm.model.value);
-  sideForm.compare_with.replaceChildren(el("option", { value: "base" }, "the base model it was trained from"),
+  sideForm.compare_with.replaceChildren(el("option", { value: "base" }, "base model"),
     ...others.map((name) => el("option", { value: name }, name)));
 }
 
