@@ -467,6 +467,8 @@ CASES: list[Case] = [
     # The playground: beside the base model or another run; a chat run's reply.
     good("POST", R_SUM, R_SUM, {"model": "m", "text": "Rivers.", "compare_with": "base"},
          label="beside the base model"),
+    good("POST", R_SUM, R_SUM, {"model": "m", "text": "Rivers.", "compare_with": "m-x1"},
+         label="beside another run"),
     bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "compare_with": "nope"}, 404,
         field="compare_with"),
     bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "compare_with": "chat-m"}, 422,
