@@ -29,7 +29,9 @@ PAGES = (Page("benchmark", "/", "Benchmark Datasets", "cpu"),
          Page("datasets", "/datasets", "Datasets", "cpu"),
          Page("train", "/train", "Train Model", "gpu"),
          Page("monitor", "/monitor", "Monitor Jobs", None),
-         Page("models", "/models", "Models", "gpu"))
+         Page("models", "/models", "Models", "gpu"),
+         Page("playground", "/playground", "Playground", "gpu"),
+         Page("compare", "/compare", "Compare Runs", "gpu"))
 
 
 def _service_url(role: str) -> str:

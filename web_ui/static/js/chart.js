@@ -72,3 +72,36 @@ export function heatmap(container, rows, { title = "expert load" } = {}) {
     });
   });
 }
+
+// Several series on one chart (runs compared), each in its own colour, with a legend below
+// the chart naming them: lineChart draws the lines, this colours them and adds the legend.
+export const SERIES_COLOURS = ["#1d4ed8", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
+
+export function overlayChart(container, series, options = {}) {
+  lineChart(container, series, options);
+  const colour = (i) => SERIES_COLOURS[i % SERIES_COLOURS.length];
+  const drawn = series.filter((s) => s.points.length);
+  container.querySelectorAll("svg > text").forEach((label) => {
+    if (drawn.some((s) => s.name === label.textContent)) label.remove();  // the legend names them
+  });
+  let current = null;  // each path's dots follow it
+  for (const node of container.querySelector("svg").children) {
+    if (node.tagName === "path" && node.dataset.series !== undefined) {
+      current = colour(series.findIndex((s) => s.name === node.dataset.series));
+      node.style.stroke = current;
+    } else if (node.tagName === "circle" && current) node.style.fill = current;
+  }
+  const legend = document.createElement("ul");
+  legend.className = "legend";
+  legend.style.cssText = "list-style:none;display:flex;flex-wrap:wrap;gap:.25rem 1rem;padding:0;margin:.25rem 0 0";
+  series.forEach((s, i) => {
+    const item = document.createElement("li");
+    item.dataset.series = s.name;
+    const swatch = document.createElement("span");
+    swatch.setAttribute("aria-hidden", "true");
+    swatch.style.cssText = `display:inline-block;width:1.5em;height:3px;vertical-align:middle;margin-right:.35em;background:${colour(i)}`;
+    item.append(swatch, s.points.length ? s.name : `${s.name} (no points)`);
+    legend.append(item);
+  });
+  container.append(legend);
+}
