@@ -30,7 +30,8 @@ from deepsynth.config.server import ServerConfig
 
 TOKEN = "inputs-test-token"
 NO_BODY = object()
-PAGES = ("/", "/custom", "/train", "/monitor", "/models", "/playground", "/compare")
+PAGES = ("/", "/custom", "/datasets", "/train", "/monitor", "/models", "/playground",
+         "/compare")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,7 @@ R_DATASET, R_MODEL = "/api/datasets/<dataset:name>", "/api/models/<name>"
 R_SAMPLES = "/api/datasets/<dataset:name>/samples"
 R_PNG = "/api/datasets/<dataset:name>/samples/<int:index>/pages/<int:page>.png"
 R_DPUSH, R_MPUSH = "/api/datasets/<dataset:name>/push", "/api/models/<name>/push"
+R_MEXPORT = "/api/models/<name>/export"
 R_CKPT, R_LORA = "/api/training/checkpoints", "/api/lora/presets/recommended"
 R_ESTIMATE = "/api/training/estimate"
 R_OPTIMAL = "/api/training/optimal-config/<preset>"
@@ -523,6 +525,17 @@ CASES: list[Case] = [
     bad("POST", R_MPUSH, "/api/models/m-x3/push", {"repo_id": "me/m", "merge": "no"},
         field="merge", label="string boolean"),
     *body_cases("POST", R_MPUSH, "/api/models/m/push"),
+    good("POST", R_MEXPORT, "/api/models/m/export", {}, 202),
+    bad("POST", R_MEXPORT, "/api/models/m-x1/export", {"merge": "false"}, field="merge",
+        label="string boolean"),
+    bad("POST", R_MEXPORT, "/api/models/m-x1/export", {"out": "/tmp/x"}, field="out",
+        label="a path the request names"),
+    bad("POST", R_MEXPORT, "/api/models/nope/export", {}, 404),
+    bad("POST", R_MEXPORT, "/api/models/../export", {}, field="model"),
+    bad("POST", R_MEXPORT, "/api/models/m-nofinal/export", {}, 404, label="no final weights"),
+    bad("POST", R_MEXPORT, "/api/models/m-x2/export", {"merge": False}, 409,
+        label="the same export twice"),
+    *body_cases("POST", R_MEXPORT, "/api/models/m/export"),
     # Chat files for the generic trainer.
     good("POST", R_CHATV, R_CHATV, CHAT),
     good("POST", R_CHATP, R_CHATP, {**CHAT, "line": 1}),
@@ -685,6 +698,7 @@ def open_server(tmp_path_factory):
         assert client.call("POST", f"/api/jobs/{ids['cancelled']}/cancel")[0] == 200
         submit(R_EVAL, {"model": "m-busy", "dataset": "ds"})
         submit(R_DPUSH.replace("<dataset:name>", "ds-busy"), {"repo_id": "me/ds-busy"})
+        submit(R_MEXPORT.replace("<name>", "m-x2"), {})
         submit(R_TRAIN, train("busy-model"))
         yield Server(app, base, root, ids)
 

@@ -354,6 +354,10 @@ def test_evaluate_and_push_jobs_held_in_the_queue(seed, tmp_path):
             status, view = act(client, job_id, "pause")
             assert status == 200 and view["status"] == "paused", (kind, view)
             refused(client, job_id, "pause", "paused")
+            # A paused job goes on when resumed: it still holds what it uses.
+            held = "/api/datasets/ds" if kind == "push_dataset" else "/api/models/m"
+            status, error = client.call("DELETE", held)
+            assert status == 409 and "is used by job" in error["error"], (kind, error)
             status, view = act(client, job_id, "resume")
             assert status == 200 and view["status"] == "queued", (kind, view)
             status, view = act(client, job_id, "cancel")

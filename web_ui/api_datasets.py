@@ -130,7 +130,7 @@ def delete_dataset(name: str):
     folder = workspace().dataset_folder(name, "name")
     if not folder.is_dir():
         raise NotFound(f"no dataset {name!r}")
-    busy = manager().jobs_using(dataset=name)
+    busy = manager().jobs_using(dataset=name, waiting=True)
     if busy:
         raise JobConflict(f"dataset {name!r} is used by job {busy[0].job_id}")
     workspace().remove(folder)

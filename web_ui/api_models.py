@@ -1,6 +1,6 @@
 """Trained models, ``/api/models/*`` (with ``/api/evaluate`` and ``/api/summarize``): the
-listing, a run's configuration (to clone it), comparisons of runs, deletion, upload to the
-Hub, evaluation jobs and summaries (beside the base model or another run's)."""
+listing, a run's configuration (to clone it), comparisons of runs, deletion, export, upload
+to the Hub, evaluation jobs and summaries (beside the base model or another run's)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from flask import Blueprint, jsonify
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    MAX_IMAGE_BYTES, CompareRequest, EvaluateRequest, PageQuery, PushRequest, SummarizeRequest,
+    MAX_IMAGE_BYTES,
+    CompareRequest,
+    EvaluateRequest,
+    ExportRequest,
+    PageQuery,
+    PushRequest,
+    SummarizeRequest,
     parse_body,
 )
 from deepsynth.errors import ConfigRefused, NotFound
@@ -45,7 +51,7 @@ def list_models():
 @declares(path={"name": schemas.NAME}, errors=(409,))
 def delete_model(name: str):
     run = workspace().existing_run(name)
-    busy = manager().jobs_using(model=name)
+    busy = manager().jobs_using(model=name, waiting=True)
     if busy:
         raise JobConflict(f"model {name!r} is used by job {busy[0].job_id}")
     workspace().remove(run.path)
@@ -60,6 +66,18 @@ def push_model(name: str):
     workspace().trained_model(name)
     return submit_job("push_model", name, body(), lambda options: {
         "name": name, "options": to_dict(parse_body(PushRequest, options))})
+
+
+@blueprint.post("/api/models/<name>/export")
+@declares(body=ExportRequest, path={"name": schemas.NAME},
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(404, 409, 507))
+def export_model(name: str):
+    """Export a trained model into ``exports/NAME`` (adapters merged unless ``merge`` is
+    false): a job, since merging loads the whole model."""
+    workspace().trained_model(name)
+    return submit_job("export_model", name, body(), lambda options: {
+        "name": name, "options": to_dict(parse_body(ExportRequest, options))},
+        folder=f"exports/{name}")
 
 
 @blueprint.post("/api/evaluate")

@@ -26,6 +26,7 @@ class Page:
 
 PAGES = (Page("benchmark", "/", "Benchmark Datasets", "cpu"),
          Page("custom", "/custom", "Custom Dataset", "cpu"),
+         Page("datasets", "/datasets", "Datasets", "cpu"),
          Page("train", "/train", "Train Model", "gpu"),
          Page("monitor", "/monitor", "Monitor Jobs", None),
          Page("models", "/models", "Models", "gpu"),

@@ -1,9 +1,10 @@
 """The data root as one object: every name and path a request or command may use, confined.
 
 A data root holds ``datasets/``, ``models/`` (one run folder per training run), ``jobs/``,
-``uploads/``, ``cache/`` (the tiny models, Hub downloads) and ``run/`` (the start scripts'
-pid and log files). The root is ``DEEPSYNTH_DATA_ROOT``, else ``./data``; every service and
-command that shares it sees the same datasets, models and jobs.
+``uploads/``, ``exports/`` (standalone copies of trained models), ``cache/`` (the tiny
+models, Hub downloads) and ``run/`` (the start scripts' pid and log files). The root is
+``DEEPSYNTH_DATA_ROOT``, else ``./data``; every service and command that shares it sees the
+same datasets, models and jobs.
 
 Names (a dataset, a model, a job's output) are single folder names; files named by a request
 (a chat file, an uploaded source, a tokenizer) are relative paths that resolve inside the
@@ -90,6 +91,10 @@ class Workspace:
         return self.root / "uploads"
 
     @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache"
 
@@ -142,6 +147,21 @@ class Workspace:
         if not run.final.is_dir():
             raise NotFound(f"model {name!r} has no final weights yet")
         return run.final
+
+    def export_folder(self, name: object, field: str = "name") -> Path:
+        """``exports/NAME``: where a trained model's standalone export goes (by the run's
+        name, never a path a request gives)."""
+        return self.exports / check_name(field, name)
+
+    def install_export(self, built: Path, name: str) -> Path:
+        """Move a finished export into ``exports/NAME``, replacing an earlier one whole (a
+        reader never sees a merged export mixed with an unmerged one's files)."""
+        target = self.export_folder(name)
+        self.exports.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            self.remove(target)
+        built.rename(target)
+        return target
 
     def name_in(self, folder: Path, value: object) -> str | None:
         """Which entry of ``folder`` (``datasets/``, ``models/``) a request or a resolved

@@ -71,6 +71,12 @@ class PushRequest:
 
 
 @dataclass
+class ExportRequest:
+    merge: bool = option(True, help="merge the adapters into the weights (false: keep the "
+                         "adapter files as they are)")
+
+
+@dataclass
 class SummarizeRequest:
     model: str = option(help="a model trained here, by name", check=name_rule)
     text: str | None = option(None, help="the text to summarize (or image)",

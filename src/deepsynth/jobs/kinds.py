@@ -2,6 +2,8 @@
 Hub uploads), each taking its record's config and a JobContext, declared as JobKinds. Outputs
 go under the data root by name; every name and path rule is the Workspace's.
 
+Exports go to ``exports/NAME`` (``Workspace.export_folder``).
+
 A job's config is ``{"name": NAME, "options": {...}}``: the request's options, already
 checked by the view (a bad field is a 400, never a failed job). Training stores its resolved
 config instead (see ``deepsynth.jobs.train_job``).
@@ -166,6 +168,24 @@ def _push_model(workspace: Workspace, hub: HubFactory) -> JobFunction:
     return run
 
 
+def _export_model(workspace: Workspace) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        import shutil
+
+        from deepsynth.models.export import export_model
+
+        name = config["name"]
+        built = context.folder / "export"  # same file system as exports/: a rename installs it
+        shutil.rmtree(built, ignore_errors=True)  # a resumed job starts over
+        report = export_model(str(workspace.run_folder(name, "name").final), str(built),
+                              merge=config["options"].get("merge", True), root=workspace.root)
+        folder = workspace.install_export(built, name)
+        context.log(f"exported {name} ({'merged' if report['merged'] else 'as saved'}) "
+                    f"to exports/{name}")
+        return {"status": "completed", **report, "folder": str(folder)}
+    return run
+
+
 def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub,
               ray_address: str | None = None) -> dict[str, JobKind]:
     """Every job kind over one data root; ``hub`` makes Hub clients (a test double in tests);
@@ -180,6 +200,8 @@ def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub,
         train_kind(workspace, hub),
         JobKind("evaluate", "gpu", "accelerator", _evaluate(workspace), reads=_evaluated),
         JobKind("push_model", "gpu", "accelerator", _push_model(workspace, hub),
+                reads=_named("model")),
+        JobKind("export_model", "gpu", "accelerator", _export_model(workspace),
                 reads=_named("model")),
     )
     return {kind.name: kind for kind in kinds}

@@ -265,12 +265,14 @@ class JobManager:
             return self.store.load(record.job_id)
 
     def jobs_using(self, dataset: str | None = None, model: str | None = None,
-                   writers_only: bool = False) -> list[JobRecord]:
+                   writers_only: bool = False, waiting: bool = False) -> list[JobRecord]:
         """Queued or running jobs that write (or, unless ``writers_only``, read) the named
-        dataset or model: what must not be deleted or trained on meanwhile."""
+        dataset or model: what must not be trained on meanwhile. ``waiting``: paused and
+        interrupted jobs too, which go on when resumed: what must not be deleted."""
+        statuses = ("queued",) + RUNNING_LIKE + (("paused", "interrupted") if waiting else ())
         found = []
         for record in self.store.all():
-            if record.status not in ("queued",) + RUNNING_LIKE or record.kind not in self.kinds:
+            if record.status not in statuses or record.kind not in self.kinds:
                 continue
             touched = self.kinds[record.kind].touches(record, writers_only)
             wanted = {("dataset", dataset) if dataset else None,

@@ -1,5 +1,7 @@
-// Models: trained models with their metrics; summarize a text or a page image with one.
+// Models: trained models with their metrics and actions; summarize a text or a page image
+// with one.
 import { ApiError, get, post } from "./api.js";
+import { modelActions } from "./model_actions.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 
 const form = document.getElementById("summarize-form");
@@ -19,11 +21,12 @@ async function listModels() {
     box.replaceChildren(el("p", { class: "empty" }, "No trained models yet: start one on the Train Model page."));
   } else {
     box.replaceChildren(el("table", {},
-      el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L"].map((h) => el("th", {}, h))),
-      models.map((m) => el("tr", { "data-model": m.name }, el("td", {}, m.name),
+      el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L", "actions"].map((h) => el("th", {}, h))),
+      models.map((m) => el("tr", { "data-model": m.name }, el("td", { id: `model-${m.name}` }, m.name),
         el("td", {}, status(m)), el("td", {}, m.metrics.steps ?? "—"),
         el("td", {}, number(m.metrics.best_eval_loss)), el("td", {}, number(m.metrics.rouge?.rouge1)),
-        el("td", {}, number(m.metrics.rouge?.rougeL))))));
+        el("td", {}, number(m.metrics.rouge?.rougeL)),
+        el("td", {}, modelActions(m, () => listModels().catch((e) => toast(e.message, "error"))))))));
   }
   // Summaries are for the OCR models: a chat model reads no pages.
   const ready = models.filter((m) => m.final && m.task !== "chat");
