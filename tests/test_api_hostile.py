@@ -39,10 +39,10 @@ from deepsynth.config.requests import body_schema, query_parameters
 from deepsynth.config.server import ServerConfig
 from deepsynth.config.spec import MAX_INT
 
-MIN_REQUESTS = 5000
+MIN_REQUESTS = 3000
 # Requests per rule and method that a client uses: a base, and more for each field (path
 # parameter, query parameter, body property) so that every field gets hostile values.
-EXAMPLES, EXAMPLES_PER_FIELD = 55, 12
+EXAMPLES, EXAMPLES_PER_FIELD = 30, 8
 EXAMPLES_AUTOMATIC = 8  # HEAD and OPTIONS, which Flask answers for every rule by itself
 SETTINGS = hypothesis.settings(
     derandomize=True, database=None, deadline=None, phases=[Phase.generate],
