@@ -96,7 +96,10 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     page.locator("#monitor-link").click()
     job_id = re.search(r"job=([\w-]+)", page.url).group(1)
     playwright_api.expect(page.locator("#detail-title .badge")).to_have_text("running")
-    page.wait_for_function("() => +document.querySelector('#loss-chart')?.dataset.points > 3")
+    # The first steps wait for the model to load and the data to open: tens of seconds on a
+    # loaded machine, beyond the page's default timeout.
+    page.wait_for_function("() => +document.querySelector('#loss-chart')?.dataset.points > 3",
+                           timeout=120 * SECONDS)
     card = page.locator(f'.job[data-job="{job_id}"]')
     status = job_status(base, job_id)
     assert status == "running", f"the job was {status} before Pause could be clicked"
