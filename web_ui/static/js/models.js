@@ -18,12 +18,13 @@ async function listModels() {
   if (!models.length) {
     box.replaceChildren(el("p", { class: "empty" }, "No trained models yet: start one on the Train Model page."));
   } else {
-    box.replaceChildren(el("table", {},
-      el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L"].map((h) => el("th", {}, h))),
-      models.map((m) => el("tr", { "data-model": m.name }, el("td", {}, m.name),
-        el("td", {}, status(m)), el("td", {}, m.metrics.steps ?? "—"),
-        el("td", {}, number(m.metrics.best_eval_loss)), el("td", {}, number(m.metrics.rouge?.rouge1)),
-        el("td", {}, number(m.metrics.rouge?.rougeL))))));
+    // "stack": on a phone each row is a block whose cells carry their column's name.
+    const columns = ["Model", "Status", "Steps", "Eval loss", "ROUGE-1", "ROUGE-L"];
+    box.replaceChildren(el("table", { class: "stack" },
+      el("tr", {}, columns.map((h) => el("th", {}, h))),
+      models.map((m) => el("tr", { "data-model": m.name }, [m.name, status(m), m.metrics.steps ?? "—",
+        number(m.metrics.best_eval_loss), number(m.metrics.rouge?.rouge1), number(m.metrics.rouge?.rougeL)]
+        .map((cell, i) => el("td", { "data-label": columns[i] }, cell))))));
   }
   // Summaries are for the OCR models: a chat model reads no pages.
   const ready = models.filter((m) => m.final && m.task !== "chat");

@@ -61,8 +61,10 @@ function actionButton(job, action) {
 }
 
 function cardContent(job) {
-  const title = el("button", { type: "button", class: "linklike title", "aria-label": `show ${job.job_id}`,
-                               onclick: () => select(job.job_id, { reveal: true }) }, `${job.kind} · ${job.name ?? job.job_id}`);
+  // Its accessible name starts with the visible text (what a speech user says to press it).
+  const shown = `${job.kind} · ${job.name ?? job.job_id}`;
+  const title = el("button", { type: "button", class: "linklike title", "aria-label": `${shown}: show details`,
+                               onclick: () => select(job.job_id, { reveal: true }) }, shown);
   return [el("header", {}, title, badge(job.status),
              el("span", { class: "muted" }, new Date(job.created_at * 1000).toLocaleString())),
           progressLine(job),
