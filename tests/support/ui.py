@@ -67,6 +67,7 @@ def tour(page, name: str) -> None:
         return
     Path(TOUR).mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
+    page.mouse.move(0, 0)  # no tooltip of wherever the pointer was left
     for width, height, suffix in TOUR_SIZES:
         page.set_viewport_size({"width": width, "height": height})
         settle(page)

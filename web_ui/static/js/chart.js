@@ -122,11 +122,18 @@ function mount(container, nodes, root) {
   return hadFocus;
 }
 
+// The first two series have their CSS colours (blue; orange, dashed); more series (runs
+// compared) take these, in order, on the lines, their dots and the legend alike.
+const MORE_COLOURS = ["#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
+const colourStyle = (i, property) => (i < 2 ? null : `${property}: ${MORE_COLOURS[(i - 2) % MORE_COLOURS.length]}`);
+
 function legend(series) {
   const list = html("ul", { class: "legend" });
   series.forEach((s, i) => {
     const item = html("li", { "data-series": s.name });
-    item.append(html("span", { class: `swatch${i ? " second" : ""}`, "aria-hidden": "true" }), s.name);
+    const swatch = html("span", { class: `swatch${i ? " second" : ""}`, "aria-hidden": "true" });
+    if (i >= 2) swatch.setAttribute("style", colourStyle(i, "border-top-color") + "; border-top-style: solid");
+    item.append(swatch, s.name);
     list.append(item);
   });
   return list;
@@ -173,9 +180,15 @@ export function lineChart(container, series, { title = "", xLabel = "step" } = {
   series.forEach((s, i) => {
     if (!s.points.length) return;
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
-    root.append(svg("path", { class: `line${i ? " second" : ""}`, d, "data-series": s.name }));
+    const path = svg("path", { class: `line${i ? " second" : ""}`, d, "data-series": s.name });
+    if (i >= 2) path.setAttribute("style", `${colourStyle(i, "stroke")}; stroke-dasharray: none`);
+    root.append(path);
     if (s.points.length < 40) {
-      for (const p of s.points) root.append(svg("circle", { class: `dot${i ? " second" : ""}`, cx: sx(p[0]), cy: sy(p[1]), r: 2.5 }));
+      for (const p of s.points) {
+        const dot = svg("circle", { class: `dot${i ? " second" : ""}`, cx: sx(p[0]), cy: sy(p[1]), r: 2.5 });
+        if (i >= 2) dot.setAttribute("style", colourStyle(i, "fill"));
+        root.append(dot);
+      }
     }
     for (const p of s.points) items.push({ x: sx(p[0]), y: sy(p[1]), step: p[0], text: `${xLabel} ${value(p[0])} · ${s.name} ${value(p[1])}` });
   });
