@@ -189,6 +189,8 @@ def test_charts_have_nice_ticks_a_legend_values_and_the_cards_width(server, brow
     page.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
     tip = page.locator("#test-chart .chart-tip")
     playwright_api.expect(tip).to_have_text("step 240 · eval loss 1.1")
+    shown = tip.bounding_box()  # just above the point, not somewhere else on the card
+    assert point["y"] - 60 < shown["y"] + shown["height"] <= point["y"] + 2, (shown, point)
     # ...and by keyboard: the chart takes focus, End and the arrows walk the points.
     page.mouse.move(0, 0)
     chart.focus()

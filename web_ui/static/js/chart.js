@@ -82,9 +82,10 @@ function interactive(container, root, items, spread) {
     tip.textContent = item.text;
     tip.hidden = false;
     const scale = root.getBoundingClientRect().width / Number(root.dataset.width) || 1;
+    // Placed in the container's coordinates: the legend above the chart shifts it down.
     const left = Math.min(item.x * scale + 8, Math.max(0, root.clientWidth - tip.offsetWidth - 4));
-    tip.style.left = `${left}px`;
-    tip.style.top = `${Math.max(0, item.y * scale - tip.offsetHeight - 8)}px`;
+    tip.style.left = `${root.offsetLeft + left}px`;
+    tip.style.top = `${root.offsetTop + Math.max(0, item.y * scale - tip.offsetHeight - 8)}px`;
   };
   const hide = () => { tip.hidden = true; marker.setAttribute("visibility", "hidden"); };
   root.addEventListener("pointermove", (event) => {
