@@ -12,7 +12,7 @@ import pytest
 
 from deepsynth.config.server import ServerConfig
 from support.server import Client, running
-from support.ui import settle
+from support.ui import settle, tour
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -196,6 +196,7 @@ def test_charts_have_nice_ticks_a_legend_values_and_the_cards_width(server, brow
     chart.focus()
     page.keyboard.press("End")
     playwright_api.expect(tip).to_contain_text("step 360 · ")
+    tour(page, "chart")  # the keyboard's tooltip stays while the tour resizes the page
     page.keyboard.press("Home")
     playwright_api.expect(tip).to_have_text(re.compile(r"^step 1 · train loss 8\.08"))
     page.keyboard.press("ArrowRight")

@@ -81,11 +81,13 @@ function interactive(container, root, items, spread) {
     marker.setAttribute("visibility", "visible");
     tip.textContent = item.text;
     tip.hidden = false;
-    const scale = root.getBoundingClientRect().width / Number(root.dataset.width) || 1;
-    // Placed in the container's coordinates: the legend above the chart shifts it down.
-    const left = Math.min(item.x * scale + 8, Math.max(0, root.clientWidth - tip.offsetWidth - 4));
-    tip.style.left = `${root.offsetLeft + left}px`;
-    tip.style.top = `${root.offsetTop + Math.max(0, item.y * scale - tip.offsetHeight - 8)}px`;
+    const box = root.getBoundingClientRect(), outer = container.getBoundingClientRect();
+    const scale = box.width / Number(root.dataset.width) || 1;
+    // Placed in the container's coordinates (an SVG element has no offsetTop): the legend
+    // above the chart shifts it down.
+    const left = Math.min(item.x * scale + 8, Math.max(0, box.width - tip.offsetWidth - 4));
+    tip.style.left = `${box.left - outer.left + left}px`;
+    tip.style.top = `${box.top - outer.top + Math.max(0, item.y * scale - tip.offsetHeight - 8)}px`;
   };
   const hide = () => { tip.hidden = true; marker.setAttribute("visibility", "hidden"); };
   root.addEventListener("pointermove", (event) => {
