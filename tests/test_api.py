@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,7 @@ def test_health_and_presets(api):
 
 
 def test_benchmark_dataset_then_training_job_through_the_api(api):
-    client, _ = api
+    client, app = api
     status, created = client.call("POST", "/api/benchmark/create", {
         "preset": "scitldr", "max_samples": 6, "name": "scitldr-demo",
         "page_size": "256x256", "font_size": 12, "margin": 8, "workers": 1})
@@ -64,6 +65,21 @@ def test_benchmark_dataset_then_training_job_through_the_api(api):
         "model": "demo-model", "text": "A short document about rivers."})
     assert status == 200 and isinstance(summary["summary"], str)
     assert summary["randomly_initialized_base"] is True
+    # Side by side (the playground): a run with the same weights reads the same page the
+    # same way, so its summary is the same; the base model is named after the config's.
+    models = app.config["WORKSPACE"].models
+    shutil.copytree(models / "demo-model", models / "demo-twin")
+    status, both = client.call("POST", "/api/summarize", {
+        "model": "demo-model", "text": "A short document about rivers.",
+        "compare_with": "demo-twin"})
+    assert status == 200, both
+    assert both["comparison"]["model"] == "demo-twin"
+    assert both["comparison"]["summary"] == both["summary"] == summary["summary"]
+    status, beside = client.call("POST", "/api/summarize", {
+        "model": "demo-model", "text": "A short document about rivers.",
+        "compare_with": "base"})
+    assert status == 200 and beside["comparison"]["model"] == "base: tiny-deepseek-ocr-2"
+    shutil.rmtree(models / "demo-twin")
     status, evaluation = client.call("POST", "/api/evaluate", {
         "model": "demo-model", "dataset": "scitldr-demo", "max_samples": 2})
     assert status == 202

@@ -30,7 +30,7 @@ from deepsynth.config.server import ServerConfig
 
 TOKEN = "inputs-test-token"
 NO_BODY = object()
-PAGES = ("/", "/custom", "/train", "/monitor", "/models")
+PAGES = ("/", "/custom", "/train", "/monitor", "/models", "/playground", "/compare")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +100,8 @@ R_CKPT, R_LORA = "/api/training/checkpoints", "/api/lora/presets/recommended"
 R_ESTIMATE = "/api/training/estimate"
 R_OPTIMAL = "/api/training/optimal-config/<preset>"
 R_CHATV, R_CHATP = "/api/chat/validate", "/api/chat/preview"
+R_CHATG, R_COMPARE, R_CONFIG = "/api/chat/generate", "/api/compare", "/api/models/<name>/config"
+HELLO = [{"role": "user", "content": "Hello?"}]
 CHAT = {"source": "uploads/chat.jsonl"}
 
 CASES: list[Case] = [
@@ -462,6 +464,48 @@ CASES: list[Case] = [
     bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "foo": 1}, field="foo",
         label="unknown field"),
     *body_cases("POST", R_SUM, R_SUM),
+    # The playground: beside the base model or another run; a chat run's reply.
+    good("POST", R_SUM, R_SUM, {"model": "m", "text": "Rivers.", "compare_with": "base"},
+         label="beside the base model"),
+    good("POST", R_SUM, R_SUM, {"model": "m", "text": "Rivers.", "compare_with": "m-x1"},
+         label="beside another run"),
+    bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "compare_with": "nope"}, 404,
+        field="compare_with"),
+    bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "compare_with": "chat-m"}, 422,
+        field="compare_with", label="a chat run to compare with"),
+    bad("POST", R_SUM, R_SUM, {"model": "m", "text": "x", "compare_with": "../m"},
+        field="compare_with"),
+    bad("POST", R_SUM, R_SUM, {"model": "chat-m", "text": "x"}, 422, field="model",
+        label="a chat run"),
+    good("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": HELLO, "max_new_tokens": 4}),
+    bad("POST", R_CHATG, R_CHATG, {"model": "m", "messages": HELLO}, 422, field="model",
+        label="an OCR run"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "nope", "messages": HELLO}, 404, field="model"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": []}, 422, field="messages",
+        label="no messages"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": [
+        {"role": "assistant", "content": "Hi"}]}, 422, field="messages[0].role",
+        label="the assistant spoke last"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": [
+        {"role": "robot", "content": "Hi"}]}, field="messages[0].role"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": ["Hi"]}, field="messages[0]"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m"}, field="messages"),
+    bad("POST", R_CHATG, R_CHATG, {"model": "chat-m", "messages": HELLO, "max_new_tokens": 0},
+        field="max_new_tokens"),
+    *body_cases("POST", R_CHATG, R_CHATG),
+    # Run comparison and cloning.
+    good("GET", R_CONFIG, "/api/models/m/config"),
+    bad("GET", R_CONFIG, "/api/models/nope/config", status=404, field="model"),
+    bad("GET", R_CONFIG, "/api/models/m-nofinal/config", status=404, field="model",
+        label="no configuration"),
+    bad("GET", R_CONFIG, "/api/models/../config", field="model"),
+    good("POST", R_COMPARE, R_COMPARE, {"models": ["m", "chat-m"]}),
+    bad("POST", R_COMPARE, R_COMPARE, {"models": []}, field="models"),
+    bad("POST", R_COMPARE, R_COMPARE, {"models": ["m"] * 9}, field="models", label="nine"),
+    bad("POST", R_COMPARE, R_COMPARE, {"models": "m"}, field="models"),
+    bad("POST", R_COMPARE, R_COMPARE, {"models": ["../m"]}, field="models"),
+    bad("POST", R_COMPARE, R_COMPARE, {"models": ["m", "nope"]}, 404, field="models"),
+    *body_cases("POST", R_COMPARE, R_COMPARE),
     good("DELETE", R_MODEL, "/api/models/m-del"),
     bad("DELETE", R_MODEL, "/api/models/nope", status=404),
     bad("DELETE", R_MODEL, "/api/models/..", field="model"),
@@ -604,6 +648,16 @@ def open_server(tmp_path_factory):
         done = wait_job(client, started["job_id"], 180)
         assert done["status"] == "completed", done["error"]
         ids["train_job"] = started["job_id"]
+        write_jsonl(root / "uploads" / "chat-good.jsonl", [
+            {"messages": [{"role": "user", "content": "Hi?"},
+                          {"role": "assistant", "content": "Hello."}]}] * 2)
+        status, started = client.call("POST", "/api/model/train", {
+            "trainer_type": "generic", "peft": "full", "max_steps": 1, "batch_size": 2,
+            "gradient_accumulation_steps": 1, "mixed_precision": "no",
+            "dataset": "uploads/chat-good.jsonl", "name": "chat-m"})
+        assert status == 202, started
+        done = wait_job(client, started["job_id"], 180)
+        assert done["status"] == "completed", done["error"]
     for name in ("ds-del", "ds-busy", "ds-pub"):
         shutil.copytree(root / "datasets" / "ds", root / "datasets" / name)
     for name in ("m-del", "m-busy", "m-x1", "m-x2", "m-x3"):

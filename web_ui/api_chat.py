@@ -1,16 +1,21 @@
-"""Chat data for the generic trainer, ``/api/chat/*``: validate a chat file (with its
-detected format and, for ShareGPT, Alpaca or a JSON array, the conversion report), preview a
-record's labels."""
+"""Chat, ``/api/chat/*``: for the generic trainer, validate a chat file (with its detected
+format and, for ShareGPT, Alpaca or a JSON array, the conversion report) and preview a
+record's labels; for the playground, a trained chat model's reply to a conversation."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+import dataclasses
+
 from deepsynth.config import from_dict
 from deepsynth.config.chat import ChatInspectConfig
+from deepsynth.config.requests import ChatGenerateRequest
+from deepsynth.errors import ConfigRefused
 from web_ui import schemas
 from web_ui.app_context import workspace
-from web_ui.requests_json import body, declares
+from web_ui.model_calls import TookTooLong, bounded, too_slow
+from web_ui.requests_json import body, declares, parsed_body
 
 blueprint = Blueprint("chat", __name__)
 
@@ -45,3 +50,26 @@ def preview():
 
     request, path, encoder = _inspect_request()
     return jsonify(preview_line(path, request.line, encoder))
+
+
+@blueprint.post("/api/chat/generate")
+@declares(body=ChatGenerateRequest, errors=(404, 422, 504))
+def generate():
+    """A chat run's reply to the conversation so far, rendered with its chat template."""
+    from deepsynth.chat.reply import chat_reply, check_conversation
+
+    request = parsed_body(ChatGenerateRequest)
+    run = workspace().existing_run(request.model)
+    if run.task() != "chat":
+        raise ConfigRefused("model", f"{request.model!r} is an OCR model: it reads pages, not "
+                            "conversations (summarize with it on the Models page)",
+                            "a model trained with trainer_type generic")
+    final = workspace().trained_model(request.model)
+    messages = [dataclasses.asdict(message) for message in request.messages]
+    check_conversation(messages)
+    try:
+        reply = bounded(chat_reply, str(final), messages, request.max_new_tokens,
+                        workspace().root)
+    except TookTooLong:
+        return too_slow("the reply")
+    return jsonify({"model": request.model, **reply})

@@ -28,7 +28,9 @@ PAGES = (Page("benchmark", "/", "Benchmark Datasets", "cpu"),
          Page("custom", "/custom", "Custom Dataset", "cpu"),
          Page("train", "/train", "Train Model", "gpu"),
          Page("monitor", "/monitor", "Monitor Jobs", None),
-         Page("models", "/models", "Models", "gpu"))
+         Page("models", "/models", "Models", "gpu"),
+         Page("playground", "/playground", "Playground", "gpu"),
+         Page("compare", "/compare", "Compare Runs", "gpu"))
 
 
 def _service_url(role: str) -> str:

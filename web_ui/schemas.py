@@ -86,3 +86,12 @@ ESTIMATE = {"type": "object", "required": [
         "step_time": {"type": "array", "items": {"type": "object"}},
         "notes": {"type": "array", "items": {"type": "string"}},
         "warnings": {"type": "array", "items": {"type": "string"}}}}
+
+
+def compare_body() -> dict:
+    """POST /api/compare: 1 to MAX_COMPARED run names."""
+    from deepsynth.config.requests import MAX_COMPARED, CompareRequest, body_schema
+
+    schema = body_schema(CompareRequest)
+    schema["properties"]["models"].update(minItems=1, maxItems=MAX_COMPARED)
+    return schema

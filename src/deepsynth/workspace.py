@@ -133,7 +133,7 @@ class Workspace:
     def existing_run(self, name: object, field: str = "model"):
         run = self.run_folder(name, field)
         if not run.path.is_dir():
-            raise NotFound(f"no model {name!r}")
+            raise NotFound(f"no model {name!r}", field)
         return run
 
     def trained_model(self, name: object, field: str = "model") -> Path:

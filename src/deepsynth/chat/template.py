@@ -183,11 +183,16 @@ class ChatEncoder:
         messages = conversation["messages"]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
         head = {**conversation, "messages": messages[:last]}
-        reference = messages[last].get("content") or ""
+        return self.generation_prompt(head), messages[last].get("content") or ""
+
+    def generation_prompt(self, conversation: dict) -> str:
+        """The conversation so far, then the start of the assistant's next turn: what a
+        reply is generated from (the model's template with its generation prompt, or the
+        built-in one)."""
         if self.use_model_template:
-            return self._apply(self._model_messages(head["messages"]),
-                               conversation.get("tools") or None, True), reference
-        return self.builtin_prompt(head), reference
+            return self._apply(self._model_messages(conversation["messages"]),
+                               conversation.get("tools") or None, True)
+        return self.builtin_prompt(conversation)
 
     # Tokens and labels.
     def _tokenize(self, text: str):

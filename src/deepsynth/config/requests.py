@@ -80,6 +80,50 @@ class SummarizeRequest:
                                max_chars=MAX_IMAGE_CHARS)
 
 
+    compare_with: str | None = option(None, help="also summarize with \"base\" (the model "
+                                      "the run was trained from) or another run, by name",
+                                      check=name_rule)
+
+
+MAX_COMPARED = 8
+
+
+def run_names(value: object) -> str | None:
+    """The ``check`` of a list of run names: 1 to :data:`MAX_COMPARED` folder names."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_COMPARED:
+        return f"must be a list of 1 to {MAX_COMPARED} model names"
+    return next((NAME_RULE for item in value if name_rule(item)), None)
+
+
+run_names.pattern = NAME_PATTERN  # of each item (the OpenAPI document states the count)
+
+
+@dataclass
+class CompareRequest:
+    models: list[str] = option(help=f"runs trained here, by name (1 to {MAX_COMPARED})",
+                               check=run_names)
+
+
+CHAT_ROLES = ("system", "user", "assistant")
+MAX_MESSAGE_CHARS = 20_000
+
+
+@dataclass
+class ChatMessage:
+    role: str = option(help="who speaks", choices=CHAT_ROLES)
+    content: str = option(help="what they say", max_chars=MAX_MESSAGE_CHARS)
+
+
+@dataclass
+class ChatGenerateRequest:
+    model: str = option(help="a chat model trained here (trainer_type generic), by name",
+                        check=name_rule)
+    messages: list[ChatMessage] = option(help="the conversation so far, ending with a user "
+                                         "message")
+    max_new_tokens: int | None = option(None, min=1, max=1024, help="at most this many "
+                                        "tokens in the reply (default: the run's own limit)")
+
+
 @dataclass
 class LoraRecommendationRequest:
     num_samples: int = option(min=1, help="how many training samples the run has")

@@ -30,7 +30,7 @@ __all__ = [
     "LORA_PRESETS", "MLP", "OCR_LORA_PRESETS", "ROUTER", "TASKS", "TRAINER_TYPES",
     "TRAINING_PRESETS", "AdapterConfig", "ChatConfig", "EvaluationConfig", "HubConfig",
     "MoeConfig", "ScheduleConfig", "TaskConfig", "TrainingConfig", "task_kind",
-    "train_command", "training_config",
+    "train_command", "train_options", "training_config",
 ]
 
 
@@ -267,15 +267,21 @@ def training_config(data: dict[str, Any], *, strict: bool = False) -> TrainingCo
 _ALWAYS = ("dataset", "out", "trainer_type", "peft", "preset")
 
 
-def train_command(config: TrainingConfig) -> str:
-    """The ``deepsynth train`` command that parses back to ``config``: the fields that differ
-    from what the command's own defaults (trainer type and PEFT method included) give."""
+def train_options(config: TrainingConfig) -> dict:
+    """The options that reproduce ``config``: the fields that differ from what the command's
+    own defaults (trainer type and PEFT method included) give, with those defaults' makings
+    (dataset, out, trainer type, PEFT method, preset). What ``train_command`` writes as flags
+    and what a cloned run's Train form is filled with."""
     values = to_dict(config)
     baseline = to_dict(training_config({name: values[name] for name in _ALWAYS}))
+    return {name: value for name, value in values.items() if value is not None
+            and (name in _ALWAYS or value != baseline[name])}
+
+
+def train_command(config: TrainingConfig) -> str:
+    """The ``deepsynth train`` command that parses back to ``config``."""
     words = ["deepsynth", "train"]
-    for name, value in values.items():
-        if value is None or (name not in _ALWAYS and value == baseline[name]):
-            continue
+    for name, value in train_options(config).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             words.append(flag if value else f"--no-{name.replace('_', '-')}")

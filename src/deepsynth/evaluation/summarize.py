@@ -31,17 +31,20 @@ def training_render_config(model_dir: str) -> RenderConfig | None:
 
 def summarize(model: str, text: str | None = None, images: list[str] | None = None,
               max_new_tokens: int | None = None, num_beams: int = 1, root: Path | None = None,
-              render: RenderConfig | None = None) -> dict:
-    """``max_new_tokens`` None: the limit the model was trained with (see model_settings)."""
+              render: RenderConfig | None = None, like: str | None = None) -> dict:
+    """``max_new_tokens`` None: the limit the model was trained with (see model_settings).
+    ``like``: a trained model whose prompt, image mode, length limit and render options are
+    used instead of ``model``'s own, so a base model reads the same page the same way as
+    the run trained from it."""
     if bool(text) == bool(images):
         raise DeepSynthError("give either a text or page images, not both")
     loaded = load_model(model, root=root)
-    settings = model_settings(model)
+    settings = model_settings(like or model)
     max_new_tokens = max_new_tokens or settings["max_new_tokens"]
     encoder = encoder_for(loaded, settings)
     rendered_stats = None
     if text is not None:
-        render = render or training_render_config(model) or RenderConfig(
+        render = render or training_render_config(like or model) or RenderConfig(
             page_size=f"{loaded.image_size}x{loaded.image_size}")
         renderer = build_renderer(render)
         document = renderer.render(text)

@@ -253,3 +253,29 @@ function scaleLegend(root, container, box, peak, shade) {
     svg("text", { class: "tick", x: box.x + box.width, y: box.y + 25, "text-anchor": "end" }, `${(100 * peak).toFixed(1)}% of tokens`));
   root.append(defs, scale);
 }
+
+// Several series on one chart (runs compared), each in its own colour: lineChart draws the
+// lines, their dots and the legend; this gives each series its colour from SERIES_COLOURS
+// (inline, so every series differs), notes a series without points in the legend, and keeps
+// doing so when the chart is drawn again at a new width.
+export const SERIES_COLOURS = ["#1d4ed8", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
+
+export function overlayChart(container, series, options = {}) {
+  lineChart(container, series, options);
+  container._draw = () => overlayChart(container, series, options);
+  const colour = (i) => SERIES_COLOURS[i % SERIES_COLOURS.length];
+  let current = null;  // each path's dots follow it
+  for (const node of container.querySelector("svg").children) {
+    if (node.tagName === "path" && node.dataset.series !== undefined) {
+      current = colour(series.findIndex((s) => s.name === node.dataset.series));
+      node.style.stroke = current;
+      node.style.strokeDasharray = "none";
+    } else if (node.tagName === "circle" && node.classList.contains("dot") && current) node.style.fill = current;
+  }
+  container.querySelectorAll(".legend li").forEach((item, i) => {
+    const swatch = item.querySelector(".swatch");
+    swatch.style.borderTopColor = colour(i);
+    swatch.style.borderTopStyle = "solid";
+    if (!series[i].points.length) item.append(" (no points)");
+  });
+}

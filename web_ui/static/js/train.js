@@ -4,6 +4,7 @@ import { ApiError, api, get, post } from "./api.js";
 import { submittedText } from "./jobs.js";
 import { clearErrors, el, setFieldError, showError, toast } from "./ui.js";
 import { collect, field, labelText, requestSchema, setValue } from "./schema.js";
+import { applyClone } from "./clone.js";
 
 const form = document.getElementById("train-form");
 const GROUPS = {
@@ -414,6 +415,7 @@ async function start() {
   form.addEventListener("input", scheduleEstimate);
   form.addEventListener("change", scheduleEstimate);
   form.addEventListener("submit", submit);
+  await applyClone(form).catch((error) => toast(`Clone: ${error.message}`, "error"));
   updateCommands();
   scheduleEstimate();
   await loadCheckpoints();
