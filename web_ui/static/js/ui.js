@@ -20,7 +20,11 @@ export function el(tag, attrs = {}, ...children) {
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   const bar = document.querySelector(".submit-bar");
-  box.style.bottom = bar ? `${bar.offsetHeight + 16}px` : "";
+  if (bar && !box.dataset.lifted) {  // the bar grows (its estimate line arrives): follow it
+    box.dataset.lifted = "1";
+    new ResizeObserver(() => { box.style.bottom = `${bar.offsetHeight + 16}px`; }).observe(bar);
+  }
+  if (bar) box.style.bottom = `${bar.offsetHeight + 16}px`;
   const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
                   el("span", {}, message),
                   el("button", { type: "button", class: "close", "aria-label": "Dismiss", title: "Dismiss",
