@@ -70,7 +70,7 @@ def test_out_of_range_expert_dropout_is_refused_in_the_form(server, page):
     playwright_api.expect(message).to_have_text("")
     page.get_by_role("button", name="Start training").click()
     # ...in the form's words: the field's label, not its API name (issue 18 item 9).
-    playwright_api.expect(message).to_contain_text("“lora preset”", timeout=10 * SECONDS)
+    playwright_api.expect(message).to_contain_text("“LoRA preset”", timeout=10 * SECONDS)
     assert api_get(base, "/api/jobs?kind=train")["total"] == before
 
 
@@ -84,7 +84,7 @@ def test_train_watch_pause_resume_and_reload_in_the_monitor(server, page):
     page.goto(base + "/train")
     page.get_by_label("Dataset", exact=True).select_option("ui-demo")
     page.locator('[data-preset="quick_test"]').click()
-    page.get_by_label("name", exact=True).fill("ui-model")
+    page.get_by_label("Name", exact=True).fill("ui-model")
     # About 10 steps/s on two idle cores: 360 steps train for well over 30 s.
     page.get_by_label("max steps").fill("360")
     page.get_by_label("eval steps").fill("120")
@@ -190,7 +190,7 @@ def test_custom_dataset_preview_and_render_stats(server, page):
     playwright_api.expect(page.locator("#c-font_size-error")).to_contain_text("between 6 and 96")
     page.get_by_label("font size").fill("12")
     page.get_by_label("page size").fill("256x256")
-    page.get_by_label("name", exact=True).fill("mine")
+    page.get_by_label("Name", exact=True).fill("mine")
     tour(page, "custom")
     page.get_by_role("button", name="Generate dataset").click()
     playwright_api.expect(page.locator("#custom-job .badge")).to_have_text(
@@ -201,7 +201,7 @@ def test_custom_dataset_preview_and_render_stats(server, page):
 def test_the_train_page_offers_the_image_mode(server, page):
     base, _ = server
     page.goto(base + "/train")
-    mode = page.get_by_label("image mode", exact=True)
+    mode = page.get_by_label("Image mode", exact=True)
     # expect() waits for the options the schema fills in (a plain read can run before them)
     playwright_api.expect(mode.locator("option")).to_have_text(["global", "crops"])
     playwright_api.expect(mode).to_have_value("global")
@@ -251,7 +251,7 @@ def test_generic_trainer_validates_chat_and_previews_labels(server, page):
     page.get_by_role("button", name="Start training").click()
     # In the form's words (issue 18 item 9): its label and its button, not API names.
     source_error = page.locator("#t-chat_source-error")
-    playwright_api.expect(source_error).to_contain_text("set “skip invalid lines”")
+    playwright_api.expect(source_error).to_contain_text("set “Skip invalid lines”")
     playwright_api.expect(source_error).to_contain_text("press Validate to list them")
     assert "skip_invalid_lines" not in source_error.inner_text()
     assert "/api/" not in source_error.inner_text()

@@ -124,8 +124,8 @@ def test_compare_runs_overlays_curves_diffs_configs_and_clones(server, page):
     page.locator('[data-clone="ocr-a"]').click()
     expect(page.locator("#clone-notice")).to_contain_text("Cloned from ocr-a",
                                                           timeout=30 * SECONDS)
-    expect(page.get_by_label("name", exact=True)).to_have_value("ocr-a-clone")
-    expect(page.get_by_label("learning rate", exact=True)).to_have_value("0.0005")
+    expect(page.get_by_label("Name", exact=True)).to_have_value("ocr-a-clone")
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("0.0005")
     expect(page.get_by_label("max steps")).to_have_value("2")
     expect(page.get_by_label("Dataset", exact=True)).to_have_value("pg")
     command = page.locator("#cli-equivalent")

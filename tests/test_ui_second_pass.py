@@ -256,7 +256,7 @@ def test_presets_and_the_lora_recommendation_agree_in_the_form(server, page):
     # cpu_demo trains in full: the LoRA fields do not apply.
     playwright_api.expect(page.get_by_label("peft")).to_have_value("full")
     playwright_api.expect(page.get_by_label("lora preset")).to_be_disabled()
-    playwright_api.expect(page.get_by_label("lora r", exact=True)).to_be_disabled()
+    playwright_api.expect(page.get_by_label("LoRA r", exact=True)).to_be_disabled()
     playwright_api.expect(page.locator("#t-lora_r-hint")).to_have_text("not used with peft full")
     page.get_by_role("button", name="Apply recommended LoRA preset").click()
     advice = page.locator("#recommendation")
@@ -269,7 +269,7 @@ def test_presets_and_the_lora_recommendation_agree_in_the_form(server, page):
         "aria-pressed", "false")
     # What the LoRA preset sets is shown, from the API's preset table.
     presets = api_get(base, "/api/lora/presets")["presets"]
-    rank = page.get_by_label("lora r", exact=True)
+    rank = page.get_by_label("LoRA r", exact=True)
     playwright_api.expect(rank).to_be_enabled()
     playwright_api.expect(rank).to_have_attribute("placeholder", str(presets["tiny_data"]["r"]))
     playwright_api.expect(page.locator("#t-lora_alpha-hint")).to_have_text(
@@ -315,6 +315,12 @@ def test_chat_runs_stay_out_of_summaries_and_ocr_panels(server, page):
     playwright_api.expect(picker.first).to_be_attached()  # the listing has filled it in
     options = picker.all_inner_texts()
     assert "chatty" not in options, options
+    # On a phone the models table stacks: no sideways scroll, each cell named (issue 18 item 16).
+    page.set_viewport_size({"width": 390, "height": 844})
+    row = page.locator('tr[data-model="chatty"]')
+    playwright_api.expect(row.locator("td").first).to_have_css("display", "grid")
+    assert page.evaluate("() => document.scrollingElement.scrollWidth <= innerWidth")
+    assert row.locator("td").nth(1).get_attribute("data-label") == "Status"
     status, refused = client.call("POST", "/api/summarize", {"model": "chatty", "text": ""})
     assert status == 422 and refused["field"] == "text", refused
     assert refused["error"] == ("text is empty: give a text to summarize, or a page image "

@@ -51,10 +51,29 @@ def page(browser, request):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+# The tour's widths: a phone, a laptop (NAME.png, the README's) and a wide screen.
+TOUR_SIZES = ((1280, 900, ""), (390, 844, "-390"), (1920, 1080, "-1920"))
+
+
+def settle(page) -> None:
+    """Two animation frames: resize observers (the charts) have redrawn at the new width."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
 def tour(page, name: str) -> None:
-    if TOUR:
-        Path(TOUR).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(TOUR) / f"{name}.png"), full_page=False)
+    """With DEEPSYNTH_SCREENSHOTS=DIR, NAME.png, NAME-390.png and NAME-1920.png into DIR;
+    the page's own viewport is put back afterwards."""
+    if not TOUR:
+        return
+    Path(TOUR).mkdir(parents=True, exist_ok=True)
+    before = page.viewport_size
+    page.mouse.move(0, 0)  # no tooltip of wherever the pointer was left
+    for width, height, suffix in TOUR_SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        settle(page)
+        page.screenshot(path=str(Path(TOUR) / f"{name}{suffix}.png"), full_page=False)
+    page.set_viewport_size(before)
+    settle(page)
 
 
 def api_get(base: str, path: str) -> dict:

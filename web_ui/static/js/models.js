@@ -20,13 +20,16 @@ async function listModels() {
   if (!models.length) {
     box.replaceChildren(el("p", { class: "empty" }, "No trained models yet: start one on the Train Model page."));
   } else {
-    box.replaceChildren(el("table", {},
-      el("tr", {}, ["model", "status", "steps", "eval loss", "ROUGE-1", "ROUGE-L", "actions"].map((h) => el("th", {}, h))),
-      models.map((m) => el("tr", { "data-model": m.name }, el("td", { id: `model-${m.name}` }, m.name),
-        el("td", {}, status(m)), el("td", {}, m.metrics.steps ?? "—"),
-        el("td", {}, number(m.metrics.best_eval_loss)), el("td", {}, number(m.metrics.rouge?.rouge1)),
-        el("td", {}, number(m.metrics.rouge?.rougeL)),
-        el("td", {}, modelActions(m, () => listModels().catch((e) => toast(e.message, "error"))))))));
+    // "stack": on a phone each row is a block whose cells carry their column's name.
+    const columns = ["Model", "Status", "Steps", "Eval loss", "ROUGE-1", "ROUGE-L", "Actions"];
+    const refresh = () => listModels().catch((e) => toast(e.message, "error"));
+    box.replaceChildren(el("table", { class: "stack" },
+      el("tr", {}, columns.map((h) => el("th", {}, h))),
+      models.map((m) => el("tr", { "data-model": m.name }, [m.name, status(m), m.metrics.steps ?? "—",
+        number(m.metrics.best_eval_loss), number(m.metrics.rouge?.rouge1), number(m.metrics.rouge?.rougeL),
+        modelActions(m, refresh)]
+        .map((cell, i) => el("td", { "data-label": columns[i], id: i === 0 ? `model-${m.name}` : null },
+          cell))))));
   }
   // Summaries are for the OCR models: a chat model reads no pages.
   const ready = models.filter((m) => m.final && m.task !== "chat");

@@ -61,8 +61,10 @@ function actionButton(job, action) {
 }
 
 function cardContent(job) {
-  const title = el("button", { type: "button", class: "linklike title", "aria-label": `show ${job.job_id}`,
-                               onclick: () => select(job.job_id, { reveal: true }) }, `${job.kind} · ${job.name ?? job.job_id}`);
+  // Its accessible name starts with the visible text (what a speech user says to press it).
+  const shown = `${job.kind} · ${job.name ?? job.job_id}`;
+  const title = el("button", { type: "button", class: "linklike title", "aria-label": `${shown}: show details`,
+                               onclick: () => select(job.job_id, { reveal: true }) }, shown);
   return [el("header", {}, title, badge(job.status),
              el("span", { class: "muted" }, new Date(job.created_at * 1000).toLocaleString())),
           progressLine(job),
@@ -253,7 +255,7 @@ class TrainingWatch extends JobWatch {
     const found = await get(`/api/jobs/${this.job.job_id}/samples`);
     if (!found.step) { this.samples.replaceChildren(el("p", { class: "empty" }, "No evaluation yet.")); return; }
     const table = (title, rows) => el("section", {}, el("h3", {}, title), el("table", { class: "samples" },
-      el("tr", {}, el("th", {}, "ROUGE-L"), el("th", {}, "prediction"), el("th", {}, "reference")),
+      el("tr", {}, el("th", {}, "ROUGE-L"), el("th", {}, "Prediction"), el("th", {}, "Reference")),
       rows.map((s) => el("tr", {}, el("td", {}, (s.rougeL ?? 0).toFixed(3)), el("td", {}, s.prediction), el("td", {}, s.reference)))));
     this.samples.replaceChildren(el("p", { class: "muted" }, `evaluation at step ${found.step}`),
       table("Best", found.best), table("Worst", found.worst));

@@ -11,12 +11,29 @@ export async function requestSchema(path, method = "post") {
   return spec.paths[path][method].requestBody.content["application/json"].schema;
 }
 
+// The schema bounds every integer by ±(2^63 - 1) (what the field fits in): in words such a
+// bound is no bound at all.
+const shownBound = (v) => (v !== undefined && Math.abs(v) < Number.MAX_SAFE_INTEGER ? v : undefined);
+
+// A range in words: "0–1", or "at least 1" when it has no upper end (not "1–…").
 export function allowedText(schema) {
   if (schema.enum) return schema.enum.join(", ");
-  if (schema.minimum !== undefined || schema.maximum !== undefined) {
-    return `${schema.minimum ?? "…"}–${schema.maximum ?? "…"}`;
-  }
+  const low = shownBound(schema.minimum), high = shownBound(schema.maximum);
+  if (low !== undefined && high !== undefined) return `${low}–${high}`;
+  if (low !== undefined) return `at least ${low}`;
+  if (high !== undefined) return `at most ${high}`;
   return null;
+}
+
+// Words a label writes as their owners do; every other word stays lower case.
+const PROPER = { lora: "LoRA", moe: "MoE", peft: "PEFT", id: "ID", hf: "HF", hub: "Hub", rouge: "ROUGE",
+                 url: "URL", gpu: "GPU", cpu: "CPU", ocr: "OCR", eos: "EOS", bidrop: "BiDrop", json: "JSON",
+                 jsonl: "JSONL", csv: "CSV", png: "PNG" };
+
+// One casing for every label: sentence case ("LoRA r", "Max steps", "Dataset").
+export function labelText(name) {
+  const words = name.split("_").map((word) => PROPER[word] ?? word);
+  return words.join(" ").replace(/^[a-z]/, (c) => c.toUpperCase());
 }
 
 const typeOf = (schema) => (Array.isArray(schema.type) ? schema.type[0] : schema.type);
@@ -40,7 +57,9 @@ export function problem(value, schema) {
   if (schema.enum && !schema.enum.includes(value)) return `must be one of ${schema.enum.join(", ")}`;
   const low = schema.minimum, high = schema.maximum;
   if ((low !== undefined && value < low) || (high !== undefined && value > high)) {
-    return `must be between ${low ?? "-∞"} and ${high ?? "∞"}`;
+    if (value < low && shownBound(high) === undefined) return `must be at least ${low}`;
+    if (value > high && shownBound(low) === undefined) return `must be at most ${high}`;
+    return `must be between ${low} and ${high}`;
   }
   return "";
 }
@@ -70,13 +89,14 @@ function control(name, schema, id) {
 }
 
 // A labelled field with its range, default, guide (recommended range, what it costs) and an
-// error slot; validated as the user types.
-export function field(name, schema, { prefix = "f", label = name.replaceAll("_", " ") } = {}) {
+// error slot; validated as the user types. The guide is a tooltip shown while the field is
+// hovered or focused (CSS), so keyboard and touch users reach it too.
+export function field(name, schema, { prefix = "f", label = labelText(name) } = {}) {
   const id = `${prefix}-${name}`;
   const input = control(name, schema, id);
   const allowed = allowedText(schema);
   const guide = schema["x-guide"];
-  const hint = [allowed && (schema.enum ? `one of ${allowed}` : `range ${allowed}`),
+  const hint = [allowed && (schema.enum ? `one of ${allowed}` : allowed.startsWith("at ") ? allowed : `range ${allowed}`),
                 schema.default !== undefined && schema.default !== null && `default ${schema.default}`,
                 guide && `recommended ${guide.recommended}`].filter(Boolean).join(" · ");
   const tip = [schema.description, guide && `What it does: ${guide.what}.`,
@@ -84,9 +104,11 @@ export function field(name, schema, { prefix = "f", label = name.replaceAll("_",
   const check = () => setFieldError(input, problem(readValue(input, schema), schema));
   input.addEventListener("input", check);
   input.addEventListener("change", check);
-  input.setAttribute("aria-describedby", `${id}-hint ${id}-error`);
-  const title = el("span", { class: "tip", title: tip }, label);
-  const wrapper = typeOf(schema) === "boolean"
+  const boolean = typeOf(schema) === "boolean";
+  const shownTip = tip && tip !== (boolean ? schema.description : hint || schema.description);
+  input.setAttribute("aria-describedby", `${id}-hint ${id}-error${shownTip ? ` ${id}-tip` : ""}`);
+  const title = el("span", { class: shownTip ? "tip" : "name" }, label);
+  const wrapper = boolean
     ? el("div", { class: "field", "data-field": name },
          el("label", { for: id }, input, " ", title),
          el("span", { class: "hint", id: `${id}-hint` }, schema.description))
@@ -94,6 +116,7 @@ export function field(name, schema, { prefix = "f", label = name.replaceAll("_",
          el("label", { for: id }, title), input,
          el("span", { class: "hint", id: `${id}-hint` }, hint || schema.description));
   wrapper.append(el("p", { class: "field-error", id: `${id}-error`, role: "alert" }));
+  if (shownTip) wrapper.append(el("span", { class: "tip-text", id: `${id}-tip`, role: "tooltip" }, tip));
   return wrapper;
 }
 

@@ -3,7 +3,7 @@
 import { ApiError, api, get, post } from "./api.js";
 import { submittedText } from "./jobs.js";
 import { clearErrors, el, setFieldError, showError, toast } from "./ui.js";
-import { collect, field, requestSchema, setValue } from "./schema.js";
+import { collect, field, labelText, requestSchema, setValue } from "./schema.js";
 import { applyClone } from "./clone.js";
 
 const form = document.getElementById("train-form");
@@ -394,7 +394,7 @@ async function start() {
   describeModel();
   const trainerButtons = cardGroup("trainers", TRAINERS, "trainer", chooseTrainer);
   trainerButtons[0].setAttribute("aria-pressed", "true");
-  cardGroup("training-presets", Object.keys(presets).map((name) => ({ name, title: name.replaceAll("_", " "),
+  cardGroup("training-presets", Object.keys(presets).map((name) => ({ name, title: labelText(name),
     text: PRESET_TEXT[name] ?? "" })), "preset", (preset) => {
     state.preset = preset.name;
     for (const [name, value] of Object.entries(presets[preset.name])) setValue(form, name, value);

@@ -15,10 +15,20 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A toast: bottom-right, lifted above a sticky submit bar so it never hides that bar's
+// button or status, and dismissable (its close button) before it times out.
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
+  const bar = document.querySelector(".submit-bar");
+  if (bar && !box.dataset.lifted) {  // the bar grows (its estimate line arrives): follow it
+    box.dataset.lifted = "1";
+    new ResizeObserver(() => { box.style.bottom = `${bar.offsetHeight + 16}px`; }).observe(bar);
+  }
+  if (bar) box.style.bottom = `${bar.offsetHeight + 16}px`;
   const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
-                  message);
+                  el("span", {}, message),
+                  el("button", { type: "button", class: "close", "aria-label": "Dismiss", title: "Dismiss",
+                                 onclick: () => item.remove() }, "×"));
   box.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 9000 : 5000);
 }
@@ -29,7 +39,7 @@ export function inFormWords(form, message) {
   return String(message).replace(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b/g, (name) => {
     const input = form?.querySelector(`[name="${name}"]`);
     const label = input && form.querySelector(`label[for="${input.id}"]`);
-    const text = label && (label.querySelector(".tip") ?? label.firstChild)?.textContent.trim();
+    const text = label && (label.querySelector(".tip, .name") ?? label.firstChild)?.textContent.trim();
     return text ? `“${text}”` : name;
   });
 }
