@@ -25,6 +25,7 @@ from deepsynth.data.manifest import Manifest, SplitState
 from deepsynth.data.output_folder import (
     check_disk_space, drop_damaged_shards, open_manifest, prepare_folder,
 )
+from deepsynth.data.qa import require_tesseract, run_qa
 from deepsynth.data.records import (
     Document, content_key, first_row, is_blank, row_document,
 )
@@ -35,7 +36,7 @@ from deepsynth.errors import BadRow, DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
 from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
-from deepsynth.render.renderer import build_renderer
+from deepsynth.render.variety import build_row_renderer
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 4
@@ -55,6 +56,7 @@ class GenerationResult:
     hub_error: str | None = None
     damaged_shards: list[str] = field(default_factory=list)  # found on resume, rendered again
     skipped: dict[str, list[str]] = field(default_factory=dict)  # this run's first, by count
+    qa: dict | None = None  # the render QA report of --qa-sample (data/qa.py)
 
 
 class _Generation:
@@ -126,7 +128,7 @@ class _Generation:
         if rows is None or rows == 0:
             check_disk_space(self.folder, 0, None)
             return
-        renderer = build_renderer(self.config.render)
+        renderer = build_row_renderer(self.config.render)
         sizes = []
         for raw in self.source.rows(plans[0].source_split):
             if len(sizes) >= SAMPLE_ROWS:
@@ -137,7 +139,7 @@ class _Generation:
                 document = row_document(raw, self.mapping, "sample")
             except SourceError:
                 continue
-            pages = renderer.render(document.text).pages
+            pages = renderer.render_row(document.text, document.id).pages
             sizes.append(sum(map(len, pages)) + 2 * len(document.text.encode()))
         if sizes:
             check_disk_space(self.folder, sum(sizes) / len(sizes),
@@ -292,7 +294,9 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
     if first is None:
         raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
                           f"rows")
-    build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
+    build_row_renderer(config.render)  # a bad font or tokenizer fails here, before any work
+    if config.qa_sample:
+        require_tesseract()  # before any work, not after the dataset is written
     folder = prepare_folder(config.out_folder)
     engine = open_engine(config)  # Ray missing, unreachable or without CPUs: before any work
     try:
@@ -304,6 +308,11 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
             run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
                               should_stop, engine)
             run.damaged_shards = damaged
-            return run.run(plans)
+            result = run.run(plans)
     finally:
         engine.close()
+    if config.qa_sample and result.status == "complete":
+        # After the folder lock is released: run_qa takes it to store its report, exactly
+        # as `deepsynth qa` does.
+        result.qa = run_qa(folder, config.qa_sample, workers=config.worker_count)
+    return result

@@ -46,6 +46,8 @@ class RenderedDocument:
     # each page's text tokens per vision token (not a dataset column; counted in the
     # manifest as lossy_pages and unreadable_pages, see legibility.py)
     page_compression: list[float] = field(default_factory=list)
+    # the row's sampled style under rendering variety (render/variety.py), else None
+    render_params: dict | None = None
 
     def warnings(self) -> list[dict]:
         return document_warnings(self.page_compression, self.stats.missing_glyphs,
@@ -146,6 +148,13 @@ class Renderer:
         stats = self._stats(text, pages, size, truncated)
         timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
         return RenderedDocument(encoded, stats, timings, self._page_compression(stats, pages))
+
+    def render_row(self, text: str, row_id: str) -> RenderedDocument:
+        """A dataset row: every row alike (rendering variety samples a style per row)."""
+        return self.render(text)
+
+    def for_row(self, row_id: str) -> Renderer:
+        return self
 
     def render_images(self, text: str) -> list[Image.Image]:
         """Pages as Pillow images (no PNG encoding), for previews."""
