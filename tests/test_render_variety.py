@@ -83,6 +83,14 @@ def test_an_unknown_variety_font_names_vary_fonts():
     assert caught.value.field == "vary_fonts"
 
 
+def test_deepsynth_render_refuses_variety_naming_the_option(tmp_path):
+    result = run_cli("render", "--text", "Hi", "--out", str(tmp_path / "p.png"),
+                     "--vary-margin-min", "4", "--vary-margin-max", "9")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: vary_margin_min is not an option of deepsynth "
+                                    "render"), result.stderr
+
+
 def generate(tmp_path, render: RenderConfig, rows: int = 12, **options):
     corpus = write_jsonl(tmp_path / "corpus" / "train.jsonl", articles(rows, words=60))
     out = tmp_path / "ds"

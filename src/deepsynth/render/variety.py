@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
-from deepsynth.config.dataset import RenderConfig
+from deepsynth.config.dataset import RenderConfig, VarietyConfig
+from deepsynth.config.spec import flat_fields
 from deepsynth.errors import ConfigError
 from deepsynth.render.fonts import resolve_font
 from deepsynth.render.renderer import RenderedDocument, Renderer, build_renderer
@@ -105,3 +106,17 @@ def build_row_renderer(config: RenderConfig) -> Renderer | VarietyRenderer:
         return build_renderer(config)
     return VarietyRenderer(config, token_counter(config.tokenizer))
 
+
+
+def variety_fields() -> tuple[str, ...]:
+    return tuple(flat_fields(VarietyConfig))
+
+
+def refuse_variety(given: dict, where: str) -> None:
+    """One text drawn once (``deepsynth render``, the render preview) has no rows to vary:
+    a ``vary_*`` option given there is refused, naming it, rather than ignored."""
+    for name in variety_fields():
+        if given.get(name) not in (None, [], ()):
+            raise ConfigError(name, f"is not an option of {where}: rendering variety samples "
+                              "a style per dataset row (deepsynth generate)",
+                              "the render options without vary_*")
