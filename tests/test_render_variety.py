@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import articles, run_cli, write_jsonl
+from support.server import HubDouble
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME
@@ -91,13 +92,13 @@ def test_deepsynth_render_refuses_variety_naming_the_option(tmp_path):
                                     "render"), result.stderr
 
 
-def generate(tmp_path, render: RenderConfig, rows: int = 12, **options):
+def generate(tmp_path, render: RenderConfig, rows: int = 12, hub=None, **options):
     corpus = write_jsonl(tmp_path / "corpus" / "train.jsonl", articles(rows, words=60))
     out = tmp_path / "ds"
     generate_dataset(GenerationConfig(
         out=str(out), source=SourceConfig(source=str(corpus), text_field="article",
                                           summary_field="highlights", id_field="id"),
-        render=render, workers=1, **options))
+        render=render, workers=1, **options), hub_client=hub, backoff_seconds=0)
     return out
 
 
@@ -135,8 +136,12 @@ def test_without_variety_shards_have_no_style_column(tmp_path):
     assert manifest["config"]["render"]["vary_fonts"] == []
 
 
-@pytest.mark.skipif(not tesseract_path() or "eng" not in installed_languages(),
-                    reason="Tesseract with its eng pack is not installed (scripts/setup.sh)")
+needs_tesseract = pytest.mark.skipif(
+    not tesseract_path() or "eng" not in installed_languages(),
+    reason="Tesseract with its eng pack is not installed (scripts/setup.sh)")
+
+
+@needs_tesseract
 def test_generate_with_variety_and_qa_sample_stores_the_report(tmp_path):
     # Rows of several pages: a row laid out in another style breaks its pages elsewhere.
     corpus = write_jsonl(tmp_path / "corpus" / "train.jsonl", articles(3, words=250))
@@ -161,3 +166,15 @@ def test_generate_with_variety_and_qa_sample_stores_the_report(tmp_path):
     assert "## Render QA" in (out / "README.md").read_text()
     assert {r["font"] for r in pq.read_table(out / "data" / "train-00000.parquet").column(
         "render_params").to_pylist()} <= {"DejaVuSerif", "DejaVuSansMono"}
+
+
+@needs_tesseract
+def test_the_card_pushed_to_the_hub_has_the_qa_section(tmp_path):
+    """Uses HubDouble, a test double of the Hub client (the Hub is unreachable here)."""
+    hub = HubDouble("token", "dataset")
+    out = generate(tmp_path, RenderConfig(page_size="small"), rows=1, hub=hub, qa_sample=1,
+                   push_to_hub="me/qa")
+    files = HubDouble.repositories[("dataset", "me/qa")]
+    card = files["README.md"].decode()
+    assert "## Render QA" in card and card == (out / "README.md").read_text()
+    assert json.loads(files[MANIFEST_NAME])["qa"]["sample"] == 1

@@ -25,7 +25,7 @@ from deepsynth.data.manifest import Manifest, SplitState
 from deepsynth.data.output_folder import (
     check_disk_space, drop_damaged_shards, open_manifest, prepare_folder,
 )
-from deepsynth.data.qa import require_tesseract, run_qa
+from deepsynth.data.qa import qa_report, require_tesseract
 from deepsynth.data.records import (
     Document, content_key, first_row, is_blank, row_document,
 )
@@ -94,6 +94,13 @@ class _Generation:
         data["status"] = "failed" if self.failure else "stopped" if self.stopped else "complete"
         data["error"] = str(self.failure) if self.failure else None
         data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        qa = None
+        if self.config.qa_sample and data["status"] == "complete":
+            self.manifest.save()  # complete, whatever the QA meets
+            # The report of `deepsynth qa --sample N` (seed 0), stored as it stores it, before
+            # the card is written and uploaded with it.
+            qa = data["qa"] = qa_report(self.folder, self.manifest, self.config.qa_sample,
+                                        workers=self.config.worker_count)
         self.manifest.save()
         write_card(self.folder, self.manifest)
         if self.failure:
@@ -103,7 +110,7 @@ class _Generation:
         return GenerationResult(
             self.folder, data["status"], {n: s.rows for n, s in self.manifest.splits.items()},
             self.manifest.totals(), dict(self.timings), self.publisher.error,
-            self.damaged_shards, self.skipped)
+            self.damaged_shards, self.skipped, qa)
 
     def _keys(self, state: SplitState) -> set[bytes]:
         return {bytes.fromhex(h) for h in read_column(self.folder, state.shards, "text_sha256")}
@@ -308,11 +315,6 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
             run = _Generation(config, folder, source, mapping, manifest, publisher, progress,
                               should_stop, engine)
             run.damaged_shards = damaged
-            result = run.run(plans)
+            return run.run(plans)
     finally:
         engine.close()
-    if config.qa_sample and result.status == "complete":
-        # After the folder lock is released: run_qa takes it to store its report, exactly
-        # as `deepsynth qa` does.
-        result.qa = run_qa(folder, config.qa_sample, workers=config.worker_count)
-    return result

@@ -129,6 +129,22 @@ def require_tesseract() -> None:
                              "(and tesseract-ocr-ara, -heb, -hin ... for other scripts)")
 
 
+def qa_report(folder: Path, manifest: Manifest, sample: int, seed: int = 0,
+              workers: int | None = None) -> dict:
+    """OCR ``sample`` pages of the dataset ``manifest`` describes, chosen with ``seed``; the
+    report (``run_qa`` stores it; a generation with ``qa_sample`` stores it in its own
+    manifest, under the folder lock it holds, before its card is written and uploaded)."""
+    require_tesseract()
+    pages = _all_pages(folder, manifest)
+    chosen = sorted(random.Random(seed).sample(pages, min(sample, len(pages))))
+    items = _checks(folder, manifest, chosen)
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_read, _batches(items, workers)))
+    checks = [check for check, _, _ in items]
+    return {"sample": len(checks), "of_pages": len(pages), "seed": seed, **_summary(checks)}
+
+
 def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
            workers: int | None = None) -> dict:
     """OCR ``sample`` pages chosen with ``seed``; the report, also saved in the manifest."""
@@ -138,15 +154,7 @@ def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
     manifest = Manifest.load(folder)
     if manifest is None:
         raise NotFound(f"{folder} is not a dataset made by deepsynth (no manifest)")
-    require_tesseract()
-    pages = _all_pages(folder, manifest)
-    chosen = sorted(random.Random(seed).sample(pages, min(sample, len(pages))))
-    items = _checks(folder, manifest, chosen)
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_read, _batches(items, workers)))
-    checks = [check for check, _, _ in items]
-    report = {"sample": len(checks), "of_pages": len(pages), "seed": seed, **_summary(checks)}
+    report = qa_report(folder, manifest, sample, seed, workers)
     with FolderLock(folder):  # a generation writing this folder keeps its manifest
         manifest = Manifest.load(folder)
         manifest.data["qa"] = report
