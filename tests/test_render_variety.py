@@ -10,10 +10,10 @@ import json
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
 from conftest import articles, run_cli, write_jsonl
+from PIL import Image
 from support.server import HubDouble
+
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
 from deepsynth.data.generate import generate_dataset
 from deepsynth.data.manifest import MANIFEST_NAME

@@ -17,8 +17,8 @@ from deepsynth.data.file_formats import PREVIEW_LIMITS, describe_file
 from deepsynth.data.sources import LocalSource, SourceError, open_source
 from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
-from deepsynth.render.variety import refuse_variety
 from deepsynth.render.tokens import vision_token_table
+from deepsynth.render.variety import refuse_variety
 from web_ui import schemas
 from web_ui.app_context import workspace
 from web_ui.requests_json import body, declares, parsed_body

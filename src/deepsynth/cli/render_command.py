@@ -10,8 +10,8 @@ from pathlib import Path
 from deepsynth.config import RenderConfig, add_arguments, from_namespace
 from deepsynth.errors import DeepSynthError
 from deepsynth.render.renderer import build_renderer
-from deepsynth.render.variety import refuse_variety
 from deepsynth.render.tokens import vision_token_table
+from deepsynth.render.variety import refuse_variety
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -151,12 +151,12 @@ class RenderConfig:
         vary = self.variety
         widest = self.margin if vary.vary_margin_max is None else vary.vary_margin_max
         largest = self.font_size if vary.vary_font_size_max is None else vary.vary_font_size_max
-        for name, margin, size in (("margin", self.margin, self.font_size),
-                                   ("vary_margin_max", widest, largest)):
+        for name, margin, size, at in (
+                ("margin", self.margin, self.font_size, ""),
+                ("vary_margin_max", widest, largest, f" at font size {largest}")):
             if 2 * margin >= min(width, height) - size:
-                raise ConfigError(name, f"leaves no room for text on a {width}x{height} page "
-                                  f"at font size {size}; use at most "
-                                  f"{(min(width, height) - size) // 2 - 1}")
+                raise ConfigError(name, f"leaves no room for text on a {width}x{height} "
+                                  f"page{at}; use at most {(min(width, height) - size) // 2 - 1}")
         if (self.overflow == "shrink" or self.target_compression) \
                 and self.min_font_size > self.font_size:
             raise ConfigError("min_font_size", f"must be at most font_size ({self.font_size})")
@@ -242,7 +242,6 @@ class GenerationConfig:
                                      "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else "
                                      "Ray started on this machine)",
                                      check=ray_address_problem, max_chars=300)
-
     qa_sample: int = option(0, help="after writing, read this many seeded pages back with "
                             "Tesseract (as deepsynth qa does; 0: no QA)", min=0, max=10_000)
 
@@ -277,5 +276,5 @@ class GenerationConfig:
         return Path(self.out)
 
 
-__all__ = ["RenderConfig", "VarietyConfig", "SourceConfig", "GenerationConfig", "ENGINES", "parse_page_size",
-           "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]
+__all__ = ["RenderConfig", "VarietyConfig", "SourceConfig", "GenerationConfig", "ENGINES",
+           "parse_page_size", "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]

@@ -8,7 +8,7 @@ import yaml
 
 from deepsynth.atomic_files import write_text_atomic
 from deepsynth.config import RenderConfig, from_dict
-from deepsynth.config.dataset import parse_page_size
+from deepsynth.config.dataset import VARIETY_RANGES, VarietyConfig, parse_page_size
 from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
@@ -45,19 +45,17 @@ def _license_line(source: str) -> str:
     return f"Source corpus: {preset.title}; license: {preset.license}."
 
 
-def _variety(render: dict) -> bool:
-    return from_dict(RenderConfig, render).variety.enabled
+def _variety(render: dict) -> VarietyConfig:
+    return from_dict(RenderConfig, render).variety
 
 
 def _variety_text(render: dict) -> str:
     """The rendering-variety sentence of the card ("" without variety)."""
-    if not _variety(render):
+    vary = _variety(render)
+    if not vary.enabled:
         return ""
-    config = from_dict(RenderConfig, render)
-    vary = config.variety
     parts = [f"fonts {', '.join(vary.vary_fonts)}"] if vary.vary_fonts else []
-    parts += [f"{name.replace('_', ' ')} {low}-{high}" for name in ("font_size", "line_spacing",
-                                                                      "margin")
+    parts += [f"{name.replace('_', ' ')} {low}-{high}" for name in VARIETY_RANGES
               for low, high in [vary.range(name)] if low is not None]
     return (f"\nRendering variety: each row's style is sampled (seed {vary.vary_seed} and the "
             f"row id) from {'; '.join(parts)}, and recorded in its `render_params` column; "
@@ -70,7 +68,7 @@ def front_matter(manifest: Manifest) -> dict:
         "configs": [{"config_name": "default", "data_files": [
             {"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
         "dataset_info": {
-            "features": card_features(_variety(manifest.data["config"]["render"])),
+            "features": card_features(_variety(manifest.data["config"]["render"]).enabled),
             "splits": [{"name": s, "num_bytes": sum(x["bytes"] for x in manifest.splits[s].shards),
                         "num_examples": manifest.splits[s].rows} for s in splits],
         },
