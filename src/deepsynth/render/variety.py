@@ -65,6 +65,7 @@ class VarietyRenderer:
             except ConfigError as exc:  # the list, not the fixed font, named the file
                 raise ConfigError("vary_fonts", exc.message, exc.allowed) from None
         self._renderers: OrderedDict[tuple, Renderer] = OrderedDict()
+        self._shared: dict = {}  # (font, size): measurer and masks, shared by the styles
 
     def params(self, row_id: str) -> dict:
         return sample_params(self.config, row_id)
@@ -81,7 +82,7 @@ class VarietyRenderer:
                 color_mode=config.color_mode, png_level=config.png_level,
                 overflow=config.overflow, max_pages=config.max_pages,
                 fallback_fonts=config.fallback_fonts, tokens=self.tokens,
-                target_compression=config.target_compression)
+                target_compression=config.target_compression, shared_fonts=self._shared)
             self._renderers[key] = renderer
             if len(self._renderers) > RENDERERS_KEPT:
                 self._renderers.popitem(last=False)
