@@ -108,7 +108,6 @@ def build_row_renderer(config: RenderConfig) -> Renderer | VarietyRenderer:
     return VarietyRenderer(config, token_counter(config.tokenizer))
 
 
-
 def variety_fields() -> tuple[str, ...]:
     return tuple(flat_fields(VarietyConfig))
 
