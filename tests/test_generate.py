@@ -226,8 +226,11 @@ def test_shard_schema_matches_what_datasets_would_write():
     features = datasets.Features.from_arrow_schema(arrow_schema())
     assert isinstance(features["images"], datasets.List)
     assert isinstance(features["images"].feature, datasets.Image)
-    assert features.arrow_schema.equals(arrow_schema(), check_metadata=True)
-    assert features._to_yaml_list() == card_features()
+    for variety in (False, True):  # True: with the render_params column
+        features = datasets.Features.from_arrow_schema(arrow_schema(variety))
+        assert features.arrow_schema.equals(arrow_schema(variety), check_metadata=True)
+        assert features._to_yaml_list() == card_features(variety)
+    assert "render_params" in features and "render_params" not in arrow_schema().names
 
 
 def test_written_files_are_readable_by_others(tmp_path):

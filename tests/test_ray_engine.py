@@ -45,10 +45,22 @@ def corpus(folder: Path) -> Path:
     return folder
 
 
+# Rendering variety on in every run, so the Ray tasks are seen to draw each row in the same
+# sampled style as the local pool (the style is seeded by the row id, not by who renders it).
+VARIETY = {"vary_fonts": ["DejaVuSans", "DejaVuSerif"], "vary_font_size_min": 10,
+           "vary_font_size_max": 14, "vary_margin_min": 4, "vary_margin_max": 24}
+
+
+def variety_flags() -> list[str]:
+    flags = [f for font in VARIETY["vary_fonts"] for f in ("--vary-font", font)]
+    return flags + [f for name, value in VARIETY.items() if name != "vary_fonts"
+                    for f in (f"--{name.replace('_', '-')}", str(value))]
+
+
 def command(source: Path, out: str, *extra: str) -> list[str]:
     return ["generate", "--source", str(source), "--out", out, "--text-field", "article",
             "--summary-field", "highlights", "--id-field", "id", "--page-size", "tiny",
-            "--shard-size", str(SHARD_SIZE), *extra]
+            "--shard-size", str(SHARD_SIZE), *variety_flags(), *extra]
 
 
 def dataset(folder: Path) -> tuple[dict, dict]:
@@ -89,6 +101,8 @@ def local_run(source, tmp_path_factory) -> Path:
     _, facts = dataset(out)
     assert facts["totals"]["leaked"] == 4 and facts["totals"]["duplicates"] == 5
     assert facts["totals"]["empty"] == 3 and facts["totals"]["written"] == 230
+    styles = {tuple(r["render_params"].values()) for r in dataset(out)[0]["train"]}
+    assert len(styles) > 20  # rows drawn in many styles
     return out
 
 
@@ -163,7 +177,7 @@ def test_a_generation_job_of_the_service_runs_on_its_cluster(netns, source, loca
     shutil.copytree(source, root / "uploads" / "corpus")
     request = {"name": "news", "source": "uploads/corpus", "text_field": "article",
                "summary_field": "highlights", "id_field": "id", "page_size": "tiny",
-               "shard_size": SHARD_SIZE, "engine": "ray"}
+               "shard_size": SHARD_SIZE, "engine": "ray", **VARIETY}
     report = on_cluster(netns, "service", root / "datasets" / "news",
                         [str(root), json.dumps(request)])
     assert report["job"]["status"] == "completed", report["job"]

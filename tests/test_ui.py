@@ -428,3 +428,43 @@ def test_two_services_on_one_host_keep_their_own_sessions(browser, tmp_path):
         assert page.url == gpu_base + "/monitor"
         assert page.evaluate(api_status) == 200
         context.close()
+
+
+def test_a_generation_with_qa_shows_its_worst_pages_as_thumbnails(server, page):
+    """Benchmark tab: variety and qa_sample from the form (POST /api/benchmark/create); the
+    job's QA report (also in the manifest) shown as thumbnails with their CER and script."""
+    base, root = server
+    page.goto(base + "/")
+    playwright_api.expect(page.locator('[data-preset="scitldr"]')).to_have_attribute(
+        "aria-pressed", "true")
+    page.get_by_label("name").fill("ui-qa")
+    page.get_by_label("max samples").fill("2")
+    page.get_by_label("qa sample").fill("2")
+    page.get_by_text("Render options").click()
+    page.get_by_label("page size").fill("256x256")
+    page.get_by_text("Rendering variety").click()
+    page.get_by_label("fonts to vary").fill("DejaVuSans, DejaVuSerif")
+    page.get_by_label("smallest text px").fill("10")
+    page.get_by_label("largest text px").fill("13")
+    playwright_api.expect(page.locator("#cli-equivalent")).to_contain_text(
+        "--vary-font DejaVuSans --vary-font DejaVuSerif")
+    page.get_by_role("button", name="Generate dataset").click()
+    playwright_api.expect(page.locator("#generate-job .badge")).to_have_text(
+        "completed", timeout=120 * SECONDS)
+    report = json.loads((root / "datasets" / "ui-qa" / "deepsynth-manifest.json")
+                        .read_text())["qa"]
+    assert report["sample"] == 2 and report["worst"]
+    figures = page.locator("#qa-report figure")
+    playwright_api.expect(figures).to_have_count(len(report["worst"]))
+    playwright_api.expect(page.locator("#qa-report h3")).to_contain_text("over 2 of")
+    worst = report["worst"][0]
+    caption = figures.first.locator("figcaption")
+    playwright_api.expect(caption).to_contain_text(f"CER {100 * worst['cer']:.1f}%")
+    playwright_api.expect(caption).to_contain_text(worst["script"])
+    image = figures.first.locator("img")
+    playwright_api.expect(image).to_have_attribute(
+        "src", re.compile(rf"/api/datasets/ui-qa/samples/{worst['row']}/pages/{worst['page']}"
+                          rf"\.png\?split={worst['split']}$"))
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=image.element_handle())
+    assert image.evaluate("img => img.naturalWidth") == 256

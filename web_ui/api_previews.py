@@ -18,6 +18,7 @@ from deepsynth.data.sources import LocalSource, SourceError, open_source
 from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError
 from deepsynth.render.renderer import build_renderer
 from deepsynth.render.tokens import vision_token_table
+from deepsynth.render.variety import refuse_variety
 from web_ui import schemas
 from web_ui.app_context import workspace
 from web_ui.requests_json import body, declares, parsed_body
@@ -37,6 +38,7 @@ def render_preview():
     if len(text) > schemas.MAX_PREVIEW_CHARS:
         raise ConfigError("text", f"is too long for a preview ({len(text)} characters)",
                           f"at most {schemas.MAX_PREVIEW_CHARS} characters")
+    refuse_variety({k: True for k in data}, "a preview")
     config = from_dict(RenderConfig, data, strict=True)
     rendered = build_renderer(config).render(text)
     return jsonify(stats=rendered.stats.to_dict(), pages=[

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig
 from deepsynth.config.chat import ChatInspectConfig
+from deepsynth.config.dataset import VarietyConfig
 from deepsynth.config.schema import TEXT_PATTERN, json_schema, merged_schema
+from deepsynth.config.spec import flat_fields
 from deepsynth.config.training import TrainingConfig
 from deepsynth.data.presets import PRESETS
 from deepsynth.jobs.state import STATUSES
@@ -43,7 +45,9 @@ def training_body() -> dict:
 
 
 def render_preview_body() -> dict:
-    return merged_schema(json_schema(RenderConfig), extra={"text": PREVIEW_TEXT},
+    # One text drawn once: no rows to vary (api_previews refuses vary_* by name).
+    return merged_schema(json_schema(RenderConfig, exclude=tuple(flat_fields(VarietyConfig))),
+                         extra={"text": PREVIEW_TEXT},
                          required=("text",))
 
 

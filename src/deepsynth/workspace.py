@@ -216,14 +216,21 @@ class Workspace:
                 raise NotFound(f"no tokenizer {options['tokenizer']!r} under the data root",
                                "tokenizer", "a tokenizer.json file or its folder")
             options["tokenizer"] = str(tokenizer)
-        font = options.get("font")
-        if font is not None and font not in BUNDLED_FONTS:
+        def confined(font: object, name: str) -> object:
+            if font is None or font in BUNDLED_FONTS:
+                return font
             if not isinstance(font, str) or not font.lower().endswith(tuple(FONT_SUFFIXES)):
                 raise NotFound(f"no font {font!r}: a bundled font ({', '.join(BUNDLED_FONTS)}) "
-                               "or a .ttf/.otf/.ttc file under the data root", "font",
+                               "or a .ttf/.otf/.ttc file under the data root", name,
                                ", ".join(BUNDLED_FONTS))
-            options["font"] = str(self.existing_file(font, "font"))
-            resolve_font(options["font"])  # a readable font file
+            path = str(self.existing_file(font, name))
+            resolve_font(path)  # a readable font file
+            return path
+
+        if "font" in options:
+            options["font"] = confined(options["font"], "font")
+        if isinstance(options.get("vary_fonts"), list):  # not a list: the config's 400
+            options["vary_fonts"] = [confined(f, "vary_fonts") for f in options["vary_fonts"]]
         return options
 
     def source(self, value: object) -> str:

@@ -87,9 +87,14 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.close()
     summary = {"folder": str(result.folder), "status": result.status, "rows": result.rows,
                "counts": result.totals, "warnings": dataset_warnings(result.totals)}
+    if result.qa is not None:
+        summary["qa"] = result.qa
     print(json.dumps(summary, indent=2))
     for warning in summary["warnings"]:
         print(f"warning: {warning['message']}", file=sys.stderr)
+    if result.qa is not None:
+        print(f"render QA: {result.qa['sample']} of {result.qa['of_pages']} pages read back "
+              f"(seed {result.qa['seed']})\n{qa_table(result.qa)}", file=sys.stderr)
     if result.status == "stopped":
         print("stopped: finished rows are kept; re-run the same command to resume",
               file=sys.stderr)

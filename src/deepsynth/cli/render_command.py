@@ -11,6 +11,7 @@ from deepsynth.config import RenderConfig, add_arguments, from_namespace
 from deepsynth.errors import DeepSynthError
 from deepsynth.render.renderer import build_renderer
 from deepsynth.render.tokens import vision_token_table
+from deepsynth.render.variety import refuse_variety
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def page_paths(out: Path, count: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_variety(vars(args), "deepsynth render")
     config = from_namespace(RenderConfig, args)
     if args.text_file:
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from deepsynth.config.spec import hub_repo_id, option
+from deepsynth.config.spec import hub_repo_id, option, section
 from deepsynth.errors import ConfigError
 
 PAGE_SIZES: dict[str, tuple[int, int]] = {
@@ -62,6 +62,57 @@ def _split_name_problem(value: list[str]) -> str | None:
     return None
 
 
+VARIETY_RANGES = ("font_size", "line_spacing", "margin")
+
+
+@dataclass
+class VarietyConfig:
+    """Rendering variety (opt-in): each row drawn with a font, size, line spacing and margin
+    sampled from these (seeded by ``vary_seed`` and the row's id; see render/variety.py).
+    A range left unset keeps the fixed option; all unset is no variety."""
+
+    vary_fonts: list[str] = option(
+        default_factory=list, flag="--vary-font", help="a font each row may be drawn with, "
+        "one chosen per row (repeatable; bundled names such as DejaVuSerif, or font files)")
+    vary_font_size_min: int | None = option(None, help="variety: smallest font size in px",
+                                            min=6, max=96)
+    vary_font_size_max: int | None = option(None, help="variety: largest font size in px",
+                                            min=6, max=96)
+    vary_line_spacing_min: float | None = option(None, help="variety: smallest line spacing",
+                                                 min=0.8, max=3.0)
+    vary_line_spacing_max: float | None = option(None, help="variety: largest line spacing",
+                                                 min=0.8, max=3.0)
+    vary_margin_min: int | None = option(None, help="variety: smallest margin in px",
+                                         min=0, max=512)
+    vary_margin_max: int | None = option(None, help="variety: largest margin in px",
+                                         min=0, max=512)
+    vary_seed: int = option(0, help="variety: the seed that, with each row's id, picks its "
+                            "style", min=0, max=2**31 - 1)
+
+    def check(self) -> None:
+        if len(self.vary_fonts) > 32:
+            raise ConfigError("vary_fonts", f"lists {len(self.vary_fonts)} fonts",
+                              "at most 32 fonts")
+        for name in VARIETY_RANGES:
+            low, high = self.range(name)
+            if (low is None) != (high is None):
+                given = f"vary_{name}_min" if high is None else f"vary_{name}_max"
+                missing = f"vary_{name}_max" if high is None else f"vary_{name}_min"
+                raise ConfigError(missing, f"is needed with {given} (a range has both ends)",
+                                  f"both vary_{name}_min and vary_{name}_max, or neither")
+            if low is not None and low > high:
+                raise ConfigError(f"vary_{name}_min", f"must be at most vary_{name}_max "
+                                  f"({high}); got {low}", f"at most {high}")
+
+    def range(self, name: str) -> tuple:
+        return getattr(self, f"vary_{name}_min"), getattr(self, f"vary_{name}_max")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.vary_fonts) or any(self.range(n)[0] is not None
+                                            for n in VARIETY_RANGES)
+
+
 @dataclass
 class RenderConfig:
     """How text becomes page images."""
@@ -93,12 +144,19 @@ class RenderConfig:
         None, help="per document, the largest font size (min_font_size..font_size) whose "
         "pages hold about this many text tokens per vision token (paginate only)",
         min=0.1, max=50.0)
+    variety: VarietyConfig = section(VarietyConfig, help="rendering variety (opt-in)")
 
     def check(self) -> None:
         width, height = parse_page_size(self.page_size)
-        if 2 * self.margin >= min(width, height) - self.font_size:
-            raise ConfigError("margin", f"leaves no room for text on a {width}x{height} page; "
-                              f"use at most {(min(width, height) - self.font_size) // 2 - 1}")
+        vary = self.variety
+        widest = self.margin if vary.vary_margin_max is None else vary.vary_margin_max
+        largest = self.font_size if vary.vary_font_size_max is None else vary.vary_font_size_max
+        for name, margin, size, at in (
+                ("margin", self.margin, self.font_size, ""),
+                ("vary_margin_max", widest, largest, f" at font size {largest}")):
+            if 2 * margin >= min(width, height) - size:
+                raise ConfigError(name, f"leaves no room for text on a {width}x{height} "
+                                  f"page{at}; use at most {(min(width, height) - size) // 2 - 1}")
         if (self.overflow == "shrink" or self.target_compression) \
                 and self.min_font_size > self.font_size:
             raise ConfigError("min_font_size", f"must be at most font_size ({self.font_size})")
@@ -184,6 +242,8 @@ class GenerationConfig:
                                      "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else "
                                      "Ray started on this machine)",
                                      check=ray_address_problem, max_chars=300)
+    qa_sample: int = option(0, help="after writing, read this many seeded pages back with "
+                            "Tesseract (as deepsynth qa does; 0: no QA)", min=0, max=10_000)
 
     def check(self) -> None:
         if self.source is None:
@@ -216,5 +276,5 @@ class GenerationConfig:
         return Path(self.out)
 
 
-__all__ = ["RenderConfig", "SourceConfig", "GenerationConfig", "ENGINES", "parse_page_size",
-           "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]
+__all__ = ["RenderConfig", "VarietyConfig", "SourceConfig", "GenerationConfig", "ENGINES",
+           "parse_page_size", "normalize_split", "PAGE_SIZES", "EVAL_SPLITS"]

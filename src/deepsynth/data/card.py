@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from deepsynth.atomic_files import write_text_atomic
-from deepsynth.config.dataset import parse_page_size
+from deepsynth.config import RenderConfig, from_dict
+from deepsynth.config.dataset import VARIETY_RANGES, VarietyConfig, parse_page_size
 from deepsynth.data.manifest import COUNT_NAMES, MANIFEST_NAME, Manifest
 from deepsynth.data.presets import PRESETS, BenchmarkPreset
 from deepsynth.data.shards import card_features
@@ -44,13 +45,30 @@ def _license_line(source: str) -> str:
     return f"Source corpus: {preset.title}; license: {preset.license}."
 
 
+def _variety(render: dict) -> VarietyConfig:
+    return from_dict(RenderConfig, render).variety
+
+
+def _variety_text(render: dict) -> str:
+    """The rendering-variety sentence of the card ("" without variety)."""
+    vary = _variety(render)
+    if not vary.enabled:
+        return ""
+    parts = [f"fonts {', '.join(vary.vary_fonts)}"] if vary.vary_fonts else []
+    parts += [f"{name.replace('_', ' ')} {low}-{high}" for name in VARIETY_RANGES
+              for low, high in [vary.range(name)] if low is not None]
+    return (f"\nRendering variety: each row's style is sampled (seed {vary.vary_seed} and the "
+            f"row id) from {'; '.join(parts)}, and recorded in its `render_params` column; "
+            f"the fixed options above hold where no range is given.\n")
+
+
 def front_matter(manifest: Manifest) -> dict:
     splits = [s for s in manifest.data["split_order"] if manifest.splits[s].shards]
     matter: dict = {
         "configs": [{"config_name": "default", "data_files": [
             {"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
         "dataset_info": {
-            "features": card_features(),
+            "features": card_features(_variety(manifest.data["config"]["render"]).enabled),
             "splits": [{"name": s, "num_bytes": sum(x["bytes"] for x in manifest.splits[s].shards),
                         "num_examples": manifest.splits[s].rows} for s in splits],
         },
@@ -139,7 +157,7 @@ Load it with `datasets.load_dataset("<this folder or repo>")`.
 Page size `{render['page_size']}`, font `{render['font']}` at {render['font_size']} px,
 margin {render['margin']} px, line spacing {render['line_spacing']}, `{render['color_mode']}`
 pages, overflow policy `{render['overflow']}`, max pages {render['max_pages'] or 'unlimited'}.
-`vision_tokens` counts DeepSeek-OCR-2's image tokens in image mode `global` (the
+{_variety_text(render)}`vision_tokens` counts DeepSeek-OCR-2's image tokens in image mode `global` (the
 default); `text_tokens` is {tokens}. Image tokens of one page, by model and image mode
 (the training option `image_mode`):
 

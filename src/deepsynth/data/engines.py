@@ -63,9 +63,12 @@ class Engine(Protocol):
 
 def shard_row(document: Document, key_hex: str, result: RenderedDocument) -> dict:
     """A row of a shard as both engines write it."""
-    return {"id": document.id, "text": document.text, "summary": document.summary,
-            "images": [{"bytes": page, "path": None} for page in result.pages],
-            **result.stats.to_dict(), "text_sha256": key_hex}
+    row = {"id": document.id, "text": document.text, "summary": document.summary,
+           "images": [{"bytes": page, "path": None} for page in result.pages],
+           **result.stats.to_dict(), "text_sha256": key_hex}
+    if result.render_params is not None:
+        row["render_params"] = result.render_params
+    return row
 
 
 def add_row_counts(written: dict[str, int], result: RenderedDocument) -> None:
@@ -89,6 +92,7 @@ class LocalEngine:
 
     def __init__(self, config: GenerationConfig):
         self.shard_size = config.shard_size
+        self.variety = config.render.variety.enabled
         self.pool = RenderPool(config.render, config.worker_count)
 
     def check_output(self, folder: Path) -> None:
@@ -100,9 +104,10 @@ class LocalEngine:
         written, timings = {}, empty_timings()
         last: Pending | None = None
         index = first_index
-        for pending, result in self.pool.map_ordered((p, p.document.text) for p in rows):
+        for pending, result in self.pool.map_ordered(
+                (p, p.document.text, p.document.id) for p in rows):
             if writer is None:
-                writer = ShardWriter(folder, split, index)
+                writer = ShardWriter(folder, split, index, variety=self.variety)
             start = time.perf_counter()
             writer.add(shard_row(pending.document, pending.key.hex(), result))
             add_row_counts(written, result)

@@ -25,6 +25,7 @@ from deepsynth.data.manifest import Manifest, SplitState
 from deepsynth.data.output_folder import (
     check_disk_space, drop_damaged_shards, open_manifest, prepare_folder,
 )
+from deepsynth.data.qa import qa_report, require_tesseract
 from deepsynth.data.records import (
     Document, content_key, first_row, is_blank, row_document,
 )
@@ -35,7 +36,7 @@ from deepsynth.errors import BadRow, DeepSynthError, SourceError
 from deepsynth.hub.publish import NoPublish, ShardPublisher
 from deepsynth.hub.upload import HubUploader, HfHubClient, HubClient
 from deepsynth.progress import ProgressCallback, RateMeter, StopFlag, never_stop, no_progress
-from deepsynth.render.renderer import build_renderer
+from deepsynth.render.variety import build_row_renderer
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 4
@@ -55,6 +56,7 @@ class GenerationResult:
     hub_error: str | None = None
     damaged_shards: list[str] = field(default_factory=list)  # found on resume, rendered again
     skipped: dict[str, list[str]] = field(default_factory=dict)  # this run's first, by count
+    qa: dict | None = None  # the render QA report of --qa-sample (data/qa.py)
 
 
 class _Generation:
@@ -92,6 +94,13 @@ class _Generation:
         data["status"] = "failed" if self.failure else "stopped" if self.stopped else "complete"
         data["error"] = str(self.failure) if self.failure else None
         data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        qa = None
+        if self.config.qa_sample and data["status"] == "complete":
+            self.manifest.save()  # complete, whatever the QA meets
+            # The report of `deepsynth qa --sample N` (seed 0), stored as it stores it, before
+            # the card is written and uploaded with it.
+            qa = data["qa"] = qa_report(self.folder, self.manifest, self.config.qa_sample,
+                                        workers=self.config.worker_count)
         self.manifest.save()
         write_card(self.folder, self.manifest)
         if self.failure:
@@ -101,7 +110,7 @@ class _Generation:
         return GenerationResult(
             self.folder, data["status"], {n: s.rows for n, s in self.manifest.splits.items()},
             self.manifest.totals(), dict(self.timings), self.publisher.error,
-            self.damaged_shards, self.skipped)
+            self.damaged_shards, self.skipped, qa)
 
     def _keys(self, state: SplitState) -> set[bytes]:
         return {bytes.fromhex(h) for h in read_column(self.folder, state.shards, "text_sha256")}
@@ -126,7 +135,7 @@ class _Generation:
         if rows is None or rows == 0:
             check_disk_space(self.folder, 0, None)
             return
-        renderer = build_renderer(self.config.render)
+        renderer = build_row_renderer(self.config.render)
         sizes = []
         for raw in self.source.rows(plans[0].source_split):
             if len(sizes) >= SAMPLE_ROWS:
@@ -137,7 +146,7 @@ class _Generation:
                 document = row_document(raw, self.mapping, "sample")
             except SourceError:
                 continue
-            pages = renderer.render(document.text).pages
+            pages = renderer.render_row(document.text, document.id).pages
             sizes.append(sum(map(len, pages)) + 2 * len(document.text.encode()))
         if sizes:
             check_disk_space(self.folder, sum(sizes) / len(sizes),
@@ -292,7 +301,9 @@ def generate_dataset(config: GenerationConfig, progress: ProgressCallback = no_p
     if first is None:
         raise SourceError(f"{source.name}: split {plans[0].source_split!r} has no readable "
                           f"rows")
-    build_renderer(config.render)  # a bad font or tokenizer fails here, before any work
+    build_row_renderer(config.render)  # a bad font or tokenizer fails here, before any work
+    if config.qa_sample:
+        require_tesseract()  # before any work, not after the dataset is written
     folder = prepare_folder(config.out_folder)
     engine = open_engine(config)  # Ray missing, unreachable or without CPUs: before any work
     try:

@@ -18,6 +18,8 @@ from typing import Any
 
 from deepsynth.atomic_files import write_json_atomic
 from deepsynth.config import GenerationConfig, to_dict
+from deepsynth.config.dataset import VarietyConfig
+from deepsynth.config.spec import flat_fields
 from deepsynth.errors import OutputError
 
 MANIFEST_NAME = "deepsynth-manifest.json"
@@ -27,7 +29,7 @@ COUNT_NAMES = ("read", "written", "duplicates", "leaked", "empty", "empty_summar
                "lossy_pages", "unreadable_pages")
 # Options that change neither rows nor pixels: a re-run may change them and still resume.
 _NOT_IN_FINGERPRINT = ("workers", "overwrite", "push_to_hub", "public", "shard_size", "engine",
-                       "ray_address")
+                       "ray_address", "qa_sample")
 _NOT_IN_SOURCE_FINGERPRINT = ("on_error",)
 _PACKAGES = ("deepsynth", "pillow", "numpy", "isal", "fonttools", "pyarrow", "datasets",
              "huggingface_hub", "tokenizers")
@@ -57,6 +59,9 @@ def fingerprint(config: GenerationConfig) -> str:
     data = to_dict(config)
     for name in _NEW_RENDER_OPTIONS:
         if data["render"].get(name) is None:
+            data["render"].pop(name, None)
+    if not config.render.variety.enabled:  # so datasets from before variety still resume
+        for name in flat_fields(VarietyConfig):
             data["render"].pop(name, None)
     for name in _NOT_IN_FINGERPRINT:
         data.pop(name, None)

@@ -24,7 +24,7 @@ from deepsynth.errors import ConfigError, NotFound
 from deepsynth.render.ocr import (
     OcrUnavailable, character_error_rate, comparable, language_for, ocr_pngs, tesseract_path,
 )
-from deepsynth.render.renderer import build_renderer
+from deepsynth.render.variety import build_row_renderer
 
 DEFAULT_SAMPLE = 50
 WORST_SHOWN = 5
@@ -58,7 +58,8 @@ def _all_pages(folder: Path, manifest: Manifest) -> list[tuple[str, int, int, in
 def _checks(folder: Path, manifest: Manifest,
             chosen: list) -> list[tuple[PageCheck, bytes, str]]:
     """Each chosen page's check, PNG and expected text."""
-    renderer = build_renderer(from_dict(RenderConfig, manifest.data["config"]["render"]))
+    # Each row laid out as it was drawn: with rendering variety, in its own style.
+    renderer = build_row_renderer(from_dict(RenderConfig, manifest.data["config"]["render"]))
     found: list[tuple[PageCheck, bytes, str]] = []
     by_shard: dict[tuple[str, int], list] = {}
     for entry in chosen:
@@ -66,11 +67,12 @@ def _checks(folder: Path, manifest: Manifest,
     for (split, index), entries in by_shard.items():
         table = read_shard(folder, manifest.splits[split].shards[index], ["id", "text", "images"])
         for _, _, in_shard, row, page in entries:
-            texts = renderer.page_texts(table["text"][in_shard].as_py())
+            row_id = table["id"][in_shard].as_py()
+            texts = renderer.for_row(row_id).page_texts(table["text"][in_shard].as_py())
             expected = texts[page] if page < len(texts) else ""
             script, language = language_for(expected)
             png = table["images"][in_shard].as_py()[page]["bytes"]
-            check = PageCheck(split, row, table["id"][in_shard].as_py(), page, script, language,
+            check = PageCheck(split, row, row_id, page, script, language,
                               len(comparable(expected)))
             found.append((check, png, expected))
     return found
@@ -120,6 +122,29 @@ def _summary(checks: list[PageCheck]) -> dict:
     }
 
 
+def require_tesseract() -> None:
+    """Refuse (OcrUnavailable) where Tesseract is not installed."""
+    if not tesseract_path():
+        raise OcrUnavailable("render QA needs Tesseract: apt-get install tesseract-ocr "
+                             "(and tesseract-ocr-ara, -heb, -hin ... for other scripts)")
+
+
+def qa_report(folder: Path, manifest: Manifest, sample: int, seed: int = 0,
+              workers: int | None = None) -> dict:
+    """OCR ``sample`` pages of the dataset ``manifest`` describes, chosen with ``seed``; the
+    report (``run_qa`` stores it; a generation with ``qa_sample`` stores it in its own
+    manifest, under the folder lock it holds, before its card is written and uploaded)."""
+    require_tesseract()
+    pages = _all_pages(folder, manifest)
+    chosen = sorted(random.Random(seed).sample(pages, min(sample, len(pages))))
+    items = _checks(folder, manifest, chosen)
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_read, _batches(items, workers)))
+    checks = [check for check, _, _ in items]
+    return {"sample": len(checks), "of_pages": len(pages), "seed": seed, **_summary(checks)}
+
+
 def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
            workers: int | None = None) -> dict:
     """OCR ``sample`` pages chosen with ``seed``; the report, also saved in the manifest."""
@@ -129,17 +154,7 @@ def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
     manifest = Manifest.load(folder)
     if manifest is None:
         raise NotFound(f"{folder} is not a dataset made by deepsynth (no manifest)")
-    if not tesseract_path():
-        raise OcrUnavailable("render QA needs Tesseract: apt-get install tesseract-ocr "
-                             "(and tesseract-ocr-ara, -heb, -hin ... for other scripts)")
-    pages = _all_pages(folder, manifest)
-    chosen = sorted(random.Random(seed).sample(pages, min(sample, len(pages))))
-    items = _checks(folder, manifest, chosen)
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_read, _batches(items, workers)))
-    checks = [check for check, _, _ in items]
-    report = {"sample": len(checks), "of_pages": len(pages), "seed": seed, **_summary(checks)}
+    report = qa_report(folder, manifest, sample, seed, workers)
     with FolderLock(folder):  # a generation writing this folder keeps its manifest
         manifest = Manifest.load(folder)
         manifest.data["qa"] = report

@@ -94,11 +94,11 @@ def connect(address: str | None, local_cpus: int):
 
 
 def _renderer(render: dict):
-    from deepsynth.render.renderer import build_renderer
+    from deepsynth.render.variety import build_row_renderer
 
     key = json.dumps(render, sort_keys=True)
     if key not in _renderers:
-        _renderers[key] = build_renderer(from_dict(RenderConfig, render))
+        _renderers[key] = build_row_renderer(from_dict(RenderConfig, render))
     return _renderers[key]
 
 
@@ -107,11 +107,12 @@ def render_shard(render: dict, folder: str, split: str, index: int,
     """The task: render ``rows`` (id, text, summary, dedup key) and write them as shard
     ``index`` of ``split``; returns its manifest entry, counts and timings."""
     renderer = _renderer(render)
-    writer = ShardWriter(Path(folder), split, index, attempt=uuid.uuid4().hex)
+    writer = ShardWriter(Path(folder), split, index, attempt=uuid.uuid4().hex,
+                         variety=from_dict(RenderConfig, render).variety.enabled)
     written, timings = {}, empty_timings()
     try:
         for doc_id, text, summary, key in rows:
-            result = renderer.render(text)
+            result = renderer.render_row(text, doc_id)
             start = time.perf_counter()
             writer.add(shard_row(Document(doc_id, text, summary), key, result))
             add_row_counts(written, result)

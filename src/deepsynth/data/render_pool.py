@@ -14,52 +14,55 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from deepsynth.config import RenderConfig, from_dict, to_dict
-from deepsynth.render.renderer import RenderedDocument, Renderer, build_renderer
+from deepsynth.render.renderer import RenderedDocument
+from deepsynth.render.variety import build_row_renderer
 
 T = TypeVar("T")
 CHUNK_ROWS = 8
 CHUNKS_PER_WORKER = 3
 
-_worker_renderer: Renderer | None = None
+_worker_renderer: object = None  # a Renderer or VarietyRenderer (build_row_renderer)
 
 
 def _init_worker(render_config: dict[str, Any]) -> None:
     global _worker_renderer
     # Ctrl-C reaches the whole process group; the parent decides how to stop, not the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_renderer = build_renderer(from_dict(RenderConfig, render_config))
+    _worker_renderer = build_row_renderer(from_dict(RenderConfig, render_config))
 
 
-def _render_chunk(texts: list[str]) -> list[RenderedDocument]:
+def _render_chunk(rows: list[tuple[str, str]]) -> list[RenderedDocument]:
     assert _worker_renderer is not None, "worker initializer did not run"
-    return [_worker_renderer.render(text) for text in texts]
+    return [_worker_renderer.render_row(text, row_id) for text, row_id in rows]
 
 
 class RenderPool:
-    """``map_ordered`` renders the text of each item and yields (item, result) in order."""
+    """``map_ordered`` renders the text of each (item, text, row id) and yields (item,
+    result) in order; the row id picks the row's style under rendering variety."""
 
     def __init__(self, config: RenderConfig, workers: int):
         self.workers = workers
-        self._renderer = build_renderer(config) if workers <= 1 else None
+        self._renderer = build_row_renderer(config) if workers <= 1 else None
         self._executor = None
         if workers > 1:
             # forkserver: safe to start from a threaded process (the web server runs jobs
             # in threads), and cheaper than spawn.
             context = multiprocessing.get_context("forkserver")
             # Imported once in the fork server, so each worker starts without re-importing.
-            context.set_forkserver_preload(["deepsynth.render.renderer"])
+            context.set_forkserver_preload(["deepsynth.render.variety"])
             self._executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=context,
                 initializer=_init_worker, initargs=(to_dict(config),))
 
-    def map_ordered(self, items: Iterable[tuple[T, str]]) -> Iterator[tuple[T, RenderedDocument]]:
+    def map_ordered(self, items: Iterable[tuple[T, str, str]]
+                    ) -> Iterator[tuple[T, RenderedDocument]]:
         if self._executor is None:
-            for item, text in items:
-                yield item, self._renderer.render(text)
+            for item, text, row_id in items:
+                yield item, self._renderer.render_row(text, row_id)
             return
         window: deque[tuple[list[T], Future]] = deque()
         limit = self.workers * CHUNKS_PER_WORKER
-        chunk: list[tuple[T, str]] = []
+        chunk: list[tuple[T, str, str]] = []
         for pair in items:
             chunk.append(pair)
             if len(chunk) >= CHUNK_ROWS:
@@ -72,9 +75,9 @@ class RenderPool:
         while window:
             yield from self._collect(window.popleft())
 
-    def _submit(self, chunk: list[tuple[T, str]]) -> tuple[list[T], Future]:
-        return [item for item, _ in chunk], self._executor.submit(
-            _render_chunk, [text for _, text in chunk])
+    def _submit(self, chunk: list[tuple[T, str, str]]) -> tuple[list[T], Future]:
+        return [item for item, _, _ in chunk], self._executor.submit(
+            _render_chunk, [(text, row_id) for _, text, row_id in chunk])
 
     @staticmethod
     def _collect(entry: tuple[list[T], Future]) -> Iterator[tuple[T, RenderedDocument]]:

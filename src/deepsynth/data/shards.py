@@ -33,28 +33,42 @@ TMP_DIR = ".partial"
 _TEXT_COLUMNS = ("id", "text", "summary")
 
 
-@functools.lru_cache(maxsize=1)
-def arrow_schema() -> pa.Schema:
+# A row's sampled style under rendering variety (render/variety.py); the column exists only
+# in datasets generated with variety, so a dataset without it is byte-identical to before.
+RENDER_PARAMS = {"font": "string", "font_size": "int32", "line_spacing": "float64",
+                 "margin": "int32"}
+
+
+@functools.lru_cache(maxsize=2)
+def arrow_schema(variety: bool = False) -> pa.Schema:
     """The shard schema, with the ``datasets`` feature types in its metadata (as ``datasets``
     writes them), so ``load_dataset`` decodes ``images`` as PIL images. Built by hand: importing
-    ``datasets`` costs half a second per run."""
+    ``datasets`` costs half a second per run. ``variety``: with the ``render_params`` column."""
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     fields = [pa.field(name, pa.string()) for name in _TEXT_COLUMNS]
     fields.append(pa.field("images", pa.list_(image)))
     fields += [pa.field(name, pa.type_for_alias(dtype)) for name, dtype in STAT_COLUMNS.items()]
     fields.append(pa.field("text_sha256", pa.string()))
+    if variety:
+        fields.append(pa.field("render_params", pa.struct(
+            [(name, pa.type_for_alias(dtype)) for name, dtype in RENDER_PARAMS.items()])))
     features = {f.name: {"dtype": str(f.type), "_type": "Value"} for f in fields}
     features["images"] = {"feature": {"_type": "Image"}, "_type": "List"}
     features["compression_ratio"]["dtype"] = "float32"
+    if variety:  # a struct is a dict of features, as datasets writes it
+        features["render_params"] = {name: {"dtype": dtype, "_type": "Value"}
+                                     for name, dtype in RENDER_PARAMS.items()}
     metadata = {"huggingface": json.dumps({"info": {"features": features}})}
     return pa.schema(fields, metadata=metadata)
 
 
-def card_features() -> list[dict]:
+def card_features(variety: bool = False) -> list[dict]:
     """The features in the dataset card's YAML form."""
     return [{"name": f.name, "list": "image"} if f.name == "images" else
+            {"name": f.name, "struct": [{"name": n, "dtype": d} for n, d in RENDER_PARAMS.items()]}
+            if f.name == "render_params" else
             {"name": f.name, "dtype": "float32" if f.name == "compression_ratio" else str(f.type)}
-            for f in arrow_schema()]
+            for f in arrow_schema(variety)]
 
 
 def shard_name(split: str, index: int) -> str:
@@ -64,9 +78,11 @@ def shard_name(split: str, index: int) -> str:
 class ShardWriter:
     """Appends rows to one shard; :meth:`finish` makes it visible under its final name.
     ``attempt`` names the temp file apart, for writers that may run twice at once (a Ray
-    task run again while its first attempt, on a lost node, still writes)."""
+    task run again while its first attempt, on a lost node, still writes). ``variety``:
+    rows carry ``render_params``."""
 
-    def __init__(self, folder: Path, split: str, index: int, attempt: str | None = None):
+    def __init__(self, folder: Path, split: str, index: int, attempt: str | None = None,
+                 variety: bool = False):
         self.folder = Path(folder)
         self.relative = shard_name(split, index)
         self.final = self.folder / self.relative
@@ -74,7 +90,7 @@ class ShardWriter:
         self.tmp = self.folder / TMP_DIR / (f"{name}.{attempt}" if attempt else name)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.schema = arrow_schema()
+        self.schema = arrow_schema(variety)
         self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="none")
         self._buffer: list[dict] = []
         self.rows = 0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepsynth.config import GenerationConfig, RenderConfig, SourceConfig, from_dict
+from deepsynth.config.spec import flat_fields
 from deepsynth.errors import ConfigRefused, refusing
 from deepsynth.jobs.kind import JobContext, JobFunction, JobKind, Touched
 from deepsynth.jobs.state import JobRecord
@@ -34,8 +35,8 @@ def generation_config(workspace: Workspace, name: str, body: dict,
     ray runs on the service's cluster (``deepsynth serve --ray-address``)."""
     from deepsynth.data.source_checks import check_source
 
-    source_fields = set(SourceConfig.__dataclass_fields__)
-    render_fields = set(RenderConfig.__dataclass_fields__)
+    source_fields = set(flat_fields(SourceConfig))
+    render_fields = set(flat_fields(RenderConfig))
     top = {k: v for k, v in body.items() if k not in source_fields | render_fields}
     if body.get("engine") == "ray" and ray_address:
         top["ray_address"] = ray_address
@@ -43,6 +44,12 @@ def generation_config(workspace: Workspace, name: str, body: dict,
         **top, "out": str(workspace.new_dataset_folder(name, "name")),
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
+    if config.qa_sample:
+        from deepsynth.render.ocr import tesseract_path
+
+        if not tesseract_path():
+            raise ConfigRefused("qa_sample", "needs Tesseract, which this server lacks "
+                                "(apt-get install tesseract-ocr)", "0")
     with refusing():  # what the source holds refuses the request, not the document
         check_source(config.source)
     if body.get("splits") == []:
@@ -118,9 +125,12 @@ def _generate(workspace: Workspace, hub: HubFactory, ray_address: str | None) ->
             context.log(f"{count}: {result.totals.get(count, 0)} row(s) skipped; first in "
                         f"this run: {'; '.join(examples)}")
         context.log(f"generation {result.status}: {result.rows}")
+        if result.qa is not None:
+            context.log(f"render QA: CER {result.qa['cer']} over {result.qa['sample']} pages")
         return {"status": "stopped" if result.status == "stopped" else "completed",
                 "dataset": config["name"], "rows": result.rows, "counts": result.totals,
-                "warnings": dataset_warnings(result.totals), "hub_error": result.hub_error}
+                "warnings": dataset_warnings(result.totals), "hub_error": result.hub_error,
+                "qa": result.qa}
     return run
 
 

@@ -27,7 +27,8 @@ class PagePainter:
     """Paints pages of one size, font set and colour mode; caches word masks."""
 
     def __init__(self, fonts: FontSet, width: int, height: int, margin: int,
-                 line_height: int, color_mode: str = "gray", cache_size: int = 8192):
+                 line_height: int, color_mode: str = "gray", cache_size: int = 8192,
+                 masks: dict | None = None):
         self.fonts = fonts
         self.width, self.height = width, height
         self.margin = margin
@@ -38,7 +39,10 @@ class PagePainter:
         ascent, descent = fonts.fonts[0].getmetrics()
         # Centre the font's box in the line box so extra line spacing is shared above and below.
         self.baseline = (line_height - (ascent + descent)) // 2 + ascent
-        self._masks: dict[str, tuple[Image.Image, int, int] | None] = {}
+        # Word masks with their offset from (pen x, baseline): they depend on the fonts only,
+        # so painters of one font set with other margins or line spacings may share them.
+        self._masks: dict[str, tuple[Image.Image, int, int] | None] = (
+            {} if masks is None else masks)
         self._cache_size = cache_size
 
     def _runs(self, word: Word) -> list[tuple[float, object, str, dict]]:
@@ -57,7 +61,7 @@ class PagePainter:
         return placed
 
     def _mask(self, word: Word) -> tuple[Image.Image, int, int] | None:
-        """The word's coverage mask and its offset from (pen x, line top); None if blank."""
+        """The word's coverage mask and its offset from (pen x, baseline); None if blank."""
         cached = self._masks.get(word.key, False)
         if cached is not False:
             return cached
@@ -76,7 +80,7 @@ class PagePainter:
             draw = ImageDraw.Draw(mask)
             for x, font, text, args in runs:
                 draw.text((x - left, -top), text, fill=255, font=font, anchor="ls", **args)
-            result = (mask, left, self.baseline + top)
+            result = (mask, left, top)
         if len(self._masks) >= self._cache_size:
             self._masks.clear()
         self._masks[word.key] = result
@@ -87,7 +91,7 @@ class PagePainter:
         # Pasting through the image core skips Image.paste's argument checks, which cost
         # more than the paste itself for a word-sized mask.
         core, ink, masks = page.im, self.ink, self._masks
-        y = self.margin
+        y = self.margin + self.baseline
         for line in lines:
             for x, word in line.words:
                 mask = masks.get(word.key, False)

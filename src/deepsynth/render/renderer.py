@@ -46,6 +46,8 @@ class RenderedDocument:
     # each page's text tokens per vision token (not a dataset column; counted in the
     # manifest as lossy_pages and unreadable_pages, see legibility.py)
     page_compression: list[float] = field(default_factory=list)
+    # the row's sampled style under rendering variety (render/variety.py), else None
+    render_params: dict | None = None
 
     def warnings(self) -> list[dict]:
         return document_warnings(self.page_compression, self.stats.missing_glyphs,
@@ -59,13 +61,14 @@ def _chars_on(pages: list) -> int:
 class _SizedEngine:
     """Measurer and painter for one font size (the shrink policy uses several)."""
 
-    def __init__(self, font_path: Path, size: int, fallback: bool, width: int, height: int,
-                 margin: int, line_spacing: float, color_mode: str):
-        fonts = FontSet(font_path, size, fallback)
+    def __init__(self, shared: tuple[Measurer, dict], width: int, height: int, margin: int,
+                 line_spacing: float, color_mode: str):
+        self.measurer, masks = shared
+        fonts = self.measurer.fonts
         ascent, descent = fonts.fonts[0].getmetrics()
         self.line_height = max(1, round((ascent + descent) * line_spacing))
-        self.measurer = Measurer(fonts)
-        self.painter = PagePainter(fonts, width, height, margin, self.line_height, color_mode)
+        self.painter = PagePainter(fonts, width, height, margin, self.line_height, color_mode,
+                                   masks=masks)
 
 
 class Renderer:
@@ -75,7 +78,8 @@ class Renderer:
                  min_font_size: int, margin: int, line_spacing: float, color_mode: str,
                  png_level: int, overflow: str, max_pages: int | None,
                  fallback_fonts: bool, tokens: TokenCounter,
-                 target_compression: float | None = None):
+                 target_compression: float | None = None,
+                 shared_fonts: dict[tuple[Path, int], tuple[Measurer, dict]] | None = None):
         self.width, self.height = width, height
         self.font_path, self.font_size = font_path, font_size
         self.min_font_size = min(min_font_size, font_size)
@@ -86,12 +90,19 @@ class Renderer:
         self.tokens = tokens
         self.target_compression = target_compression
         self._engines: dict[int, _SizedEngine] = {}
+        # Fonts, measured words and word masks by (font, size): rendering variety shares
+        # them between the renderers of its styles (margins and line spacings leave them be).
+        self._shared = {} if shared_fonts is None else shared_fonts
 
     def _engine(self, size: int) -> _SizedEngine:
         if size not in self._engines:
+            key = (self.font_path, size)
+            if key not in self._shared:
+                fonts = FontSet(self.font_path, size, self.fallback_fonts)
+                self._shared[key] = (Measurer(fonts), {})
             self._engines[size] = _SizedEngine(
-                self.font_path, size, self.fallback_fonts, self.width, self.height,
-                self.margin, self.line_spacing, self.color_mode)
+                self._shared[key], self.width, self.height, self.margin,
+                self.line_spacing, self.color_mode)
         return self._engines[size]
 
     def _layout(self, text: str, size: int) -> Layout:
@@ -146,6 +157,13 @@ class Renderer:
         stats = self._stats(text, pages, size, truncated)
         timings = {"layout": laid_out - start, "draw": drawn - laid_out, "encode": done - drawn}
         return RenderedDocument(encoded, stats, timings, self._page_compression(stats, pages))
+
+    def render_row(self, text: str, row_id: str) -> RenderedDocument:
+        """A dataset row: every row alike (rendering variety samples a style per row)."""
+        return self.render(text)
+
+    def for_row(self, row_id: str) -> Renderer:
+        return self
 
     def render_images(self, text: str) -> list[Image.Image]:
         """Pages as Pillow images (no PNG encoding), for previews."""

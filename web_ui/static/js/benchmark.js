@@ -4,8 +4,9 @@ import { listDatasets, thumbnail } from "./datasets.js";
 import { follow, summary, submittedText, unsettledJob } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
+import { LIST_FLAGS, VARIETY, VARIETY_LABELS, fontList, worstPages } from "./qa_report.js";
 
-const MAIN = ["name", "max_samples", "overwrite"];
+const MAIN = ["name", "max_samples", "overwrite", "qa_sample"];
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages",
                 "color_mode", "workers", "engine", "shard_size", "dedup"];
 const HUB = ["push_to_hub", "public"];
@@ -51,6 +52,7 @@ function presetCard(preset) {
 
 function request() {
   const { values, invalid } = collect(form, schemas);
+  fontList(values);
   const picked = [...form.querySelectorAll('input[name="split"]')];
   const splits = picked.filter((box) => box.checked).map((box) => box.value);
   if (splits.length && splits.length < picked.length) values.splits = splits;
@@ -61,7 +63,7 @@ function request() {
 function updateCommand() {
   const { body } = request();
   const flags = Object.entries(body).filter(([k]) => !["preset", "hf_token", "name"].includes(k))
-    .flatMap(([k, v]) => Array.isArray(v) ? v.map((s) => `--split ${s}`)
+    .flatMap(([k, v]) => Array.isArray(v) ? v.map((s) => `${LIST_FLAGS[k]} ${s}`)
       : typeof v === "boolean" ? (v ? [`--${k.replaceAll("_", "-")}`] : []) : [`--${k.replaceAll("_", "-")} ${v}`]);
   document.getElementById("cli-equivalent").textContent =
     `deepsynth generate --source preset:${body.preset ?? "…"} --out data/datasets/${body.name ?? "NAME"} ${flags.join(" ")}`;
@@ -97,6 +99,7 @@ async function watch(jobId, dataset) {
     if (done.status === "completed") {
       const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
       box.append(el("div", { class: "thumbs", id: "generated-thumbnail" }, thumbnail(dataset, split)));
+      if (done.result.qa) box.append(worstPages(dataset, done.result.qa));
       toast(`Dataset ${dataset} is ready`);
     }
     await listDatasets(document.getElementById("datasets"));
@@ -111,11 +114,13 @@ async function start() {
   const place = (names, id) => {
     for (const name of names) {
       schemas[name] = schema.properties[name];
-      document.getElementById(id).append(field(name, schema.properties[name], { prefix: "g" }));
+      document.getElementById(id).append(field(name, schema.properties[name],
+                                               { prefix: "g", label: VARIETY_LABELS[name] }));
     }
   };
   place(MAIN, "main-fields");
   place(RENDER, "render-fields");
+  place(VARIETY, "variety-fields");
   place(HUB, "hub-fields");
   form.querySelector('[name="page_size"]').setAttribute("list", "page-sizes");
   form.append(el("datalist", { id: "page-sizes" },

@@ -5,11 +5,12 @@ import { thumbnail } from "./datasets.js";
 import { follow, summary, submittedText } from "./jobs.js";
 import { clearErrors, el, showError, toast } from "./ui.js";
 import { collect, field, requestSchema } from "./schema.js";
+import { VARIETY, VARIETY_LABELS, fontList, worstPages } from "./qa_report.js";
 
 const form = document.getElementById("custom-form");
 const RENDER = ["page_size", "font_size", "margin", "line_spacing", "overflow", "max_pages", "color_mode"];
 const OUTPUT = ["name", "max_samples", "validation_fraction", "dedup", "overwrite", "shard_size", "workers",
-                "engine", "on_error"];
+                "engine", "on_error", "qa_sample"];
 const MAPPING = ["text_field", "summary_field", "id_field"];
 let schemas = {};
 let renderSchemas = {};
@@ -126,6 +127,7 @@ async function generate(event) {
   clearErrors(form);
   const { values, invalid } = collect(form, schemas);
   if (invalid.length) { invalid[0].focus(); return; }
+  fontList(values);
   for (const name of MAPPING) {
     const value = form.querySelector(`[name="${name}"]`).value;
     if (value) values[name] = value;
@@ -140,6 +142,7 @@ async function generate(event) {
     if (done.status === "completed") {
       const split = Object.entries(done.result.rows || {}).find(([, n]) => n > 0)?.[0] || "train";
       box.append(el("div", { class: "thumbs" }, thumbnail(started.dataset, split)));
+      if (done.result.qa) box.append(worstPages(started.dataset, done.result.qa));
     }
   } catch (error) {
     if (error instanceof ApiError) showError(form, error); else toast(String(error), "error");
@@ -154,11 +157,14 @@ async function start() {
   const place = (names, id, into) => {
     for (const name of names) {
       into[name] = schema.properties[name];
-      document.getElementById(id).append(field(name, schema.properties[name], { prefix: "c" }));
+      document.getElementById(id).append(field(name, schema.properties[name],
+                                               { prefix: "c", label: VARIETY_LABELS[name] }));
     }
   };
   place(RENDER, "render-fields", renderSchemas);
   Object.assign(schemas, renderSchemas);
+  // Not in the preview (it shows the fixed style): variety applies row by row.
+  place(VARIETY, "variety-fields", schemas);
   place(OUTPUT, "output-fields", schemas);
   for (const name of MAPPING) {
     document.getElementById("mapping-fields").append(field(name, schema.properties[name], { prefix: "c" }));
