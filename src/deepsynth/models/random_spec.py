@@ -146,6 +146,8 @@ def random_model(name: str, layers: int | None, tokenizer, dtype, window: int | 
     (the class creates it so; transformers keeps it so when loading in half precision)."""
     import torch
 
+    from deepsynth.models.meta_build import build_on_meta
+
     config = real_config(name, layers, window)
     text = config.text_config
     text.bos_token_id, text.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
@@ -154,13 +156,9 @@ def random_model(name: str, layers: int | None, tokenizer, dtype, window: int | 
     # SAM's default initializer_range (1e-10) gives every image the same features.
     config.vision_config.sam_config.initializer_range = text.initializer_range
     build = getattr(torch, BUILD_DTYPE)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(build)  # no float32 copy of 3.4B parameters, ever
-    try:
-        with torch.device("meta"):  # built without weights: torch's own init never runs
-            model = model_class(name)(config)
-    finally:
-        torch.set_default_dtype(default)
+    # Built without weights (torch's own init never runs), so no float32 copy of 3.4B
+    # parameters is ever made.
+    model = build_on_meta(lambda: model_class(name)(config), build)
     model.to_empty(device="cpu")
     with torch.random.fork_rng():  # the caller's random state must not depend on this build
         torch.manual_seed(SEED)

@@ -14,6 +14,7 @@ No model runs code from its Hub repository, except a chat causal LM with trust_r
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
                   randomly_initialized=True)
       for name in REAL_MODELS),
 )}
+# Re-entrant: an adapter's load loads its base.
+_LOADING = threading.RLock()
 BUILT_IN = {tiny.NAME: tiny.ensure_tiny_model, tiny_chat.NAME: tiny_chat.ensure_tiny_chat_model}
 
 
@@ -178,7 +181,19 @@ def load_model(spec: str, *, root: Path | None = None, trust_remote_code: bool =
     """Load a preset, ``random:`` spec or folder. ``dtype`` None means float32 (the weights
     are upcast); modules the model keeps in float32 (the MoE router) stay so.
     ``sliding_window``: Unlimited-OCR's window in generation (default: the one the model was
-    saved with, else its checkpoint's); a ConfigError for a model of another family."""
+    saved with, else its checkpoint's); a ConfigError for a model of another family.
+
+    One load at a time in a process: transformers' ``from_pretrained`` sets torch's
+    process-wide default dtype to ``dtype`` and restores the one it found, so two loads in
+    different threads that overlap could leave the process half precision for good."""
+    with _LOADING:
+        return _load_model(spec, root, trust_remote_code, dtype, attention_dropout,
+                           quantize_4bit, hub_ids, sliding_window)
+
+
+def _load_model(spec: str, root: Path | None, trust_remote_code: bool, dtype: Any,
+                attention_dropout: float, quantize_4bit: bool, hub_ids: bool,
+                sliding_window: int | None) -> LoadedModel:
     import torch
 
     location, preset = resolve_model(spec, root, hub_ids)

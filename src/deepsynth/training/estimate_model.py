@@ -90,10 +90,14 @@ def dtype_bytes(name: str) -> int:
 
 def build_meta(spec: str, root: Path | None, chat: bool, dtype):
     """The model ``spec`` names, built on the meta device in ``dtype`` (parameters the model
-    creates in float32, the MoE router, stay so), its family and its image size (0: none)."""
-    import torch
-
-    from deepsynth.models.random_spec import REAL_MODELS, family, parse_random_spec, real_config
+    class keeps in float32, the MoE router, stay so), its family and its image size (0: none)."""
+    from deepsynth.models.meta_build import build_on_meta
+    from deepsynth.models.random_spec import (
+        REAL_MODELS,
+        family,
+        parse_random_spec,
+        real_config,
+    )
 
     if spec in REAL_MODELS:  # a published model: its architecture ships with DeepSynth
         spec = f"random:{spec}"
@@ -102,13 +106,7 @@ def build_meta(spec: str, root: Path | None, chat: bool, dtype):
         config, kind = real_config(*random), family(random[0])
     else:
         config, kind = _folder_config(spec, root, chat)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device("meta"):
-            model = _instantiate(config)
-    finally:
-        torch.set_default_dtype(default)
+    model = build_on_meta(lambda: _instantiate(config), dtype)
     image = getattr(getattr(config, "vision_config", None), "sam_config", None)
     return model, kind, int(image.image_size) if image is not None else 0
 
@@ -157,7 +155,11 @@ def _instantiate(config):
                "unlimited_ocr": "UnlimitedOcrForConditionalGeneration"}
     if config.model_type in classes:
         return getattr(transformers, classes[config.model_type])(config)
-    return transformers.AutoModelForCausalLM.from_config(config)
+    # The class itself, not AutoModelForCausalLM.from_config: that one switches torch's
+    # process-wide default dtype to the config's while it builds (see models/meta_build.py).
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config)
 
 
 def trainable_meta(config: TrainingConfig, root: Path | None = None):
