@@ -2,7 +2,7 @@
 // with one.
 import { ApiError, get, post } from "./api.js";
 import { modelActions } from "./model_actions.js";
-import { clearErrors, el, showError, toast } from "./ui.js";
+import { asDataUrl, clearErrors, el, showError, toast } from "./ui.js";
 
 const form = document.getElementById("summarize-form");
 const number = (v) => (typeof v === "number" ? v.toFixed(4).replace(/\.?0+$/, "") : "—");
@@ -36,13 +36,6 @@ async function listModels() {
   form.model.replaceChildren(...(ready.length ? ready.map((m) => el("option", { value: m.name }, m.name))
     : [el("option", { value: "" }, "no trained OCR model yet")]));
 }
-
-const asDataUrl = (file) => new Promise((resolve, reject) => {
-  const reader = new FileReader();
-  reader.onload = () => resolve(reader.result);
-  reader.onerror = () => reject(reader.error);
-  reader.readAsDataURL(file);
-});
 
 async function summarize(event) {
   event.preventDefault();

@@ -2,7 +2,7 @@
 // here and sent whole each turn), and an OCR run's summary beside its base model's or another
 // run's on the same page (POST /api/summarize with compare_with).
 import { ApiError, get, post } from "./api.js";
-import { clearErrors, el, showError, toast } from "./ui.js";
+import { asDataUrl, clearErrors, el, showError, toast } from "./ui.js";
 
 const chatForm = document.getElementById("chat-form");
 const sideForm = document.getElementById("side-form");
@@ -49,13 +49,6 @@ function column(title, summary, random) {
     el("p", { class: "summary" }, summary || "(empty)"),
     random ? el("p", { class: "muted" }, "started from random weights") : null);
 }
-
-const asDataUrl = (file) => new Promise((resolve, reject) => {
-  const reader = new FileReader();
-  reader.onload = () => resolve(reader.result);
-  reader.onerror = () => reject(reader.error);
-  reader.readAsDataURL(file);
-});
 
 async function summarizeBoth(event) {
   event.preventDefault();

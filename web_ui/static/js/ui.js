@@ -82,3 +82,11 @@ export function percent(progress) {
 export function badge(status) {
   return el("span", { class: `badge ${status}`, "data-status": status }, status);
 }
+
+// A chosen file as a data: URL (the API takes page images as base64 PNGs).
+export const asDataUrl = (file) => new Promise((resolve, reject) => {
+  const reader = new FileReader();
+  reader.onload = () => resolve(reader.result);
+  reader.onerror = () => reject(reader.error);
+  reader.readAsDataURL(file);
+});
