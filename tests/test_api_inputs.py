@@ -97,7 +97,7 @@ R_DATASET, R_MODEL = "/api/datasets/<dataset:name>", "/api/models/<name>"
 R_SAMPLES = "/api/datasets/<dataset:name>/samples"
 R_PNG = "/api/datasets/<dataset:name>/samples/<int:index>/pages/<int:page>.png"
 R_DPUSH, R_MPUSH = "/api/datasets/<dataset:name>/push", "/api/models/<name>/push"
-R_MEXPORT = "/api/models/<name>/export"
+R_MEXPORT, R_DQA = "/api/models/<name>/export", "/api/datasets/<dataset:name>/qa"
 R_CKPT, R_LORA = "/api/training/checkpoints", "/api/lora/presets/recommended"
 R_ESTIMATE = "/api/training/estimate"
 R_OPTIMAL = "/api/training/optimal-config/<preset>"
@@ -289,6 +289,17 @@ CASES: list[Case] = [
     bad("POST", R_DPUSH, "/api/datasets/ds-pub/push", {"repo_id": "me/ds", "public": "false"},
         field="public", label="string boolean"),
     *body_cases("POST", R_DPUSH, "/api/datasets/ds/push"),
+    good("POST", R_DQA, "/api/datasets/ds/qa", {"sample": 5, "seed": 1}, 202),
+    bad("POST", R_DQA, "/api/datasets/ds/qa", {"sample": 0}, field="sample"),
+    bad("POST", R_DQA, "/api/datasets/ds/qa", {"sample": 10_001}, field="sample"),
+    bad("POST", R_DQA, "/api/datasets/ds/qa", {"sample": "5"}, field="sample"),
+    bad("POST", R_DQA, "/api/datasets/ds/qa", {"seed": -1}, field="seed"),
+    bad("POST", R_DQA, "/api/datasets/ds/qa", {"pages": 5}, field="pages",
+        label="unknown field"),
+    bad("POST", R_DQA, "/api/datasets/nope/qa", {}, 404),
+    bad("POST", R_DQA, "/api/datasets/../qa", {}, field="name"),
+    bad("POST", R_DQA, "/api/datasets/ds-busy/qa", {}, 409, label="QA twice"),
+    *body_cases("POST", R_DQA, "/api/datasets/ds/qa"),
     # Previews and uploads.
     good("POST", R_RENDER, R_RENDER, {"text": "Hello, world.", "page_size": "tiny"}),
     bad("POST", R_RENDER, R_RENDER, {"page_size": "tiny"}, field="text", label="no text"),
@@ -710,6 +721,7 @@ def open_server(tmp_path_factory):
         assert client.call("POST", f"/api/jobs/{ids['cancelled']}/cancel")[0] == 200
         submit(R_EVAL, {"model": "m-busy", "dataset": "ds"})
         submit(R_DPUSH.replace("<dataset:name>", "ds-busy"), {"repo_id": "me/ds-busy"})
+        submit(R_DQA.replace("<dataset:name>", "ds-busy"), {})
         submit(R_MEXPORT.replace("<name>", "m-x2"), {})
         submit(R_TRAIN, train("busy-model"))
         yield Server(app, base, root, ids)

@@ -121,7 +121,7 @@ def test_dataset_warnings_at_the_thresholds():
         == ["likely_unreadable", "missing_glyphs"]
 
 
-def test_preview_and_job_result_carry_the_warnings(tmp_path):
+def test_preview_job_result_and_dataset_listing_carry_the_warnings(tmp_path):
     with running(ServerConfig(data_root=str(tmp_path / "data"), threads=4)) as (_, base):
         client = Client(base)
         status, preview = client.call("POST", "/api/render/preview",
@@ -138,6 +138,9 @@ def test_preview_and_job_result_carry_the_warnings(tmp_path):
         job = wait_job(client, created["job_id"])
         assert job["status"] == "completed", job
         assert kinds(job["result"]["warnings"]) == ["likely_unreadable"]
+        # The dataset keeps saying so where the Datasets page lists it.
+        status, listed = client.call("GET", "/api/datasets/dense")
+        assert status == 200 and listed["warnings"] == job["result"]["warnings"], listed
 
 
 @pytest.mark.parametrize("target", [3.0, 6.0])

@@ -1,6 +1,7 @@
 """Issue 18 item 13 in a real browser (Debian's Chromium, a live server, real jobs over a
 tiny model and a 7-row dataset): the Models table's Evaluate, Export, Push and Delete, the
-Datasets page's Push and Delete, and browsing a dataset's rows with their pages.
+Datasets page's QA (render QA: the worst pages as thumbnails), Push and Delete, and browsing a
+dataset's rows with their pages.
 
 The Hub is the only test double: ``GatedHub`` (a ``HubDouble``, tests/support/server.py)
 records what a push sends and can hold an upload until the test releases it, so a push job
@@ -201,3 +202,35 @@ def test_datasets_page_browses_rows_pushes_and_deletes(server, page):
     assert "“doomed”" in asked[-1], asked
     assert not (root / "datasets" / "doomed").exists()
     expect(page.get_by_label("Dataset", exact=True).locator('option[value="doomed"]')).to_have_count(0)
+
+
+@pytest.mark.skipif(not shutil.which("tesseract"),
+                    reason="render QA needs Tesseract (scripts/setup.sh installs it)")
+def test_datasets_page_runs_render_qa_and_shows_the_worst_pages(server, page):
+    base, root = server
+    shutil.copytree(root / "datasets" / "browse", root / "datasets" / "checked")
+    page.goto(base + "/datasets")
+    row = page.locator('tr[data-dataset="checked"]')
+    expect(row.locator(".quality")).to_contain_text("not checked")
+    row.get_by_role("button", name="QA").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Pages to read back").fill("0")
+    dialog.get_by_role("button", name="Run QA").click()
+    expect(dialog.locator("#qa-sample-error")).to_contain_text("sample")  # refused, kept open
+    dialog.get_by_label("Pages to read back").fill("3")
+    dialog.get_by_role("button", name="Run QA").click()
+    report = page.locator("#dataset-qa-report")
+    expect(report.locator("h3")).to_contain_text("over 3 of", timeout=120 * SECONDS)
+    expect(report.locator("figure img")).to_have_count(3)
+    page.wait_for_function(  # every thumbnail is a page that loaded
+        "() => [...document.querySelectorAll('#dataset-qa-report img')]"
+        ".every((img) => img.complete && img.naturalWidth === 256)")
+    stored = api_get(base, "/api/datasets/checked")["qa"]
+    assert stored["sample"] == 3 and stored["cer"] is not None
+    # The listing now shows the stored report, opening to the same worst pages.
+    details = page.locator('tr[data-dataset="checked"] details.qa-details')
+    expect(details.locator("summary")).to_contain_text(
+        f"CER {100 * stored['cer']:.1f}% (3 pages)")
+    details.locator("summary").click()
+    expect(details.locator("figure")).to_have_count(len(stored["worst"]))
+    tour(page, "datasets-qa")

@@ -1,6 +1,6 @@
 """Datasets, ``/api/datasets/*`` (with ``/api/dataset/generate`` and
 ``/api/benchmark/create``): presets, generation jobs, the generated datasets, their rows and
-pages, deletion and upload to the Hub."""
+pages, render QA, deletion and upload to the Hub."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from werkzeug.routing import BaseConverter
 
 from deepsynth.config import to_dict
 from deepsynth.config.requests import (
-    PageQuery, PushRequest, SamplesQuery, SplitQuery, parse_body,
+    PageQuery, PushRequest, QaRequest, SamplesQuery, SplitQuery, parse_body,
 )
 from deepsynth.data.catalog import check_split, list_datasets, listed_dataset, read_row
 from deepsynth.data.manifest import Manifest
 from deepsynth.data.presets import PRESETS
 from deepsynth.errors import ConfigError, NotFound
-from deepsynth.jobs.kinds import generation_config, refuse_taken_name
+from deepsynth.jobs.kinds import generation_config, refuse_taken_name, render_qa_options
 from deepsynth.jobs.manager import JobConflict
 from deepsynth.workspace import RESERVED_DATASET_NAMES, check_name
 from web_ui import schemas
@@ -145,6 +145,29 @@ def push_dataset(name: str):
     workspace().dataset(name, "name")
     return submit_job("push_dataset", name, body(), lambda options: {
         "name": name, "options": to_dict(parse_body(PushRequest, options))})
+
+
+def _render_qa(name: str, options: dict) -> dict:
+    """The render QA job's config; refused while a job writes the dataset (its pages are
+    changing) or another QA job holds it."""
+    options = render_qa_options(options)
+    busy = manager().jobs_using(dataset=name, writers_only=True, waiting=True)
+    if busy:
+        raise JobConflict(f"dataset {name!r} is being written by job {busy[0].job_id} "
+                          f"({busy[0].status}); run render QA when it ends")
+    manager().check_writer("render_qa", name)
+    return {"name": name, "options": options}
+
+
+@blueprint.post("/api/datasets/<dataset:name>/qa")
+@declares(body=QaRequest, path={"name": schemas.NAME},
+          status=202, schema=schemas.JOB_ACCEPTED, errors=(409, 422, 507))
+def render_qa(name: str):
+    """Render QA as a job: a seeded sample of the dataset's pages read back with Tesseract,
+    the report (CER per page, per script and overall) stored in its manifest and card."""
+    workspace().dataset(name, "name")
+    return submit_job("render_qa", name, body(), lambda options: _render_qa(name, options),
+                      dataset=name)
 
 
 def _manifest(name: str) -> tuple:

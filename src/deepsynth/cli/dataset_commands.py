@@ -14,10 +14,11 @@ from deepsynth.cli.signals import StopOnSignal
 from deepsynth.config import (
     GenerationConfig, RenderConfig, SourceConfig, add_arguments, from_namespace,
 )
+from deepsynth.config.requests import QA_SAMPLE
 from deepsynth.data.catalog import describe_dataset, list_datasets
 from deepsynth.data.card import qa_table
 from deepsynth.data.generate import generate_dataset
-from deepsynth.data.qa import DEFAULT_SAMPLE, run_qa
+from deepsynth.data.qa import run_qa
 from deepsynth.data.presets import PRESETS
 from deepsynth.hub.publish import push_dataset
 from deepsynth.hub.upload import HfHubClient
@@ -58,8 +59,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="OCR a seeded sample of pages with Tesseract and print the character "
         "error rate per script; the report is stored in the manifest and the card.")
     qa.add_argument("folder", help="a folder written by deepsynth generate")
-    qa.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
-                    help=f"pages to read (default {DEFAULT_SAMPLE})")
+    qa.add_argument("--sample", type=int, default=QA_SAMPLE,
+                    help=f"pages to read (default {QA_SAMPLE})")
     qa.add_argument("--seed", type=int, default=0, help="which pages (default 0)")
     qa.add_argument("--workers", type=int, default=None,
                     help="Tesseract processes at once (default: the CPU count)")

@@ -76,6 +76,16 @@ class ExportRequest:
                          "adapter files as they are)")
 
 
+QA_SAMPLE = 50  # pages render QA reads back unless told (deepsynth qa --sample, the REST body)
+
+
+@dataclass
+class QaRequest:
+    sample: int = option(QA_SAMPLE, min=1, max=10_000,
+                         help="how many pages to read back with Tesseract")
+    seed: int = option(0, min=0, help="which pages: the same seed picks the same pages")
+
+
 @dataclass
 class SummarizeRequest:
     model: str = option(help="a model trained here, by name", check=name_rule)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from deepsynth.data.manifest import MANIFEST_NAME, Manifest
 from deepsynth.errors import DeepSynthError, NotFound
+from deepsynth.render.legibility import dataset_warnings
 
 
 def _size(folder: Path) -> int:
@@ -13,18 +14,21 @@ def _size(folder: Path) -> int:
 
 
 def summarize(folder: Path) -> dict:
-    """Name, status, rows per split, pages, bytes and source of a generated dataset."""
+    """Name, status, rows per split, pages, bytes, source, warnings and render QA report of a
+    generated dataset."""
     folder = Path(folder)
     manifest = Manifest.load(folder)
     if manifest is None:
         raise DeepSynthError(f"{folder} is not a DeepSynth dataset (no {MANIFEST_NAME})")
-    config = manifest.data["config"]
+    config, totals = manifest.data["config"], manifest.totals()
     return {
         "name": folder.name, "path": str(folder), "status": manifest.data["status"],
         "source": config["source"]["source"], "page_size": config["render"]["page_size"],
         "rows": {name: state.rows for name, state in manifest.splits.items()},
-        "pages": manifest.totals()["pages"], "bytes": _size(folder),
+        "pages": totals["pages"], "bytes": _size(folder),
         "updated_at": manifest.data["updated_at"],
+        "warnings": dataset_warnings(totals),  # lossy pages, missing glyphs
+        "qa": manifest.data.get("qa"),  # the latest render QA report (data/qa.py), or None
     }
 
 
@@ -47,7 +51,8 @@ def listed_dataset(folder: Path) -> dict:
         return summarize(folder)
     except (DeepSynthError, OSError) as exc:
         return {"name": folder.name, "status": "unreadable", "error": str(exc), "rows": {},
-                "pages": 0, "bytes": 0, "source": None, "page_size": None, "updated_at": None}
+                "pages": 0, "bytes": 0, "source": None, "page_size": None, "updated_at": None,
+                "warnings": [], "qa": None}
 
 
 def describe_dataset(folder: Path) -> dict:

@@ -16,17 +16,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deepsynth.config import RenderConfig, from_dict
+from deepsynth.config.requests import QA_SAMPLE
 from deepsynth.data.card import write_card
 from deepsynth.data.folder_lock import FolderLock
 from deepsynth.data.manifest import Manifest
 from deepsynth.data.shards import read_shard
-from deepsynth.errors import ConfigError, NotFound
+from deepsynth.errors import ConfigError, NotFound, OutputError
 from deepsynth.render.ocr import (
     OcrUnavailable, character_error_rate, comparable, language_for, ocr_pngs, tesseract_path,
 )
 from deepsynth.render.variety import build_row_renderer
 
-DEFAULT_SAMPLE = 50
 WORST_SHOWN = 5
 
 
@@ -145,7 +145,11 @@ def qa_report(folder: Path, manifest: Manifest, sample: int, seed: int = 0,
     return {"sample": len(checks), "of_pages": len(pages), "seed": seed, **_summary(checks)}
 
 
-def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
+def _shards(manifest: Manifest) -> dict[str, list]:
+    return {name: split.shards for name, split in manifest.splits.items()}
+
+
+def run_qa(folder: Path, sample: int = QA_SAMPLE, seed: int = 0,
            workers: int | None = None) -> dict:
     """OCR ``sample`` pages chosen with ``seed``; the report, also saved in the manifest."""
     folder = Path(folder)
@@ -156,7 +160,10 @@ def run_qa(folder: Path, sample: int = DEFAULT_SAMPLE, seed: int = 0,
         raise NotFound(f"{folder} is not a dataset made by deepsynth (no manifest)")
     report = qa_report(folder, manifest, sample, seed, workers)
     with FolderLock(folder):  # a generation writing this folder keeps its manifest
-        manifest = Manifest.load(folder)
+        read, manifest = _shards(manifest), Manifest.load(folder)
+        if manifest is None or _shards(manifest) != read:
+            raise OutputError(f"{folder} was written again while render QA read it; the "
+                              f"report would describe pages it no longer has: run QA again")
         manifest.data["qa"] = report
         manifest.save()
         write_card(folder, manifest)

@@ -57,6 +57,19 @@ def generation_config(workspace: Workspace, name: str, body: dict,
     return config
 
 
+def render_qa_options(body: dict) -> dict:
+    """A render QA request (sample, seed) as the job's options, refused at submit (not as a
+    failed job) where this server has no Tesseract."""
+    from deepsynth.config.requests import QaRequest, parse_body
+    from deepsynth.render.ocr import tesseract_path
+
+    request = parse_body(QaRequest, body)
+    if not tesseract_path():
+        raise ConfigRefused("sample", "render QA needs Tesseract, which this server lacks "
+                            "(apt-get install tesseract-ocr)", "none on this server")
+    return {"sample": request.sample, "seed": request.seed}
+
+
 def refuse_taken_name(name: str, config: GenerationConfig) -> None:
     """A name whose dataset the generation would refuse to replace is refused at submit,
     in the request's own terms (it failed as a job, naming a server path and CLI flags).
@@ -134,6 +147,19 @@ def _generate(workspace: Workspace, hub: HubFactory, ray_address: str | None) ->
     return run
 
 
+def _render_qa(workspace: Workspace) -> JobFunction:
+    def run(config: dict, context: JobContext) -> dict:
+        from deepsynth.data.qa import run_qa
+
+        options = config["options"]
+        report = run_qa(workspace.dataset_folder(config["name"], "name"), options["sample"],
+                        options["seed"])
+        context.log(f"render QA: CER {report['cer']} over {report['sample']} of "
+                    f"{report['of_pages']} pages")
+        return {"status": "completed", "dataset": config["name"], "qa": report}
+    return run
+
+
 def _evaluate(workspace: Workspace) -> JobFunction:
     def run(config: dict, context: JobContext) -> dict:
         from deepsynth.evaluation.evaluate import evaluate_model
@@ -207,6 +233,7 @@ def job_kinds(workspace: Workspace | Path | str, hub: HubFactory = real_hub,
                 writes=_named("dataset")),
         JobKind("push_dataset", "cpu", "generate", _push_dataset(workspace, hub),
                 reads=_named("dataset")),
+        JobKind("render_qa", "cpu", "generate", _render_qa(workspace), reads=_named("dataset")),
         train_kind(workspace, hub),
         JobKind("evaluate", "gpu", "accelerator", _evaluate(workspace), reads=_evaluated),
         JobKind("push_model", "gpu", "accelerator", _push_model(workspace, hub),

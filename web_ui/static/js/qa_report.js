@@ -1,4 +1,4 @@
-// What the Benchmark and Custom pages share about render QA and rendering variety: the worst
+// What the Benchmark, Custom and Datasets pages share about render QA and rendering variety: the worst
 // pages of a QA report as thumbnails (the page-PNG endpoint, rows addressed by their index in
 // the split) with their CER and script, and the variety fields of the generation form.
 import { el } from "./ui.js";
@@ -26,9 +26,10 @@ export function fontList(values) {
   return values;
 }
 
-const percent = (rate) => (rate === null || rate === undefined ? "—" : `${(100 * rate).toFixed(1)}%`);
+export const percent = (rate) => (rate === null || rate === undefined ? "—" : `${(100 * rate).toFixed(1)}%`);
 
-export function worstPages(dataset, qa) {
+// `id`: the section's id where a page shows one report (the Datasets page shows several: null).
+export function worstPages(dataset, qa, id = "qa-report") {
   const pages = qa.worst.map((w) => {
     const src = `/api/datasets/${encodeURIComponent(dataset)}/samples/${w.row}/pages/${w.page}.png` +
       `?split=${encodeURIComponent(w.split)}`;
@@ -38,7 +39,7 @@ export function worstPages(dataset, qa) {
       el("figcaption", {}, `CER ${percent(w.cer)} · ${w.script ?? "no script"}`, el("br"),
          el("span", { class: "muted" }, where)));
   });
-  return el("section", { class: "qa-report", id: "qa-report" },
+  return el("section", { class: "qa-report", id },
     el("h3", {}, `Render QA: CER ${percent(qa.cer)} over ${qa.sample} of ${qa.of_pages} pages`),
     pages.length ? el("div", { class: "thumbs qa-worst" }, pages)
       : el("p", { class: "muted" }, "No page could be read (no Tesseract language pack for its script)."));
