@@ -20,6 +20,7 @@ from deepsynth.data.manifest import MANIFEST_NAME
 from deepsynth.errors import ConfigError
 from deepsynth.render.ocr import installed_languages, tesseract_path
 from deepsynth.render.renderer import Renderer
+from deepsynth.render.tokens import token_counter
 from deepsynth.render.variety import VarietyRenderer, build_row_renderer, sample_params
 
 RANGES = {"vary_fonts": ["DejaVuSans", "DejaVuSerif", "DejaVuSansMono"],
@@ -60,6 +61,36 @@ def test_without_ranges_rows_render_with_the_plain_renderer():
     assert type(renderer) is Renderer
     assert renderer.render_row("a b c", "row-1").render_params is None
     assert isinstance(build_row_renderer(varied()), VarietyRenderer)
+
+
+def test_caches_are_shared_out_among_the_font_sizes_variety_may_use(monkeypatch):
+    """Word and mask caches per (font, size) split a per-process budget (3 fonts at 10-40 px
+    once took 2.3 GB a worker), and a row drawn after evictions is drawn the same."""
+    import random
+
+    import deepsynth.render.variety as variety
+
+    assert variety.font_size_pairs(varied()) == 3 * 10
+    assert variety.font_size_pairs(varied(overflow="shrink", min_font_size=6)) == 3 * 15
+    assert variety.font_size_pairs(RenderConfig(page_size="small")) == 1
+    monkeypatch.setattr(variety, "WORDS_BUDGET", 600)  # small, so a test fills them
+    monkeypatch.setattr(variety, "MASKS_BUDGET", 300)
+    renderer = variety.VarietyRenderer(varied(), token_counter(None))
+    assert (renderer.words_cached, renderer.masks_cached) == (
+        variety.WORDS_FLOOR, variety.MASKS_FLOOR)  # 600 // 30 is under the floor
+    monkeypatch.setattr(variety, "WORDS_FLOOR", 20)
+    monkeypatch.setattr(variety, "MASKS_FLOOR", 10)
+    renderer = variety.VarietyRenderer(varied(), token_counter(None))
+    assert (renderer.words_cached, renderer.masks_cached) == (20, 10)
+    rng = random.Random(0)  # 60 made-up words a row: more than any cache keeps
+    texts = {f"row-{i}": " ".join("".join(rng.choice("abcdefghij") for _ in range(6))
+                                  for _ in range(60)) for i in range(40)}
+    first = {row: renderer.render_row(text, row).pages for row, text in texts.items()}
+    for measurer, masks in renderer._shared.values():
+        assert len(measurer._cache) <= 20 and len(masks) <= 10
+    fresh = variety.VarietyRenderer(varied(), token_counter(None))
+    assert all(fresh.render_row(text, row).pages == first[row] for row, text in texts.items())
+
 
 
 @pytest.mark.parametrize(("values", "field", "allowed"), [

@@ -19,6 +19,7 @@ from deepsynth.render.bidi import (COMPLEX_CHAR, LTR, RTL, needs_complex_layout,
 from deepsynth.render.fonts import CAN_SHAPE, MISSING, FontSet
 
 TAB_SPACES = 4
+WORDS_CACHED = 50_000  # measured words a Measurer keeps (per font set and size)
 _LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _TOKENS = re.compile(r"[ \t]+|[^ \t]+")
 # Control characters (Unicode category Cc) other than tab and newline, and the format
@@ -78,7 +79,7 @@ class Line:
 class Measurer:
     """Splits words into font runs and measures them, caching by word."""
 
-    def __init__(self, fonts: FontSet, cache_size: int = 50_000):
+    def __init__(self, fonts: FontSet, cache_size: int = WORDS_CACHED):
         self.fonts = fonts
         self.space = fonts.fonts[0].getlength(" ")
         self._cache: dict[str, Word] = {}

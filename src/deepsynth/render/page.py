@@ -22,12 +22,14 @@ from deepsynth.render.bidi import RTL
 from deepsynth.render.fonts import CAN_SHAPE, FontSet
 from deepsynth.render.layout import Line, Word
 
+MASKS_CACHED = 8192  # drawn word masks a painter keeps (per font set and size)
+
 
 class PagePainter:
     """Paints pages of one size, font set and colour mode; caches word masks."""
 
     def __init__(self, fonts: FontSet, width: int, height: int, margin: int,
-                 line_height: int, color_mode: str = "gray", cache_size: int = 8192,
+                 line_height: int, color_mode: str = "gray", cache_size: int = MASKS_CACHED,
                  masks: dict | None = None):
         self.fonts = fonts
         self.width, self.height = width, height

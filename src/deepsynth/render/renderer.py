@@ -13,9 +13,11 @@ from PIL import Image
 
 from deepsynth.config.dataset import RenderConfig
 from deepsynth.render.fonts import FontSet, resolve_font
-from deepsynth.render.layout import Layout, Measurer, layout_text, missing_glyphs, normalize_text
+from deepsynth.render.layout import (
+    WORDS_CACHED, Layout, Measurer, layout_text, missing_glyphs, normalize_text,
+)
 from deepsynth.render.legibility import document_warnings
-from deepsynth.render.page import PagePainter, encode_png
+from deepsynth.render.page import MASKS_CACHED, PagePainter, encode_png
 from deepsynth.render.tokens import TokenCounter, row_vision_tokens, token_counter
 
 
@@ -62,13 +64,13 @@ class _SizedEngine:
     """Measurer and painter for one font size (the shrink policy uses several)."""
 
     def __init__(self, shared: tuple[Measurer, dict], width: int, height: int, margin: int,
-                 line_spacing: float, color_mode: str):
+                 line_spacing: float, color_mode: str, masks_cached: int):
         self.measurer, masks = shared
         fonts = self.measurer.fonts
         ascent, descent = fonts.fonts[0].getmetrics()
         self.line_height = max(1, round((ascent + descent) * line_spacing))
         self.painter = PagePainter(fonts, width, height, margin, self.line_height, color_mode,
-                                   masks=masks)
+                                   cache_size=masks_cached, masks=masks)
 
 
 class Renderer:
@@ -79,7 +81,8 @@ class Renderer:
                  png_level: int, overflow: str, max_pages: int | None,
                  fallback_fonts: bool, tokens: TokenCounter,
                  target_compression: float | None = None,
-                 shared_fonts: dict[tuple[Path, int], tuple[Measurer, dict]] | None = None):
+                 shared_fonts: dict[tuple[Path, int], tuple[Measurer, dict]] | None = None,
+                 words_cached: int = WORDS_CACHED, masks_cached: int = MASKS_CACHED):
         self.width, self.height = width, height
         self.font_path, self.font_size = font_path, font_size
         self.min_font_size = min(min_font_size, font_size)
@@ -93,16 +96,18 @@ class Renderer:
         # Fonts, measured words and word masks by (font, size): rendering variety shares
         # them between the renderers of its styles (margins and line spacings leave them be).
         self._shared = {} if shared_fonts is None else shared_fonts
+        # Cache sizes per font and size: rendering variety, with many of them, gives each less.
+        self.words_cached, self.masks_cached = words_cached, masks_cached
 
     def _engine(self, size: int) -> _SizedEngine:
         if size not in self._engines:
             key = (self.font_path, size)
             if key not in self._shared:
                 fonts = FontSet(self.font_path, size, self.fallback_fonts)
-                self._shared[key] = (Measurer(fonts), {})
+                self._shared[key] = (Measurer(fonts, self.words_cached), {})
             self._engines[size] = _SizedEngine(
                 self._shared[key], self.width, self.height, self.margin,
-                self.line_spacing, self.color_mode)
+                self.line_spacing, self.color_mode, self.masks_cached)
         return self._engines[size]
 
     def _layout(self, text: str, size: int) -> Layout:

@@ -22,6 +22,25 @@ from deepsynth.render.tokens import TokenCounter, token_counter
 
 LINE_SPACING_STEP = 0.05  # line spacings drawn on this grid, so few renderers are built
 RENDERERS_KEPT = 128  # per process: one per style in use, least recently used dropped
+# Measured words and drawn word masks are cached per font and size. A plain renderer has one
+# of those; variety may use every font at every size in its ranges (3 fonts at 10-40 px are
+# 93), each filling its caches: 2.3 GB per worker on a corpus of many distinct words. So
+# these budgets, per process, are shared out among the pairs the ranges allow, with a floor.
+WORDS_BUDGET, MASKS_BUDGET = 200_000, 32_768
+WORDS_FLOOR, MASKS_FLOOR = 4096, 1024
+
+
+def font_size_pairs(config: RenderConfig) -> int:
+    """How many (font, size) pairs the rows of ``config`` may be drawn with: the fonts, by
+    the sizes of the range, down to min_font_size where shrink or a target compression can
+    choose a smaller size."""
+    vary = config.variety
+    low, high = vary.range("font_size")
+    if low is None:
+        low = high = config.font_size
+    if config.overflow == "shrink" or config.target_compression:
+        low = min(low, config.min_font_size)
+    return max(1, len(vary.vary_fonts)) * (high - low + 1)
 
 
 def _draw(seed: int, row_id: str, name: str) -> random.Random:
@@ -66,6 +85,9 @@ class VarietyRenderer:
                 raise ConfigError("vary_fonts", exc.message, exc.allowed) from None
         self._renderers: OrderedDict[tuple, Renderer] = OrderedDict()
         self._shared: dict = {}  # (font, size): measurer and masks, shared by the styles
+        pairs = font_size_pairs(config)
+        self.words_cached = max(WORDS_FLOOR, WORDS_BUDGET // pairs)
+        self.masks_cached = max(MASKS_FLOOR, MASKS_BUDGET // pairs)
 
     def params(self, row_id: str) -> dict:
         return sample_params(self.config, row_id)
@@ -82,7 +104,8 @@ class VarietyRenderer:
                 color_mode=config.color_mode, png_level=config.png_level,
                 overflow=config.overflow, max_pages=config.max_pages,
                 fallback_fonts=config.fallback_fonts, tokens=self.tokens,
-                target_compression=config.target_compression, shared_fonts=self._shared)
+                target_compression=config.target_compression, shared_fonts=self._shared,
+                words_cached=self.words_cached, masks_cached=self.masks_cached)
             self._renderers[key] = renderer
             if len(self._renderers) > RENDERERS_KEPT:
                 self._renderers.popitem(last=False)
