@@ -23,6 +23,7 @@ from deepsynth.evaluation.summarize import summarize
 from deepsynth.models import tiny
 from deepsynth.models.model_info import read_info
 from deepsynth.training.loop import train
+from deepsynth.training.request import resolve_training
 from deepsynth.workspace import Workspace
 
 PAGE = "800x300"  # landscape, wider than a tile: 3 x 1 crops in both families
@@ -117,3 +118,20 @@ def test_a_sequence_the_crops_make_too_long_is_refused_naming_image_mode(root, d
     fits = train(config(dataset, root / "fits", str(v1_folder), max_length=700,
                         max_steps=1), root=root, echo=lambda _: None)
     assert fits.step == 1
+
+
+def test_the_too_long_sequence_is_refused_at_submit_from_the_models_config(dataset, v1_folder,
+                                                                         tmp_path):
+    """resolve_training (what the CLI and POST /api/model/train parse into) refuses it before
+    any job: the model's config and the dataset's page counts are read, nothing is loaded."""
+    values = {"dataset": str(dataset), "out": str(tmp_path / "o"), "model": str(v1_folder),
+              "image_mode": "crops", "max_length": 700}
+    with pytest.raises(ConfigRefused) as refused:
+        resolve_training(values)
+    assert refused.value.field == "image_mode"
+    assert "1032 tokens exceeds the model's 1024 positions" in refused.value.message
+    assert not (tmp_path / "o").exists()
+    assert resolve_training({**values, "image_mode": "global"}).task.max_length == 700
+    with pytest.raises(ConfigRefused) as refused:  # global pages that still do not fit
+        resolve_training({**values, "image_mode": "global", "max_length": 1010})
+    assert refused.value.field == "max_pages" and "1032 tokens" in refused.value.message

@@ -1,7 +1,8 @@
 """The refusals of a training config: options that would silently do nothing (or could not
 run) under the chosen trainer, adapter and LoRA preset; and, in :func:`check_data`, what
 the config names checked cheaply at submit (the dataset's splits, the prompt's length in
-the model's tokenizer when that tokenizer is local or built in).
+the model's tokenizer when that tokenizer is local or built in, the longest sequence within
+the model's positions when its config is on this machine).
 
 The MoE regularizers' rules come from their descriptors
 (:data:`deepsynth.training.regularizers.REGULARIZERS`): which fields the chat trainer
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from deepsynth.config.training_presets import (
     CHAT_LORA_PRESETS, LORA_PRESETS, OCR_LORA_PRESETS, default_lora_dropout,
 )
-from deepsynth.errors import ConfigError, OutputError
+from deepsynth.errors import ConfigError, ConfigRefused, DeepSynthError, OutputError
 
 if TYPE_CHECKING:
     from deepsynth.config.training import TrainingConfig
@@ -181,6 +182,7 @@ def check_data(config: TrainingConfig) -> None:
     _check_model_folder(config)
     _check_splits(config)
     _check_prompt_length(config)
+    _check_sequence_length(config)
 
 
 def _check_model_folder(config: TrainingConfig) -> None:
@@ -262,3 +264,72 @@ def _tiny_tokenizer():
     from deepsynth.models import tiny
 
     return tiny.build_tokenizer()  # what the tiny model saves; trained offline, ~2 s once
+
+
+def sequence_refusal(family: str, image_size: int, mode: str, width: int, height: int,
+                     most_pages: int, max_length: int, positions: int) -> ConfigRefused | None:
+    """The refusal of a run whose longest sequence, [bos] + the image tokens of its longest
+    row's ``most_pages`` pages of ``width`` x ``height`` px + ``max_length`` text tokens,
+    exceeds the decoder's ``positions``; None when it fits. Named ``image_mode`` in crops
+    mode, else ``max_pages``."""
+    from deepsynth.render.tokens import page_view
+
+    image = page_view(family, image_size, mode, width, height).tokens * most_pages
+    if 1 + image + max_length <= positions:
+        return None
+    single = page_view(family, image_size, "global", width, height).tokens
+    return ConfigRefused(
+        "image_mode" if mode == "crops" else "max_pages",
+        f"{mode}: {most_pages} page{'s' * (most_pages != 1)} of {width}x{height} px are "
+        f"{image} image tokens; with max_length {max_length} a sequence of "
+        f"{1 + image + max_length} tokens exceeds the model's {positions} positions",
+        f"image_mode global ({single} image tokens a page), a smaller max_pages or "
+        f"max_length")
+
+
+def _model_positions(spec: str) -> tuple[str, int, int] | None:
+    """(family, image size, decoder positions) of an OCR model whose config is on this
+    machine (a folder, a random: spec or a published architecture DeepSynth ships); None
+    for others (a preset built on first use, a Hub id), which the run checks once loaded."""
+    from deepsynth.models.random_spec import REAL_MODELS, parse_random_spec
+
+    if not (Path(spec).expanduser().is_dir() or spec in REAL_MODELS
+            or parse_random_spec(spec)):
+        return None
+    from deepsynth.training.estimate_model import model_config
+
+    try:
+        config, family, image_size = model_config(spec, None, chat=False)
+    except (DeepSynthError, ValueError, OSError):
+        return None  # the run reports what is wrong with the model
+    if family == "causal_lm" or not image_size:
+        return None
+    return family, image_size, config.text_config.max_position_embeddings
+
+
+def _check_sequence_length(config: TrainingConfig) -> None:
+    """The longest training row's sequence within the model's positions (the run checks it
+    again once loaded): the row with the most pages of the train split that fit max_pages."""
+    from deepsynth.config.dataset import RenderConfig
+    from deepsynth.config.spec import from_dict
+    from deepsynth.data.manifest import Manifest, is_dataset
+    from deepsynth.data.shards import read_column
+
+    task, folder = config.task, Path(config.task.dataset)
+    model = _model_positions(task.model)
+    if model is None or not is_dataset(folder):
+        return
+    try:
+        manifest = Manifest.load(folder)
+        split = manifest.splits.get(task.train_split)
+        counts = [n for n in read_column(folder, split.shards, "num_pages")
+                  if n <= task.max_pages] if split else []
+        width, height = from_dict(RenderConfig, manifest.data["config"]["render"]).size
+    except (DeepSynthError, OSError, ValueError, KeyError):
+        return  # a damaged or older dataset: loading it reports what is wrong
+    if counts:
+        family, image_size, positions = model
+        refusal = sequence_refusal(family, image_size, task.image_mode, width, height,
+                                   max(counts), task.max_length, positions)
+        if refusal is not None:
+            raise refusal

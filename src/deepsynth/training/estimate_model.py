@@ -92,6 +92,14 @@ def build_meta(spec: str, root: Path | None, chat: bool, dtype):
     """The model ``spec`` names, built on the meta device in ``dtype`` (parameters the model
     class keeps in float32, the MoE router, stay so), its family and its image size (0: none)."""
     from deepsynth.models.meta_build import build_on_meta
+
+    config, kind, image_size = model_config(spec, root, chat)
+    return build_on_meta(lambda: _instantiate(config), dtype), kind, image_size
+
+
+def model_config(spec: str, root: Path | None, chat: bool):
+    """The transformers config of the model ``spec`` names, its family and its image size
+    (0: none), from what is on this machine."""
     from deepsynth.models.random_spec import (
         REAL_MODELS,
         family,
@@ -106,9 +114,8 @@ def build_meta(spec: str, root: Path | None, chat: bool, dtype):
         config, kind = real_config(*random), family(random[0])
     else:
         config, kind = _folder_config(spec, root, chat)
-    model = build_on_meta(lambda: _instantiate(config), dtype)
     image = getattr(getattr(config, "vision_config", None), "sam_config", None)
-    return model, kind, int(image.image_size) if image is not None else 0
+    return config, kind, int(image.image_size) if image is not None else 0
 
 
 def _folder_config(spec: str, root: Path | None, chat: bool):

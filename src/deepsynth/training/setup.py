@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from deepsynth.config.training import LORA_PRESETS, TrainingConfig
-from deepsynth.errors import ConfigError, ConfigRefused, DatasetDamaged, DeepSynthError
+from deepsynth.config.training_checks import sequence_refusal
+from deepsynth.errors import ConfigError, DatasetDamaged, DeepSynthError
 from deepsynth.models.adapters import apply_adapters, peft_config, unfreeze_decoder
 from deepsynth.models.components import freeze_vision
 from deepsynth.models.registry import LoadedModel, load_model
@@ -128,24 +129,17 @@ def check_sequence_fits(loaded: LoadedModel, pages: PageFormat, rows: SplitRows,
                         max_length: int) -> None:
     """The longest training sequence, [bos] + its pages' image tokens + max_length text
     tokens, within the decoder's positions; else refused naming ``image_mode`` (crops) or
-    ``max_pages``. Pages are measured on the first one (a DeepSynth dataset has one size)."""
+    ``max_pages`` (``sequence_refusal``, which the submit checks use too). Pages are measured
+    on the first one (a DeepSynth dataset has one size)."""
     first = rows.table[rows.indices[0]]["images"][0]["bytes"]
     width, height = read_page(first).size
     counts = rows.table["num_pages"]
-    most = max(counts[i] for i in rows.indices)
-    image = pages.tokens(width, height) * most
-    positions = loaded.model.config.text_config.max_position_embeddings
-    if 1 + image + max_length <= positions:
-        return
-    single = PageFormat(pages.family, pages.image_size).tokens(width, height)
-    raise ConfigRefused(
-        "image_mode" if pages.mode == "crops" else "max_pages",
-        f"{pages.mode}: {most} page{'s' * (most != 1)} of {width}x{height} px are {image} "
-        f"image tokens; with "
-        f"max_length {max_length} a sequence of {1 + image + max_length} tokens exceeds "
-        f"the model's {positions} positions",
-        f"image_mode global ({single} image tokens a page), a smaller max_pages or "
-        f"max_length")
+    refusal = sequence_refusal(
+        pages.family, pages.image_size, pages.mode, width, height,
+        max(counts[i] for i in rows.indices), max_length,
+        loaded.model.config.text_config.max_position_embeddings)
+    if refusal is not None:
+        raise refusal
 
 
 def build_chat_data(config: TrainingConfig, loaded: LoadedModel) -> TrainingData:
