@@ -135,3 +135,13 @@ def test_the_too_long_sequence_is_refused_at_submit_from_the_models_config(datas
     with pytest.raises(ConfigRefused) as refused:  # global pages that still do not fit
         resolve_training({**values, "image_mode": "global", "max_length": 1010})
     assert refused.value.field == "max_pages" and "1032 tokens" in refused.value.message
+    # Only configs that are here are read: a preset (or an adapter run on one) would be
+    # built to be read, so the run checks it once loaded instead.
+    from deepsynth.config.training_checks import _config_is_here
+    from deepsynth.models.model_info import write_info
+
+    adapter_run = tmp_path / "adapter-run"
+    adapter_run.mkdir()
+    write_info(adapter_run, {"adapter": True, "base_model": tiny.NAME})
+    assert _config_is_here(str(v1_folder)) and _config_is_here("random:deepseek-ocr-2")
+    assert not _config_is_here(tiny.NAME) and not _config_is_here(str(adapter_run))

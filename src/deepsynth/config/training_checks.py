@@ -290,11 +290,8 @@ def sequence_refusal(family: str, image_size: int, mode: str, width: int, height
 def _model_positions(spec: str) -> tuple[str, int, int] | None:
     """(family, image size, decoder positions) of an OCR model whose config is on this
     machine (a folder, a random: spec or a published architecture DeepSynth ships); None
-    for others (a preset built on first use, a Hub id), which the run checks once loaded."""
-    from deepsynth.models.random_spec import REAL_MODELS, parse_random_spec
-
-    if not (Path(spec).expanduser().is_dir() or spec in REAL_MODELS
-            or parse_random_spec(spec)):
+    for others (a preset, a Hub id), which the run checks once loaded."""
+    if not _config_is_here(spec):
         return None
     from deepsynth.training.estimate_model import model_config
 
@@ -305,6 +302,24 @@ def _model_positions(spec: str) -> tuple[str, int, int] | None:
     if family == "causal_lm" or not image_size:
         return None
     return family, image_size, config.text_config.max_position_embeddings
+
+
+def _config_is_here(spec: str) -> bool:
+    """Whether the config of ``spec`` can be read without building or fetching anything: a
+    preset is built on first use (under the data root), so an adapter run on a preset is
+    not."""
+    from deepsynth.models.model_info import read_info
+    from deepsynth.models.random_spec import REAL_MODELS, parse_random_spec
+
+    if spec in REAL_MODELS or parse_random_spec(spec):
+        return True
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        return False
+    info = read_info(folder)
+    if info.get("adapter") and info.get("base_model"):
+        return _config_is_here(info["base_model"])
+    return True
 
 
 def _check_sequence_length(config: TrainingConfig) -> None:
