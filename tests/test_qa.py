@@ -140,6 +140,10 @@ def test_render_qa_requests_are_refused_naming_the_field_or_the_job(tmp_path, mo
         monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # as on a server without Tesseract
         status, error = client.call("POST", "/api/datasets/ds/qa", {"seed": 2})
         assert status == 422 and error["field"] == "sample" and "Tesseract" in error["error"]
+        status, error = client.call("POST", "/api/dataset/generate", {  # QA after generating
+            "name": "checked", "source": str(corpus.relative_to(root)), "qa_sample": 2,
+            "text_field": "article", "summary_field": "highlights", "page_size": "tiny"})
+        assert status == 422 and error["field"] == "qa_sample" and "Tesseract" in error["error"]
 
 
 def test_qa_refuses_to_store_a_report_of_pages_rewritten_meanwhile(tmp_path, monkeypatch):

@@ -325,8 +325,7 @@ def _config_is_here(spec: str) -> bool:
 def _check_sequence_length(config: TrainingConfig) -> None:
     """The longest training row's sequence within the model's positions (the run checks it
     again once loaded): the row with the most pages of the train split that fit max_pages."""
-    from deepsynth.config.dataset import RenderConfig
-    from deepsynth.config.spec import from_dict
+    from deepsynth.config.dataset import parse_page_size
     from deepsynth.data.manifest import Manifest, is_dataset
     from deepsynth.data.shards import read_column
 
@@ -339,7 +338,7 @@ def _check_sequence_length(config: TrainingConfig) -> None:
         split = manifest.splits.get(task.train_split)
         counts = [n for n in read_column(folder, split.shards, "num_pages")
                   if n <= task.max_pages] if split else []
-        width, height = from_dict(RenderConfig, manifest.data["config"]["render"]).size
+        width, height = parse_page_size(manifest.data["config"]["render"]["page_size"])
     except (DeepSynthError, OSError, ValueError, KeyError):
         return  # a damaged or older dataset: loading it reports what is wrong
     if counts:

@@ -45,11 +45,7 @@ def generation_config(workspace: Workspace, name: str, body: dict,
         "source": {k: v for k, v in body.items() if k in source_fields},
         "render": {k: v for k, v in body.items() if k in render_fields}}, strict=True)
     if config.qa_sample:
-        from deepsynth.render.ocr import tesseract_path
-
-        if not tesseract_path():
-            raise ConfigRefused("qa_sample", "needs Tesseract, which this server lacks "
-                                "(apt-get install tesseract-ocr)", "0")
+        _refuse_without_tesseract("qa_sample", "0")
     with refusing():  # what the source holds refuses the request, not the document
         check_source(config.source)
     if body.get("splits") == []:
@@ -57,17 +53,24 @@ def generation_config(workspace: Workspace, name: str, body: dict,
     return config
 
 
-def render_qa_options(body: dict) -> dict:
-    """A render QA request (sample, seed) as the job's options, refused at submit (not as a
-    failed job) where this server has no Tesseract."""
-    from deepsynth.config.requests import QaRequest, parse_body
+def _refuse_without_tesseract(field: str, allowed: str) -> None:
+    """Render QA asked for on a server without Tesseract: refused at submit, naming
+    ``field``, not a failed job."""
     from deepsynth.render.ocr import tesseract_path
 
-    request = parse_body(QaRequest, body)
     if not tesseract_path():
-        raise ConfigRefused("sample", "render QA needs Tesseract, which this server lacks "
-                            "(apt-get install tesseract-ocr)", "none on this server")
-    return {"sample": request.sample, "seed": request.seed}
+        raise ConfigRefused(field, "needs Tesseract for render QA, which this server lacks "
+                            "(apt-get install tesseract-ocr)", allowed)
+
+
+def render_qa_options(body: dict) -> dict:
+    """A render QA request (sample, seed) as the job's options."""
+    from deepsynth.config import to_dict
+    from deepsynth.config.requests import QaRequest, parse_body
+
+    options = to_dict(parse_body(QaRequest, body))
+    _refuse_without_tesseract("sample", "none on this server")
+    return options
 
 
 def refuse_taken_name(name: str, config: GenerationConfig) -> None:
